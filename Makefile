@@ -4,12 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-all clean
 
 setup: $(STAMP)
 
 # The CPU build of torch goes in first: a plain `torch` requirement would otherwise pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
+	@# MuJoCo renders offscreen through EGL; install the system library if this machine lacks it.
+	@ldconfig -p | grep -q 'libEGL.so.1' || { apt-get update -qq && apt-get install -y -qq libegl1 libegl-mesa0 libgl1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
@@ -19,7 +21,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	MUJOCO_GL=egl $(VENV)/bin/controlkit run experiments/quickstart.yaml
 
+# Fast suite (what CI runs); `make test-all` adds the tests marked slow.
 test: $(STAMP)
+	MUJOCO_GL=egl $(VENV)/bin/pytest -q -m "not slow"
+
+test-all: $(STAMP)
 	MUJOCO_GL=egl $(VENV)/bin/pytest -q
 
 clean:

@@ -15,10 +15,15 @@ _ENVS: list[dict] = []
 
 
 def register_envs() -> None:
-    """Register every controlkit env with gymnasium (idempotent)."""
+    """Register every controlkit env with gymnasium (idempotent).
+
+    Each env is also registered without the namespace, so ``gym.make("controlkit.envs:Name-v0")`` (gymnasium's
+    import-then-look-up form) finds it.
+    """
     for entry in _ENVS:
-        if entry["id"] not in gym.registry:
-            gym.register(**entry)
+        for env_id in (entry["id"], entry["id"].split("/", 1)[1]):
+            if env_id not in gym.registry:
+                gym.register(**{**entry, "id": env_id})
 
 
 def env_ids() -> list[str]:

@@ -1,0 +1,39 @@
+"""Every registered controlkit env passes gymnasium's checker; the registry and `controlkit envs` agree."""
+
+import gymnasium as gym
+import pytest
+from gymnasium.envs.registration import load_env_creator
+from gymnasium.utils.env_checker import check_env
+
+import controlkit  # noqa: F401  registers the envs
+from controlkit.cli import main
+from controlkit.envs import env_ids
+
+
+@pytest.mark.parametrize("env_id", env_ids())
+def test_check_env(env_id):
+    modes = getattr(load_env_creator(gym.spec(env_id).entry_point), "metadata", {}).get("render_modes", [])
+    env = gym.make(env_id, render_mode="rgb_array" if "rgb_array" in modes else None)
+    try:
+        check_env(env.unwrapped, skip_render_check=False)
+    finally:
+        env.close()
+
+
+def test_ids_are_registered_under_the_namespace():
+    for env_id in env_ids():
+        assert env_id.startswith("controlkit/") and env_id in gym.registry
+
+
+def test_module_colon_form_makes_the_env():
+    for env_id in env_ids():
+        name = env_id.split("/", 1)[1]
+        env = gym.make(f"controlkit.envs:{name}")
+        env.close()
+
+
+def test_cli_envs_lists_every_id(capsys):
+    assert main(["envs"]) == 0
+    out = capsys.readouterr().out
+    for env_id in env_ids():
+        assert env_id in out
