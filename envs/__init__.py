@@ -11,7 +11,9 @@ import inspect
 import gymnasium as gym
 
 # Each entry is passed to gymnasium.register as keyword arguments.
-_ENVS: list[dict] = []
+_ENVS: list[dict] = [
+    {"id": "controlkit/Swimmer-v0", "entry_point": "controlkit.envs.swimmer:SwimmerEnv", "max_episode_steps": 1000},
+]
 
 
 def register_envs() -> None:
