@@ -1,0 +1,16 @@
+"""Controllable agent-based digital twins (Mesa 3 models): predator–prey, an immune twin, a metabolic pathway.
+
+Each twin is built from parameters and a seed, advanced by ``step(control)`` or ``run(controls)``, and reports
+named observables; ``controlkit.envs`` wraps them as gymnasium environments.
+"""
+
+from controlkit.twins._common import ControlSpec, TwinModel
+from controlkit.twins.predator_prey import PredatorPrey, PredatorPreyParams, predator_prey_cost
+
+__all__ = [
+    "ControlSpec",
+    "PredatorPrey",
+    "PredatorPreyParams",
+    "TwinModel",
+    "predator_prey_cost",
+]
