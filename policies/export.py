@@ -1,0 +1,241 @@
+"""Torch-free forms of the NCAP and MLP policies: numpy callables, ``.npz`` files and ONNX graphs.
+
+Nothing here imports torch, so a robot loop that only runs a trained policy needs numpy (and onnxruntime for
+the ONNX form). ``NCAPPolicy.to_numpy()`` / ``MLPPolicy.to_numpy()`` produce these objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controlkit._io import atomic_write_bytes
+from controlkit.errors import ControlkitError
+from controlkit.policies._circuit import TURN_GAIN, WEIGHT_NAMES, circuit, target_commands
+
+EPISODE_STEPS = 1000  # the swimmer's time_obs scale (controlkit.envs.swimmer.EPISODE_STEPS; no mujoco import here)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclasses.dataclass
+class NCAPNumpy:
+    """NCAP circuit with fixed weights, in numpy. Call it like the torch module: ``policy(obs, step)``."""
+
+    n_joints: int
+    oscillator_period: int
+    navigation: str | None
+    time_obs: bool
+    weights: dict[str, np.ndarray]
+    target_w: np.ndarray | None = None
+    target_b: np.ndarray | None = None
+
+    @property
+    def obs_size(self) -> int:
+        n_links = self.n_joints + 1
+        return self.n_joints + 3 * n_links + (2 if self.navigation else 0) + int(self.time_obs)
+
+    def __call__(self, obs: np.ndarray, step: Any = None, activity: bool = False):
+        """Torques for ``obs`` of shape ``(..., obs_size)``; ``step`` is the control step (scalar or ``(...,)``)."""
+        obs = np.asarray(obs, dtype=np.float64)
+        if obs.shape[-1] != self.obs_size:
+            raise ControlkitError(f"observation: expected {self.obs_size} entries, got {obs.shape[-1]}.")
+        if self.time_obs:
+            step = obs[..., -1:] * EPISODE_STEPS
+        elif step is None:
+            raise ControlkitError("step: needed when the observation has no time entry (time_obs=False).")
+        else:
+            step = np.asarray(step, dtype=np.float64)[..., None]
+        osc_d = (np.round(step) % self.oscillator_period < self.oscillator_period // 2).astype(np.float64)
+        n = self.n_joints
+        x = (obs[..., :n] / (2 * math.pi / (n + 1))).clip(-1, 1)
+        brake = right = left = None
+        if self.navigation:
+            start = n + 3 * (n + 1)
+            right, left, speed = target_commands(obs[..., start:start + 2], self.navigation, self.target_w,
+                                                 self.target_b, _sigmoid)
+            brake = 1 - speed.clip(0, 1)
+        return circuit(x, osc_d, brake, right, left, self.weights, activity)
+
+    # ---- files ----
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an ``.npz`` (weights plus a JSON header); :func:`load_policy` reads it back."""
+        meta = {"type": "ncap", "n_joints": self.n_joints, "oscillator_period": self.oscillator_period,
+                "navigation": self.navigation, "time_obs": self.time_obs}
+        arrays = {f"w_{k}": self.weights[k] for k in WEIGHT_NAMES}
+        if self.target_w is not None:
+            arrays.update(target_w=self.target_w, target_b=self.target_b)
+        return _save_npz(path, meta, arrays)
+
+    def to_onnx(self) -> bytes:
+        """ONNX graph (opset 17): inputs ``obs`` ``(N, obs_size)`` and, without ``time_obs``, ``step`` ``(N, 1)``;
+        output ``action`` ``(N, n_joints)``, float32."""
+        g = _Graph()
+        n = self.n_joints
+        obs = g.input("obs", self.obs_size)
+        if self.time_obs:
+            step = g.op("Mul", g.slice(obs, self.obs_size - 1, self.obs_size), g.const(EPISODE_STEPS))
+        else:
+            step = g.input("step", 1)
+        phase = g.op("Mod", g.op("Round", step), g.const(self.oscillator_period), fmod=1)
+        osc_d = g.op("Cast", g.op("Less", phase, g.const(self.oscillator_period // 2)), to=1)
+        x = g.clip(g.op("Div", g.slice(obs, 0, n), g.const(2 * math.pi / (n + 1))), -1, 1)
+        consts: dict[str, str] = {}
+
+        def w(key: str) -> str:  # add a weight only when the graph uses it (no dead initializers)
+            if key not in consts:
+                consts[key] = g.const(self.weights[key])
+            return consts[key]
+
+        d, v = g.clip(x, 0, 1), g.clip(g.op("Neg", x), 0, 1)
+        b_d = g.op("Add", g.op("MatMul", d, w("prop_d")), g.op("Mul", osc_d, w("osc_d")))
+        b_v = g.op("Add", g.op("MatMul", v, w("prop_v")),
+                   g.op("Mul", g.op("Sub", g.const(1.0), osc_d), w("osc_v")))
+        if self.navigation:
+            start = n + 3 * (n + 1)
+            tx, ty = g.slice(obs, start, start + 1), g.slice(obs, start + 1, start + 2)
+            norm = g.op("Add", g.op("Sqrt", g.op("Add", g.op("Mul", tx, tx), g.op("Mul", ty, ty))), g.const(1e-8))
+            ux, uy = g.op("Div", tx, norm), g.op("Div", ty, norm)
+            if self.navigation == "hardcoded":
+                right = g.clip(g.op("Mul", g.op("Neg", ux), g.const(TURN_GAIN)), 0, 1)
+                left = g.clip(g.op("Mul", ux, g.const(TURN_GAIN)), 0, 1)
+                brake = g.const(0.0)  # speed is always 1
+            else:
+                z = g.op("Sigmoid", g.op("Add", g.op("Add", g.op("Mul", ux, g.const(self.target_w[:, 0])),
+                                                      g.op("Mul", uy, g.const(self.target_w[:, 1]))),
+                                           g.const(self.target_b)))
+                right, left, speed = g.slice(z, 0, 1), g.slice(z, 1, 2), g.slice(z, 2, 3)
+                brake = g.op("Sub", g.const(1.0), g.clip(speed, 0, 1))
+            b_d = g.op("Add", g.op("Add", b_d, g.op("Mul", brake, w("speed_d"))), g.op("Mul", right, w("turn_d")))
+            b_v = g.op("Add", g.op("Add", b_v, g.op("Mul", brake, w("speed_v"))), g.op("Mul", left, w("turn_v")))
+        b_d, b_v = g.clip(b_d, 0, 1), g.clip(b_v, 0, 1)
+        m_d = g.clip(g.op("Add", g.op("Mul", b_d, w("ipsi_d")), g.op("Mul", b_v, w("contra_d"))), 0, 1)
+        m_v = g.clip(g.op("Add", g.op("Mul", b_v, w("ipsi_v")), g.op("Mul", b_d, w("contra_v"))), 0, 1)
+        g.op("Sub", m_d, m_v, out="action")
+        return g.serialize("ncap", n)
+
+
+@dataclasses.dataclass
+class MLPNumpy:
+    """MLP with fixed weights (``weights[k]`` is ``(in, out)``), hidden activation, tanh output."""
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    activation: str = "tanh"
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        h = np.asarray(obs, dtype=np.float64)
+        if h.shape[-1] != self.weights[0].shape[0]:
+            raise ControlkitError(f"observation: expected {self.weights[0].shape[0]} entries, got {h.shape[-1]}.")
+        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = h @ w + b
+            h = np.tanh(h) if (k == len(self.weights) - 1 or self.activation == "tanh") else np.maximum(h, 0.0)
+        return h
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an ``.npz``; :func:`load_policy` reads it back."""
+        arrays = {f"w{k}": w for k, w in enumerate(self.weights)} | {f"b{k}": b for k, b in enumerate(self.biases)}
+        return _save_npz(path, {"type": "mlp", "activation": self.activation, "layers": len(self.weights)}, arrays)
+
+    def to_onnx(self) -> bytes:
+        """ONNX graph: input ``obs`` ``(N, obs_dim)``, output ``action`` ``(N, act_dim)``, float32."""
+        g = _Graph()
+        h = g.input("obs", self.weights[0].shape[0])
+        last = len(self.weights) - 1
+        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = g.op("Add", g.op("MatMul", h, g.const(w)), g.const(b))
+            act = "Tanh" if (k == last or self.activation == "tanh") else "Relu"
+            h = g.op(act, h, out="action" if k == last else None)
+        return g.serialize("mlp", self.weights[-1].shape[1])
+
+
+def load_policy(path: str | os.PathLike) -> NCAPNumpy | MLPNumpy:
+    """Read a policy written by ``NCAPNumpy.save`` or ``MLPNumpy.save``."""
+    with np.load(path) as f:
+        meta = json.loads(str(f["meta"]))
+        arrays = {k: f[k] for k in f.files if k != "meta"}
+    if meta["type"] == "ncap":
+        return NCAPNumpy(meta["n_joints"], meta["oscillator_period"], meta["navigation"], meta["time_obs"],
+                         {k: arrays[f"w_{k}"] for k in WEIGHT_NAMES}, arrays.get("target_w"), arrays.get("target_b"))
+    layers = meta["layers"]
+    return MLPNumpy([arrays[f"w{k}"] for k in range(layers)], [arrays[f"b{k}"] for k in range(layers)],
+                    meta["activation"])
+
+
+def save_onnx(policy: NCAPNumpy | MLPNumpy, path: str | os.PathLike) -> Path:
+    """Write ``policy.to_onnx()`` to ``path`` atomically."""
+    return atomic_write_bytes(path, policy.to_onnx())
+
+
+def _save_npz(path: str | os.PathLike, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+class _Graph:
+    """Minimal ONNX graph builder: float32 tensors, one op per call, constants as initializers."""
+
+    def __init__(self) -> None:
+        import onnx  # noqa: F401  (fail early with a clear ImportError)
+
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self.inputs: list[Any] = []
+        self._n = 0
+
+    def _name(self, prefix: str) -> str:
+        self._n += 1
+        return f"{prefix}{self._n}"
+
+    def input(self, name: str, size: int) -> str:
+        from onnx import TensorProto, helper
+
+        self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", size]))
+        return name
+
+    def const(self, value: Any, dtype: Any = np.float32) -> str:
+        from onnx import numpy_helper
+
+        name = self._name("c")
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs: Any) -> str:
+        from onnx import helper
+
+        out = out or self._name(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+    def clip(self, x: str, lo: float, hi: float) -> str:
+        return self.op("Clip", x, self.const(lo), self.const(hi))
+
+    def slice(self, x: str, start: int, stop: int) -> str:
+        return self.op("Slice", x, self.const([start], np.int64), self.const([stop], np.int64),
+                       self.const([1], np.int64))
+
+    def serialize(self, name: str, out_size: int) -> bytes:
+        import onnx
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(self.nodes, name, self.inputs,
+                                  [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["N", out_size])],
+                                  self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="controlkit")
+        model.ir_version = 8  # readable by onnxruntime >= 1.14
+        onnx.checker.check_model(model)
+        return model.SerializeToString()
+
+
+__all__ = ["MLPNumpy", "NCAPNumpy", "load_policy", "save_onnx"]
