@@ -7,6 +7,7 @@ safe action. Every step records which one was used and why in :class:`~controlki
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from typing import Any
@@ -20,38 +21,48 @@ _FAILED = (Status.TIMEOUT, Status.INFEASIBLE, Status.ERROR)
 
 
 class _Worker:
-    """One background thread running the primary, so the caller can stop waiting at the deadline."""
+    """One background thread running the primary, so the caller can stop waiting at the deadline.
+
+    C-level queues hand work over (a few microseconds, against tens for ``threading.Event`` pairs). An answer
+    that arrives after the caller gave up is dropped when the next step finds it.
+    """
 
     def __init__(self, fn) -> None:
         self._fn = fn
-        self._go = threading.Event()
-        self._done = threading.Event()
-        self._done.set()
-        self._arg: Any = None
-        self.result: tuple[Any, BaseException | None] = (None, None)
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending = False
         threading.Thread(target=self._loop, daemon=True, name="controlkit-fallback").start()
 
     @property
     def busy(self) -> bool:
-        return not self._done.is_set()
+        """Whether an earlier, abandoned call is still running (its late answer is discarded here)."""
+        if self._pending:
+            try:
+                self._results.get_nowait()
+                self._pending = False
+            except queue.Empty:
+                pass
+        return self._pending
 
-    def submit(self, arg: Any) -> None:
-        self._arg = arg
-        self._done.clear()
-        self._go.set()
-
-    def wait(self, timeout: float) -> bool:
-        return self._done.wait(max(timeout, 0.0))
+    def call(self, arg: Any, timeout: float) -> tuple[Any, BaseException | None] | None:
+        """``fn(arg)`` as ``(result, error)``, or ``None`` if it is not done within ``timeout`` seconds."""
+        self._pending = True
+        self._jobs.put(arg)
+        try:
+            out = self._results.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
+        self._pending = False
+        return out
 
     def _loop(self) -> None:
         while True:
-            self._go.wait()
-            self._go.clear()
+            arg = self._jobs.get()
             try:
-                self.result = (self._fn(self._arg), None)
+                self._results.put((self._fn(arg), None))
             except BaseException as exc:  # reported to the caller as a fault, never lost
-                self.result = (None, exc)
-            self._done.set()
+                self._results.put((None, exc))
 
 
 class Fallback(Controller):
@@ -102,7 +113,9 @@ class Fallback(Controller):
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
         if self._worker is not None:
-            self._worker.wait(timeout=10.0)  # never reset a primary that is still computing
+            deadline = time.perf_counter() + 10.0  # never reset a primary that is still computing
+            while self._worker.busy and time.perf_counter() < deadline:
+                time.sleep(0.001)
         self.primary.reset(seed)
         self._plan, self._plan_index, self._reuse = None, 0, 0
 
@@ -123,10 +136,10 @@ class Fallback(Controller):
                 return self._fall_back(Status.TIMEOUT, "primary still busy with an earlier step")
             if hasattr(self.primary, "time_limit"):
                 self.primary.time_limit = max(self.deadline_s - self.margin_s, 1e-3)
-            self._worker.submit(obs)
-            if not self._worker.wait(self.deadline_s - (time.perf_counter() - t0)):
+            out = self._worker.call(obs, self.deadline_s - (time.perf_counter() - t0))
+            if out is None:
                 return self._fall_back(Status.TIMEOUT, f"no action within the {self.deadline_s * 1e3:.1f} ms deadline")
-            action, error = self._worker.result
+            action, error = out
         if error is not None:
             return self._fall_back(Status.ERROR, f"primary raised {type(error).__name__}: {error}")
         step = self.primary.last_step
