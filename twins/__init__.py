@@ -5,12 +5,16 @@ named observables; ``controlkit.envs`` wraps them as gymnasium environments.
 """
 
 from controlkit.twins._common import ControlSpec, TwinModel
+from controlkit.twins.immune import ImmuneParams, ImmuneTwin, immune_cost
 from controlkit.twins.predator_prey import PredatorPrey, PredatorPreyParams, predator_prey_cost
 
 __all__ = [
     "ControlSpec",
+    "ImmuneParams",
+    "ImmuneTwin",
     "PredatorPrey",
     "PredatorPreyParams",
     "TwinModel",
+    "immune_cost",
     "predator_prey_cost",
 ]
