@@ -12,12 +12,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from _table import report
 
 from controlkit import ConstantController
 from controlkit.fallback import Fallback
 from controlkit.loop import run_loop
-
-from _table import report
 
 
 class NullPlant:
@@ -61,7 +60,6 @@ def loop_overhead(steps: int = 20000) -> list[dict]:
 
 def ncap_export(n_calls: int = 3000) -> list[dict]:
     import torch
-
     from controlkit.policies import NCAPPolicy
 
     torch.set_num_threads(1)

@@ -6,6 +6,8 @@ imported by the modules that need them, not here.
 
 from importlib.metadata import PackageNotFoundError, version
 
+import controlkit.envs  # noqa: E402,F401  registers the environments
+from controlkit.config import ExperimentConfig, load_config
 from controlkit.controller import Controller, Plan, Planner, Status, StepInfo
 from controlkit.controllers import (
     ConstantController,
@@ -17,9 +19,7 @@ from controlkit.controllers import (
 from controlkit.errors import ControlkitError
 from controlkit.executors import map_tasks
 from controlkit.kinds import ExperimentKind, register_kind
-from controlkit.config import ExperimentConfig, load_config
 from controlkit.run import RunResult, run_experiment
-import controlkit.envs  # noqa: E402,F401  registers the environments
 
 try:
     __version__ = version("controlkit")

@@ -7,8 +7,9 @@ where there is a finite set, the valid choices.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Mapping, Sequence
+from typing import Annotated, Any
 
 import gymnasium as gym
 import yaml

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Outcome of one control step or one plan."""
 
     OK = "ok"  # solved / computed normally

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from controlkit.errors import choices_error
 
@@ -30,8 +31,8 @@ class ExperimentKind:
     """
 
     name: str
-    config: type["ExperimentConfig"]
-    run: Callable[["ExperimentConfig", "RunContext"], dict[str, Any]]
+    config: type[ExperimentConfig]
+    run: Callable[[ExperimentConfig, RunContext], dict[str, Any]]
     description: str = ""
     report: Callable[[dict[str, Any]], str] | None = None
 

@@ -91,7 +91,7 @@ class CompactNetwork:
         return np.stack(states)
 
     @classmethod
-    def from_sequential(cls, module, nx: int, nu: int, residual: bool = True) -> "CompactNetwork":
+    def from_sequential(cls, module, nx: int, nu: int, residual: bool = True) -> CompactNetwork:
         """Convert a ``torch.nn.Sequential`` of ``Linear``/``ReLU``/``Identity`` (all-ReLU or all-identity layers)."""
         import torch.nn as nn
 

@@ -35,7 +35,7 @@ class RolloutConfig(ExperimentConfig):
         return v
 
     @model_validator(mode="after")
-    def _env_kwargs_exist(self) -> "RolloutConfig":
+    def _env_kwargs_exist(self) -> RolloutConfig:
         check_env_kwargs(self.env, self.env_kwargs)
         return self
 

@@ -13,9 +13,10 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -166,7 +167,7 @@ def run_experiment(
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _meta(config: ExperimentConfig, argv: list[str]) -> dict[str, Any]:

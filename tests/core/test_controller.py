@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import controlkit
-from controlkit import ConstantController, Controller, ControlkitError, RandomController, Status, StepInfo
+from controlkit import ConstantController, ControlkitError, Controller, RandomController, Status, StepInfo
 
 
 def test_random_controller_is_seeded_and_in_bounds():

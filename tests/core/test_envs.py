@@ -2,12 +2,12 @@
 
 import gymnasium as gym
 import pytest
+from controlkit.envs import env_ids
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.utils.env_checker import check_env
 
 import controlkit  # noqa: F401  registers the envs
 from controlkit.cli import main
-from controlkit.envs import env_ids
 
 
 @pytest.mark.parametrize("env_id", env_ids())

@@ -4,12 +4,11 @@ import time
 
 import numpy as np
 import pytest
+from test_fallback_and_loop import RecordingPlant
 
 from controlkit import ControlkitError, Plan, Planner, Status, StepInfo
 from controlkit.async_planner import AsyncPlanner
 from controlkit.loop import run_loop
-
-from test_fallback_and_loop import RecordingPlant
 
 
 class SlowPlanner(Planner):

@@ -6,7 +6,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from controlkit import Controller, ControlkitError, Plan, Status, StepInfo
+from controlkit import ControlkitError, Controller, Plan, Status, StepInfo
 from controlkit.fallback import Fallback
 from controlkit.loop import GymPlant, MujocoPlant, run_loop
 
