@@ -131,7 +131,8 @@ class MLPNumpy:
     biases: list[np.ndarray]
     activation: str = "tanh"
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
+    def __call__(self, obs: np.ndarray, step: Any = None) -> np.ndarray:
+        """Actions for ``obs`` ``(..., obs_dim)``; ``step`` is accepted and ignored (same call as NCAPNumpy)."""
         h = np.asarray(obs, dtype=np.float64)
         if h.shape[-1] != self.weights[0].shape[0]:
             raise ControlkitError(f"observation: expected {self.weights[0].shape[0]} entries, got {h.shape[-1]}.")
