@@ -6,15 +6,19 @@ named observables; ``controlkit.envs`` wraps them as gymnasium environments.
 
 from controlkit.twins._common import ControlSpec, TwinModel
 from controlkit.twins.immune import ImmuneParams, ImmuneTwin, immune_cost
+from controlkit.twins.metabolic import MetabolicParams, MetabolicPathway, metabolic_cost
 from controlkit.twins.predator_prey import PredatorPrey, PredatorPreyParams, predator_prey_cost
 
 __all__ = [
     "ControlSpec",
     "ImmuneParams",
     "ImmuneTwin",
+    "MetabolicParams",
+    "MetabolicPathway",
     "PredatorPrey",
     "PredatorPreyParams",
     "TwinModel",
     "immune_cost",
+    "metabolic_cost",
     "predator_prey_cost",
 ]
