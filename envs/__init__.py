@@ -13,6 +13,8 @@ import gymnasium as gym
 # Each entry is passed to gymnasium.register as keyword arguments.
 _ENVS: list[dict] = [
     {"id": "controlkit/Swimmer-v0", "entry_point": "controlkit.envs.swimmer:SwimmerEnv", "max_episode_steps": 1000},
+    {"id": "controlkit/Push-v0", "entry_point": "controlkit.envs.push:PushEnv", "max_episode_steps": 60},
+    {"id": "controlkit/Sort-v0", "entry_point": "controlkit.envs.sort:SortEnv", "max_episode_steps": 300},
 ]
 
 
