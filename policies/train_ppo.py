@@ -121,6 +121,7 @@ def train_ppo(
     actor: str,
     total_steps: int,
     n_links: int = 6,
+    task: str = "swim",
     seed: int = 0,
     gamma: float = 0.995,
     n_envs: int = 4,
@@ -135,7 +136,7 @@ def train_ppo(
     eval_seeds: tuple[int, ...] = tuple(range(10_000, 10_005)),
     callback: Callable[[int, float], None] | None = None,
 ) -> tuple[nn.Module, TrainingCurve]:
-    """Train an ``actor`` (``"ncap"`` or ``"mlp"``) with PPO on the swim task.
+    """Train an ``actor`` (``"ncap"`` or ``"mlp"``) with PPO on an ``n_links`` swimmer's ``task``.
 
     Returns:
         The trained actor module (NCAPPolicy or MLPPolicy, built with ``time_obs=True``) and its learning curve.
@@ -144,7 +145,7 @@ def train_ppo(
         raise choices_error("actor", actor, ACTORS)
     torch.manual_seed(seed)  # SB3 samples actions from torch's global generator
     vec = make_vec_env("controlkit/Swimmer-v0", n_envs=n_envs, seed=seed,
-                       env_kwargs={"n_links": n_links, "time_obs": True})
+                       env_kwargs={"n_links": n_links, "task": task, "time_obs": True})
     model = PPO(
         ModuleActorPolicy, vec, gamma=gamma, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
         learning_rate=learning_rate, seed=seed, device="cpu", verbose=0,
@@ -152,7 +153,7 @@ def train_ppo(
                        "fixed_std": fixed_std},
     )
     curve = TrainingCurve()
-    cb = _EvalCallback(eval_every, SwimmerEnv(n_links, time_obs=True), eval_seeds, curve, callback)
+    cb = _EvalCallback(eval_every, SwimmerEnv(n_links, task=task, time_obs=True), eval_seeds, curve, callback)
     model.learn(total_timesteps=total_steps, callback=cb)
     if curve.env_steps[-1] != model.num_timesteps:
         cb.evaluate_now()
