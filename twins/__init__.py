@@ -9,6 +9,23 @@ from controlkit.twins.immune import ImmuneParams, ImmuneTwin, immune_cost
 from controlkit.twins.metabolic import MetabolicParams, MetabolicPathway, metabolic_cost
 from controlkit.twins.predator_prey import PredatorPrey, PredatorPreyParams, predator_prey_cost
 
+TWINS: dict[str, type[TwinModel]] = {
+    "immune": ImmuneTwin,
+    "metabolic": MetabolicPathway,
+    "predator_prey": PredatorPrey,
+}
+"""The twins by short name (the ``twin:`` field of a ``twin_simulate`` experiment)."""
+
+
+def make_twin(name: str, params: dict | None = None, seed: int | None = None) -> TwinModel:
+    """Build the twin called ``name`` (see :data:`TWINS`) with parameter overrides and a seed."""
+    from controlkit.errors import choices_error
+
+    if name not in TWINS:
+        raise choices_error("twin", name, TWINS)
+    return TWINS[name](params, seed=seed)
+
+
 __all__ = [
     "ControlSpec",
     "ImmuneParams",
@@ -17,8 +34,10 @@ __all__ = [
     "MetabolicPathway",
     "PredatorPrey",
     "PredatorPreyParams",
+    "TWINS",
     "TwinModel",
     "immune_cost",
+    "make_twin",
     "metabolic_cost",
     "predator_prey_cost",
 ]
