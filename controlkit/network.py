@@ -8,11 +8,18 @@ activation is either ReLU or identity (``relu_masks[k][i]``). It maps the raw ``
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from controlkit.errors import ControlkitError
+
+FORMAT_VERSION = 1
+"""Version of the file layout written by :meth:`CompactNetwork.save`; :meth:`CompactNetwork.load` reads only it."""
 
 
 @dataclasses.dataclass
@@ -127,3 +134,51 @@ class CompactNetwork:
         from controlkit._torch_compact import CompactTorch
 
         return CompactTorch(self).to(torch.float64)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the network to ``path`` (``.npz``, atomically): weights, biases, masks and a JSON header.
+
+        The header holds ``format_version``, ``nx``, ``nu``, ``residual``, the layer count and ``metadata``.
+        """
+        from controlkit._io import _json_default, atomic_write_bytes
+
+        header = {"format_version": FORMAT_VERSION, "nx": self.nx, "nu": self.nu, "residual": self.residual,
+                  "n_layers": len(self.weights), "metadata": self.metadata}
+        arrays = {"header": np.array(json.dumps(header, default=_json_default))}
+        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+            arrays[f"weight{k}"], arrays[f"bias{k}"] = w, b
+        for k, m in enumerate(self.relu_masks):
+            arrays[f"relu_mask{k}"] = m
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CompactNetwork":
+        """Read a file written by :meth:`save`.
+
+        Raises:
+            ControlkitError: the file is missing, corrupt, not a controlkit network, or of another format version.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ControlkitError(f"network file: no such file {str(path)!r}.")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(str(z["header"]))
+                version = header.get("format_version")
+                if version != FORMAT_VERSION:
+                    raise ControlkitError(f"network file {str(path)!r}: format version {version!r}; this controlkit "
+                                          f"reads version {FORMAT_VERSION} (re-export the network).")
+                n = int(header["n_layers"])
+                weights = [z[f"weight{k}"] for k in range(n)]
+                biases = [z[f"bias{k}"] for k in range(n)]
+                masks = [z[f"relu_mask{k}"] for k in range(n - 1)]
+            return cls(weights, biases, masks, nx=int(header["nx"]), nu=int(header["nu"]),
+                       residual=bool(header["residual"]), metadata=dict(header["metadata"]))
+        except ControlkitError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError) as exc:
+            raise ControlkitError(f"network file {str(path)!r}: corrupt or not a controlkit network "
+                                  f"({type(exc).__name__}: {exc}).") from None
+
