@@ -133,7 +133,7 @@ def tighten_lp(problem: MPCProblem, x0: np.ndarray, bounds: Bounds, steps: int |
             todo = np.flatnonzero(cls == UNSTABLE)
             if todo.size == 0 or bounds.empty:
                 continue
-            relax = HighsMILP(problem, bounds, relax=True, last=(t, k))
+            relax = HighsMILP.relaxation(problem, bounds, x0, t, k)
             lo, hi = bounds.pre_lo[t][k].copy(), bounds.pre_hi[t][k].copy()
             for j in todo:
                 lo[j] = max(lo[j], relax.optimise_preactivation(j, minimise=True, fallback=lo[j]))

@@ -1,0 +1,409 @@
+"""Vectorised sparse assembly of the MPC MILP and its HiGHS (highspy) backend.
+
+Columns: states ``x_0..x_H``, actions ``u_0..u_{H-1}``, one post-activation per kept hidden neuron per step
+(stably inactive ReLUs are dropped), one binary per unstable ReLU, L1 epigraph variables, keep-out binaries.
+Rows, per hidden layer and step (``a = W h_prev + b``):
+
+- linear neuron (identity, or ReLU proven active):  ``h = a``
+- unstable ReLU with bounds ``l < 0 < u``:  ``y >= a``,  ``y <= a - l (1 - z)``,  ``y <= u z``,  ``y >= 0``
+
+The matrix is built per (step, layer) block with numpy (no loop per neuron) and handed to HiGHS in one
+``passModel`` call. In receding horizon, :meth:`HighsMILP.update` changes only what depends on ``x0``, the goal
+and the bounds, in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+
+from controlkit._milp_bounds import INACTIVE, LINEAR, UNSTABLE, Bounds, preactivations
+from controlkit._mpc_problem import MPCProblem
+from controlkit.controller import Status
+
+
+@dataclasses.dataclass
+class SolveResult:
+    """What one MILP solve returned (column values split into the parts a plan needs)."""
+
+    status: Status
+    actions: np.ndarray
+    states: np.ndarray
+    objective: float
+    gap: float | None
+    solve_time_s: float
+    message: str
+
+
+class _Builder:
+    """Collects columns and rows as numpy blocks; turns them into CSC arrays at the end."""
+
+    def __init__(self) -> None:
+        self.n_col = 0
+        self.n_row = 0
+        self.col_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []  # lower, upper, cost, integer
+        self.row_parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def cols(self, lower, upper, cost=0.0, integer: bool = False) -> np.ndarray:
+        lower = np.asarray(lower, dtype=np.float64).reshape(-1)
+        upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), lower.shape)
+        cost = np.broadcast_to(np.asarray(cost, dtype=np.float64), lower.shape)
+        idx = np.arange(self.n_col, self.n_col + lower.size)
+        self.n_col += lower.size
+        self.col_parts.append((lower, upper, cost, int(integer)))
+        return idx
+
+    def rows(self, lower, upper, n: int) -> np.ndarray:
+        lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n,))
+        upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n,))
+        idx = np.arange(self.n_row, self.n_row + n)
+        self.n_row += n
+        self.row_parts.append((lower, upper))
+        return idx
+
+    def coef(self, rows: np.ndarray, cols: np.ndarray, vals) -> None:
+        """Entries at ``(rows[i], cols[i])``; rows/cols broadcast against each other."""
+        rows, cols, vals = np.broadcast_arrays(rows, cols, np.asarray(vals, dtype=np.float64))
+        self.entries.append((rows.reshape(-1), cols.reshape(-1), vals.reshape(-1)))
+
+    def dense(self, rows: np.ndarray, cols: np.ndarray, mat: np.ndarray) -> None:
+        """A dense block ``mat`` (rows x cols), keeping its nonzeros only."""
+        r, c = np.nonzero(mat)
+        self.entries.append((rows[r], cols[c], mat[r, c]))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        lower = np.concatenate([p[0] for p in self.col_parts])
+        upper = np.concatenate([p[1] for p in self.col_parts])
+        cost = np.concatenate([p[2] for p in self.col_parts])
+        integ = np.concatenate([np.full(p[0].size, p[3], dtype=np.int32) for p in self.col_parts])
+        r = np.concatenate([e[0] for e in self.entries])
+        c = np.concatenate([e[1] for e in self.entries])
+        v = np.concatenate([e[2] for e in self.entries])
+        a = sp.csc_matrix((v, (r, c)), shape=(self.n_row, self.n_col))
+        a.sum_duplicates()
+        return {
+            "col_lower": lower,
+            "col_upper": upper,
+            "col_cost": cost,
+            "integrality": integ,
+            "row_lower": np.concatenate([p[0] for p in self.row_parts]),
+            "row_upper": np.concatenate([p[1] for p in self.row_parts]),
+            "a": a,
+        }
+
+
+@dataclasses.dataclass
+class Layout:
+    """Where every part of the problem lives in the column/row arrays (used by updates and MIP starts)."""
+
+    classes: list[list[np.ndarray]]
+    x_cols: np.ndarray  # (T + 1, nx)
+    u_cols: np.ndarray  # (T, nu)
+    h_cols: list[list[np.ndarray]]  # per step/layer: columns of kept neurons (class != INACTIVE), in index order
+    z_cols: list[list[np.ndarray]]  # per step/layer: binaries of unstable neurons
+    in_cols: list[list[np.ndarray]]  # per step/layer: input columns of the layer
+    in_sel: list[list[np.ndarray]]  # per step/layer: which inputs of W_k those columns are
+    bigm_rows: list[list[tuple[np.ndarray, np.ndarray]]]  # per step/layer: rows (y <= a - l(1-z), y <= u z)
+    e_cols: np.ndarray  # (T, nx) or -1 where the state weight is 0
+    e_rows: np.ndarray  # (2, T, nx): rows e - x >= -g and e + x >= g
+    v_cols: np.ndarray  # (T, nu) or empty
+    keep_out: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per box: (delta cols (T, 2d), coords, sides)
+    n_col: int
+
+
+def assemble(
+    problem: MPCProblem, bounds: Bounds, x0: np.ndarray, goal: np.ndarray | None, relax: bool = False,
+    n_steps: int | None = None,
+) -> tuple[dict[str, np.ndarray], Layout]:
+    """Sparse arrays of the MILP (or, with ``relax``, its LP relaxation without objective) for ``n_steps`` steps."""
+    net = problem.net
+    T = problem.horizon if n_steps is None else n_steps
+    nx, nu = net.nx, net.nu
+    classes = bounds.classes(problem)[:T]
+    bld = _Builder()
+    x_lo, x_hi = bounds.x_lo[: T + 1].copy(), bounds.x_hi[: T + 1].copy()
+    x_lo[0] = x_hi[0] = x0
+    x_cols = bld.cols(x_lo, x_hi.reshape(-1)).reshape(T + 1, nx)
+    u_cols = bld.cols(np.tile(problem.u_low, T), np.tile(problem.u_high, T)).reshape(T, nu)
+    h_cols, z_cols, in_cols_all, in_sel_all, bigm = [], [], [], [], []
+    n_hidden = len(net.relu_masks)
+    eye = np.eye(nx)
+    for t in range(T):
+        in_cols = np.concatenate([x_cols[t], u_cols[t]])
+        in_sel = np.arange(nx + nu)
+        h_cols.append([]), z_cols.append([]), in_cols_all.append([]), in_sel_all.append([]), bigm.append([])
+        for k in range(n_hidden):
+            w, b = net.weights[k][:, in_sel], net.biases[k]
+            cls = classes[t][k]
+            lo, hi = bounds.pre_lo[t][k], bounds.pre_hi[t][k]
+            kept = np.flatnonzero(cls != INACTIVE)
+            lin = np.flatnonzero(cls == LINEAR)
+            uns = np.flatnonzero(cls == UNSTABLE)
+            col_lo = np.where(cls == UNSTABLE, 0.0, lo)[kept]
+            col_hi = hi[kept]
+            hk = bld.cols(col_lo, col_hi)
+            pos = np.searchsorted(kept, uns)  # unstable neurons' places among kept ones
+            zk = bld.cols(np.zeros(uns.size), 1.0, integer=not relax)
+            # linear neurons: h - W h_in = b
+            r = bld.rows(b[lin], b[lin], lin.size)
+            bld.coef(r, hk[np.searchsorted(kept, lin)], 1.0)
+            bld.dense(r, in_cols, -w[lin])
+            # unstable: y - W h_in >= b ; y - W h_in - l z <= b - l ; y - u z <= 0
+            yk = hk[pos]
+            r1 = bld.rows(b[uns], np.inf, uns.size)
+            r2 = bld.rows(-np.inf, b[uns] - lo[uns], uns.size)
+            r3 = bld.rows(-np.inf, 0.0, uns.size)
+            for rr in (r1, r2, r3):
+                bld.coef(rr, yk, 1.0)
+            bld.dense(r1, in_cols, -w[uns])
+            bld.dense(r2, in_cols, -w[uns])
+            bld.coef(r2, zk, -lo[uns])
+            bld.coef(r3, zk, -hi[uns])
+            h_cols[t].append(hk), z_cols[t].append(zk), bigm[t].append((r2, r3))
+            in_cols_all[t].append(in_cols), in_sel_all[t].append(in_sel)
+            in_cols, in_sel = hk, kept
+        # output: x_{t+1} - [x_t] - W_L h = b_L
+        r = bld.rows(net.biases[-1], net.biases[-1], nx)
+        bld.coef(r, x_cols[t + 1], 1.0)
+        if net.residual:
+            bld.coef(r, x_cols[t], -1.0)
+        bld.dense(r, in_cols, -net.weights[-1][:, in_sel])
+    e_cols = np.full((T, nx), -1)
+    e_rows = np.full((2, T, nx), -1)
+    v_cols = np.zeros((0, nu), dtype=int)
+    keep_out = []
+    if not relax:
+        g = np.zeros((T, nx)) if goal is None else goal[:T]
+        w = problem.step_weights[:T]
+        on = problem.state_weights > 0
+        if on.any():
+            e = bld.cols(np.zeros(int(on.sum()) * T), np.inf, cost=w[:, on].reshape(-1)).reshape(T, -1)
+            xs = x_cols[1:, on]
+            rm = bld.rows(-g[:, on].reshape(-1), np.inf, e.size).reshape(e.shape)
+            rp = bld.rows(g[:, on].reshape(-1), np.inf, e.size).reshape(e.shape)
+            bld.coef(np.concatenate([rm, rp]), np.concatenate([e, e]), 1.0)
+            bld.coef(rm, xs, -1.0)
+            bld.coef(rp, xs, 1.0)
+            e_cols[:, on], e_rows[0][:, on], e_rows[1][:, on] = e, rm, rp
+        if problem.control_weight > 0:
+            v_cols = bld.cols(np.zeros(T * nu), np.inf, cost=problem.control_weight).reshape(T, nu)
+            rm = bld.rows(0.0, np.inf, T * nu).reshape(T, nu)
+            rp = bld.rows(0.0, np.inf, T * nu).reshape(T, nu)
+            bld.coef(np.concatenate([rm, rp]), np.concatenate([v_cols, v_cols]), 1.0)
+            bld.coef(rm, u_cols, -1.0)
+            bld.coef(rp, u_cols, 1.0)
+    if len(problem.b_state):
+        m = len(problem.b_state)
+        r = bld.rows(-np.inf, np.tile(problem.b_state, T), T * m).reshape(T, m)
+        for t in range(T):
+            bld.dense(r[t], x_cols[t + 1], problem.a_state)
+    if not relax:
+        for box in problem.keep_out:
+            c = np.asarray(box.coords)
+            d = c.size
+            lo, hi = np.asarray(box.low), np.asarray(box.high)
+            xl, xh = problem.x_low[c], problem.x_high[c]
+            delta = bld.cols(np.zeros(T * 2 * d), 1.0, integer=True).reshape(T, 2 * d)
+            r_any = bld.rows(1.0, np.inf, T)
+            bld.coef(r_any[:, None], delta, 1.0)
+            xs = x_cols[1:, c]  # (T, d)
+            # below the box on coord c:  x_c + (xh - lo) delta <= xh ; above:  x_c - (hi - xl) delta >= xl
+            r_below = bld.rows(-np.inf, np.tile(xh, T), T * d).reshape(T, d)
+            r_above = bld.rows(np.tile(xl, T), np.inf, T * d).reshape(T, d)
+            bld.coef(np.concatenate([r_below, r_below]), np.concatenate([xs, delta[:, :d]]),
+                     np.concatenate([np.ones((T, d)), np.broadcast_to(xh - lo, (T, d))]))
+            bld.coef(np.concatenate([r_above, r_above]), np.concatenate([xs, delta[:, d:]]),
+                     np.concatenate([np.ones((T, d)), -np.broadcast_to(hi - xl, (T, d))]))
+            keep_out.append((delta, c, np.stack([lo, hi])))
+    arrays = bld.arrays()
+    layout = Layout(classes, x_cols, u_cols, h_cols, z_cols, in_cols_all, in_sel_all, bigm, e_cols, e_rows,
+                    v_cols, keep_out, bld.n_col)
+    return arrays, layout
+
+
+def _status(h: highspy.Highs) -> tuple[Status, str]:
+    ms = h.getModelStatus()
+    text = h.modelStatusToString(ms)
+    has_solution = h.getInfo().primal_solution_status == highspy.kSolutionStatusFeasible
+    if ms == highspy.HighsModelStatus.kOptimal:
+        return Status.OK, text
+    if ms in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+        return Status.INFEASIBLE, text
+    if ms in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt,
+              highspy.HighsModelStatus.kIterationLimit, highspy.HighsModelStatus.kSolutionLimit):
+        return (Status.SUBOPTIMAL if has_solution else Status.TIMEOUT), text
+    return Status.ERROR, text
+
+
+class HighsMILP:
+    """One HiGHS instance holding the compiled problem; rebuilt only when the structure must change.
+
+    Args:
+        problem: The validated problem.
+        bounds: Neuron and state bounds (from :func:`~controlkit._milp_bounds.ibp`, maybe tightened).
+        x0: Initial state.
+        goal: ``(H, nx)`` goals, or ``None`` for a relaxation.
+        relax: Build the LP relaxation without objective (used for bound tightening).
+        n_steps: Build only the first ``n_steps`` steps (relaxations for early layers need no more).
+        time_limit: Seconds per solve (``None`` = no limit).
+        mip_gap: Relative MIP gap.
+        threads: HiGHS threads.
+    """
+
+    def __init__(self, problem: MPCProblem, bounds: Bounds, x0: np.ndarray, goal: np.ndarray | None = None,
+                 relax: bool = False, n_steps: int | None = None, time_limit: float | None = None,
+                 mip_gap: float = 1e-4, threads: int = 1) -> None:
+        self.problem = problem
+        t0 = time.perf_counter()
+        arrays, self.layout = assemble(problem, bounds, x0, goal, relax=relax, n_steps=n_steps)
+        self.h = highspy.Highs()
+        self.h.setOptionValue("output_flag", False)
+        self.h.setOptionValue("threads", int(threads))
+        self.h.setOptionValue("mip_rel_gap", float(mip_gap))
+        # Tight feasibility tolerances keep the MILP's predicted states equal to the network's rollout.
+        self.h.setOptionValue("mip_feasibility_tolerance", 1e-9)
+        self.h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+        self.set_time_limit(time_limit)
+        a = arrays["a"]
+        status = self.h.passModel(
+            a.shape[1], a.shape[0], a.nnz, int(highspy.MatrixFormat.kColwise), int(highspy.ObjSense.kMinimize), 0.0,
+            arrays["col_cost"], arrays["col_lower"], arrays["col_upper"], arrays["row_lower"], arrays["row_upper"],
+            a.indptr[:-1].astype(np.int32), a.indices.astype(np.int32), a.data, arrays["integrality"],
+        )
+        if status == highspy.HighsStatus.kError:
+            raise RuntimeError("HiGHS rejected the assembled model (passModel returned kError).")
+        self.build_time_s = time.perf_counter() - t0
+        self.n_binaries = int(arrays["integrality"].sum())
+        self.n_rows, self.n_cols, self.nnz = a.shape[0], a.shape[1], a.nnz
+
+    @classmethod
+    def relaxation(cls, problem: MPCProblem, bounds: Bounds, x0: np.ndarray, t: int, k: int) -> "HighsMILP":
+        """LP relaxation of steps ``0..t``, ready to optimise pre-activations of hidden layer ``k`` at step ``t``."""
+        relax = cls(problem, bounds, x0, relax=True, n_steps=t + 1)
+        relax._target = (t, k)
+        return relax
+
+    def set_time_limit(self, time_limit: float | None) -> None:
+        self.h.setOptionValue("time_limit", float("inf") if time_limit is None else float(time_limit))
+
+    # --- receding horizon -------------------------------------------------------------------------------------
+    def compatible(self, classes: list[list[np.ndarray]]) -> bool:
+        """Whether new neuron classes fit this structure (an unstable slot accepts any class, others must match)."""
+        return all(
+            bool(np.all((old == UNSTABLE) | (old == new)))
+            for old_t, new_t in zip(self.layout.classes, classes)
+            for old, new in zip(old_t, new_t)
+        )
+
+    def update(self, x0: np.ndarray, goal: np.ndarray, bounds: Bounds) -> None:
+        """Change x0, goal and bound-dependent data in place (call :meth:`compatible` first)."""
+        lay, h, net = self.layout, self.h, self.problem.net
+        x_lo, x_hi = bounds.x_lo.copy(), bounds.x_hi.copy()
+        x_lo[0] = x_hi[0] = x0
+        cols = lay.x_cols.reshape(-1).astype(np.int32)
+        h.changeColsBounds(cols.size, cols, x_lo.reshape(-1), x_hi.reshape(-1))
+        new_classes = bounds.classes(self.problem)
+        hc, hl, hu, zc, zl, zu = [], [], [], [], [], []
+        for t, (cls_t, new_t) in enumerate(zip(lay.classes, new_classes)):
+            for k, (old, new) in enumerate(zip(cls_t, new_t)):
+                lo, hi = bounds.pre_lo[t][k], bounds.pre_hi[t][k]
+                kept = np.flatnonzero(old != INACTIVE)
+                hc.append(lay.h_cols[t][k])
+                hl.append(np.where(old[kept] == UNSTABLE, np.maximum(lo[kept], 0.0), lo[kept]))
+                hu.append(np.where(old[kept] == UNSTABLE, np.maximum(hi[kept], 0.0), hi[kept]))
+                uns = np.flatnonzero(old == UNSTABLE)
+                zc.append(lay.z_cols[t][k])
+                zl.append((new[uns] == LINEAR).astype(float))
+                zu.append((new[uns] != INACTIVE).astype(float))
+                r2, r3 = lay.bigm_rows[t][k]
+                for r, z, l_, u_, b in zip(r2, lay.z_cols[t][k], lo[uns], hi[uns], net.biases[k][uns]):
+                    h.changeCoeff(int(r), int(z), -float(min(l_, 0.0)))
+                    h.changeRowBounds(int(r), -np.inf, float(b - min(l_, 0.0)))
+                for r, z, u_ in zip(r3, lay.z_cols[t][k], hi[uns]):
+                    h.changeCoeff(int(r), int(z), -float(max(u_, 0.0)))
+        for c, lo, hi in ((hc, hl, hu), (zc, zl, zu)):
+            c = np.concatenate(c).astype(np.int32)
+            if c.size:
+                h.changeColsBounds(c.size, c, np.concatenate(lo), np.concatenate(hi))
+        self.set_goal(goal)
+
+    def set_goal(self, goal: np.ndarray) -> None:
+        lay = self.layout
+        on = lay.e_cols[0] >= 0
+        if not on.any():
+            return
+        g = goal[:, on].reshape(-1)
+        for rows, lower in ((lay.e_rows[0][:, on], -g), (lay.e_rows[1][:, on], g)):
+            rows = rows.reshape(-1).astype(np.int32)
+            self.h.changeRowsBounds(rows.size, rows, lower, np.full(rows.size, np.inf))
+
+    # --- solving ----------------------------------------------------------------------------------------------
+    def start_vector(self, x0: np.ndarray, actions: np.ndarray, goal: np.ndarray, bounds: Bounds) -> np.ndarray:
+        """A complete MIP start: every column's value implied by rolling ``actions`` through the network."""
+        lay, prob = self.layout, self.problem
+        states = prob.net.rollout(x0, actions)
+        pre = preactivations(prob, states, actions)
+        classes = bounds.classes(prob)
+        val = np.zeros(lay.n_col)
+        val[lay.x_cols] = states
+        val[lay.u_cols] = actions
+        for k, mask in enumerate(prob.net.relu_masks):
+            post = np.where(mask, np.maximum(pre[k], 0), pre[k])
+            for t in range(prob.horizon):
+                old = lay.classes[t][k]
+                kept, uns = np.flatnonzero(old != INACTIVE), np.flatnonzero(old == UNSTABLE)
+                val[lay.h_cols[t][k]] = post[t, kept]
+                z = (pre[k][t, uns] > 0).astype(float)
+                new = classes[t][k][uns]
+                val[lay.z_cols[t][k]] = np.where(new == LINEAR, 1.0, np.where(new == INACTIVE, 0.0, z))
+        on = lay.e_cols[0] >= 0
+        val[lay.e_cols[:, on]] = np.abs(states[1:, on] - goal[:, on])
+        if lay.v_cols.size:
+            val[lay.v_cols] = np.abs(actions)
+        for delta, c, (lo, hi) in lay.keep_out:
+            xs = states[1:, c]
+            val[delta] = np.concatenate([xs <= lo, xs >= hi], axis=1).astype(float)
+        return val
+
+    def solve(self, start: np.ndarray | None = None) -> SolveResult:
+        """Solve (optionally from a complete MIP start) and read back actions, states, objective and gap."""
+        h, lay, prob = self.h, self.layout, self.problem
+        if start is not None:
+            sol = highspy.HighsSolution()
+            sol.col_value = list(start)
+            sol.value_valid = True
+            h.setSolution(sol)
+        t0 = time.perf_counter()
+        h.run()
+        elapsed = time.perf_counter() - t0
+        status, text = _status(h)
+        info = h.getInfo()
+        nan_a = np.full((prob.horizon, prob.nu), np.nan)
+        nan_x = np.full((prob.horizon + 1, prob.nx), np.nan)
+        if status in (Status.OK, Status.SUBOPTIMAL):
+            x = np.asarray(h.getSolution().col_value)
+            return SolveResult(status, x[lay.u_cols], x[lay.x_cols], float(info.objective_function_value),
+                               float(info.mip_gap), elapsed, text)
+        return SolveResult(status, nan_a, nan_x, float("nan"), None, elapsed, text)
+
+    def optimise_preactivation(self, j: int, minimise: bool, fallback: float) -> float:
+        """Min or max of neuron ``j``'s pre-activation in the last built layer over the LP relaxation."""
+        lay, net = self.layout, self.problem.net
+        t, k = self._target
+        cols, sel = lay.in_cols[t][k], lay.in_sel[t][k]
+        sign = 1.0 if minimise else -1.0
+        all_cols = np.arange(lay.n_col, dtype=np.int32)
+        cost = np.zeros(lay.n_col)
+        cost[cols] = sign * net.weights[k][j, sel]
+        self.h.changeColsCost(all_cols.size, all_cols, cost)
+        self.h.run()
+        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return fallback
+        value = sign * float(self.h.getInfo().objective_function_value) + float(net.biases[k][j])
+        # Widen by the solver's tolerance so the bound stays sound despite floating-point error.
+        return value - sign * 1e-6 * (1.0 + abs(value))

@@ -1,0 +1,144 @@
+"""Mixed-integer MPC over ReLU networks, and the sampling/gradient planners it is compared with.
+
+:class:`MIPMPC` compiles the network unrolled over the horizon into one MILP (sound bounds, binaries only for
+ReLU neurons that can switch, big-M, L1 epigraphs) and solves it with HiGHS in-process, or with any Pyomo solver.
+All planners share the constructor arguments of :class:`~controlkit._receding.RecedingHorizonPlanner` and the
+``plan(x0, goal)`` / ``act(obs)`` interface. See ``docs/mip_mpc.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from controlkit._milp_bounds import Bounds, ibp, tighten_lp
+from controlkit._mpc_problem import KeepOut
+from controlkit._receding import RecedingHorizonPlanner
+from controlkit.controller import Plan, Status
+from controlkit.errors import ControlkitError, choices_error
+from controlkit.planners import CEMPlanner, GradientPlanner, MPPIPlanner, RandomShootingPlanner
+
+BACKENDS = ("highs", "pyomo")
+
+
+class MIPMPC(RecedingHorizonPlanner):
+    """Exact planning over a ReLU network by mixed-integer linear programming.
+
+    Args:
+        model, horizon, u_low, u_high, x_low, x_high, residual, state_weights, control_weight: The problem (see
+            :class:`~controlkit._receding.RecedingHorizonPlanner`).
+        backend: ``"highs"`` (embedded highspy, in-place updates and MIP starts) or ``"pyomo"``.
+        time_limit: Seconds per solve (``None`` = none). At the limit the best incumbent is returned.
+        mip_gap: Relative optimality gap at which the solver stops.
+        solver: Pyomo solver name for ``backend="pyomo"`` (``appsi_highs``, ``scip``, ``gurobi``, ``cbc``, ...).
+        tighten_steps: LP-tighten the unstable neurons of this many leading steps (0 = interval bounds only).
+        threads: Solver threads.
+        **kwargs: ``terminal_weight``, ``state_constraints``, ``keep_out``, ``goal``, ``safe_action``,
+            ``max_fallback``, ``state_fn``, ``nx``, ``nu`` (see the base class).
+
+    ``plan`` returns a :class:`~controlkit.controller.Plan` whose ``extras`` hold ``binaries`` (unstable ReLU
+    neurons over the horizon), ``stable_active``, ``stable_inactive``, ``identity``, ``build_time_s``,
+    ``bounds_time_s``, ``rebuilt`` (whether the model had to be rebuilt rather than updated in place) and the
+    solver's ``message``. Infeasible problems return ``status=INFEASIBLE`` with NaN actions; ``act`` falls back.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        horizon: int,
+        u_low: Any,
+        u_high: Any,
+        x_low: Any = None,
+        x_high: Any = None,
+        residual: bool | None = None,
+        state_weights: Any = None,
+        control_weight: float = 0.0,
+        backend: str = "highs",
+        time_limit: float | None = None,
+        mip_gap: float = 1e-4,
+        *,
+        solver: str = "appsi_highs",
+        tighten_steps: int = 0,
+        threads: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise choices_error("backend", backend, BACKENDS)
+        if time_limit is not None and not time_limit > 0:
+            raise ControlkitError(f"time_limit: must be > 0 seconds or None, got {time_limit!r}.")
+        if not 0 <= mip_gap < 1:
+            raise ControlkitError(f"mip_gap: must be in [0, 1), got {mip_gap!r}.")
+        if int(tighten_steps) != tighten_steps or tighten_steps < 0:
+            raise ControlkitError(f"tighten_steps: must be an integer >= 0, got {tighten_steps!r}.")
+        super().__init__(model, horizon, u_low, u_high, x_low, x_high, residual, state_weights, control_weight,
+                         **kwargs)
+        self.backend, self.time_limit, self.mip_gap = backend, time_limit, float(mip_gap)
+        self.tighten_steps, self.threads, self.solver = int(tighten_steps), int(threads), solver
+        if backend == "pyomo":
+            from controlkit._milp_pyomo import check_solver
+
+            check_solver(solver)
+        self._milp = None
+
+    def bounds(self, x0: Any) -> Bounds:
+        """Sound neuron and state bounds from ``x0`` (interval propagation, then LP tightening if enabled)."""
+        x0 = self.problem.check_state(x0)
+        b = ibp(self.problem, x0)
+        if self.tighten_steps and not b.empty:
+            b, _ = tighten_lp(self.problem, x0, b, steps=self.tighten_steps)
+        return b
+
+    def plan(self, x0: Any, goal: Any, warm_start: np.ndarray | None = None) -> Plan:
+        """Solve the MILP from ``x0`` to ``goal`` (``(nx,)`` or ``(H, nx)``).
+
+        Args:
+            x0: Current state.
+            goal: Goal state, or one per step.
+            warm_start: ``(H, nu)`` actions; rolled through the network into a complete MIP start.
+        """
+        p = self.problem
+        x0, goal = p.check_state(x0), p.check_goal(goal)
+        if warm_start is not None:
+            warm_start = np.clip(np.asarray(warm_start, dtype=np.float64), p.u_low, p.u_high)
+            if warm_start.shape != (p.horizon, p.nu):
+                raise ControlkitError(f"warm_start: shape {warm_start.shape}, need ({p.horizon}, {p.nu}).")
+        t0 = time.perf_counter()
+        bounds = self.bounds(x0)
+        extras: dict[str, Any] = {**bounds.count(p), "bounds_time_s": time.perf_counter() - t0}
+        if bounds.empty:
+            nan_a, nan_x = np.full((p.horizon, p.nu), np.nan), np.full((p.horizon + 1, p.nx), np.nan)
+            extras["message"] = "state bounds unreachable from x0 (interval bounds are empty)"
+            return Plan(nan_a, nan_x, float("nan"), Status.INFEASIBLE, time.perf_counter() - t0, None, extras)
+        if self.backend == "pyomo":
+            from controlkit._milp_pyomo import solve_pyomo
+
+            # Pyomo rebuilds per plan and gets no MIP start (solver support for one varies).
+            result, build = solve_pyomo(p, bounds, x0, goal, self.solver, self.time_limit, self.mip_gap)
+            extras.update(build_time_s=build, rebuilt=True)
+        else:
+            result = self._solve_highs(bounds, x0, goal, warm_start, extras)
+        extras["message"] = result.message
+        return Plan(result.actions, result.states, result.objective, result.status,
+                    time.perf_counter() - t0, result.gap, extras)
+
+    def _solve_highs(self, bounds: Bounds, x0: np.ndarray, goal: np.ndarray, warm_start: np.ndarray | None,
+                     extras: dict[str, Any]):
+        from controlkit._milp_highs import HighsMILP
+
+        t0 = time.perf_counter()
+        milp = self._milp
+        rebuilt = milp is None or not milp.compatible(bounds.classes(self.problem))
+        if rebuilt:
+            milp = self._milp = HighsMILP(self.problem, bounds, x0, goal, time_limit=self.time_limit,
+                                          mip_gap=self.mip_gap, threads=self.threads)
+        else:
+            milp.update(x0, goal, bounds)
+        start = None if warm_start is None else milp.start_vector(x0, warm_start, goal, bounds)
+        extras.update(build_time_s=time.perf_counter() - t0, rebuilt=rebuilt, model_binaries=milp.n_binaries,
+                      rows=milp.n_rows, cols=milp.n_cols, warm_start=start is not None)
+        return milp.solve(start)
+
+
+__all__ = ["MIPMPC", "KeepOut", "RandomShootingPlanner", "CEMPlanner", "MPPIPlanner", "GradientPlanner"]
