@@ -42,6 +42,7 @@ _BUILTIN: dict[str, str] = {
     "rollout": "controlkit.rollout:KIND",
     "twin_simulate": "controlkit.twin_experiment:KIND",
     "swimmer": "controlkit.swimmer_experiment:KIND",
+    "sparsify": "controlkit.sparsify_experiment:KIND",
 }
 _KINDS: dict[str, ExperimentKind] = {}
 
