@@ -62,6 +62,11 @@ class SparsifySettings(BaseModel):
                                   f"{sum(hidden)} hidden neurons (hidden sizes {list(hidden)}).")
 
 
+def fixed_gates(modes: Sequence[np.ndarray | torch.Tensor], dtype: torch.dtype = torch.float32) -> Gates:
+    """Gates that apply fixed forms (0 ReLU, 1 identity, 2 removed), one array of forms per hidden layer."""
+    return [nn.functional.one_hot(torch.as_tensor(m, dtype=torch.long), 3).to(dtype)[:, :2] for m in modes]
+
+
 class NeuronGates(nn.Module):
     """Per-neuron form logits, their Gumbel-softmax samples, the committed forms and the sparsity penalty.
 
@@ -121,7 +126,7 @@ class NeuronGates(nn.Module):
 
     def fixed(self) -> Gates:
         """The committed forms as gates (no randomness, no gradient)."""
-        return [nn.functional.one_hot(m, 3).float()[:, :2] for m in self.modes]
+        return fixed_gates(self.modes)
 
     def penalty(self) -> torch.Tensor:
         """``sparsity_weight * sum(P(ReLU) + identity_cost * P(identity))`` over all neurons."""
@@ -300,3 +305,13 @@ def export_compact(model: DynamicsModel, modes: Sequence[np.ndarray | torch.Tens
         masks.append(m[keep] == RELU)
     return CompactNetwork(weights, biases, masks, nx=model.nx, nu=model.nu, residual=model.residual,
                           metadata=dict(metadata or {}))
+
+
+def export_gap(model: DynamicsModel, modes: Sequence[np.ndarray], net: CompactNetwork, x: np.ndarray,
+               u: np.ndarray) -> float:
+    """Largest absolute difference of next-state predictions between the masked model (float64) and ``net``."""
+    ref = copy.deepcopy(model).double()
+    with torch.no_grad():
+        want = ref.step(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(u, dtype=torch.float64),
+                        fixed_gates(modes, torch.float64)).numpy()
+    return float(np.max(np.abs(net.step(x, u) - want)))

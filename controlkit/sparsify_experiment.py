@@ -1,0 +1,210 @@
+"""Experiment kind ``sparsify``: collect data -> train a dense ReLU model -> sparsify along a schedule -> export.
+
+Each stage is a plain function of :mod:`controlkit.data`, :mod:`controlkit.dynamics` and
+:mod:`controlkit.sparsify`; this module only wires them to the runner (metrics per round, the accuracy-sparsity
+curve, the saved compact network).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+from controlkit.config import EnvId, ExperimentConfig, check_env_kwargs
+from controlkit.dynamics import TrainSettings
+from controlkit.kinds import ExperimentKind
+from controlkit.run import RunContext
+from controlkit.sparsify import SparsifySettings
+
+MODEL_FILE = "compact_model.npz"
+DATA_FILE = "dataset.npz"
+RELU_REDUCTION_TARGET = 8.0
+
+
+class DataSettings(BaseModel):
+    """Where the transitions come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str | None = Field(None, description="Load this dataset (.npz from save_dataset) instead of collecting.")
+    behaviour: Literal["random", "correlated"] = Field(
+        "correlated", description="Behaviour policy: uniform random, or AR(1) temporally correlated noise.")
+    trajectories: PositiveInt = Field(150, description="Episodes to collect.")
+    steps: PositiveInt = Field(100, description="Transitions per episode (fewer if the env terminates).")
+    correlation: float = Field(0.9, ge=0, lt=1, description="AR(1) coefficient of the correlated behaviour.")
+    scale: float = Field(0.7, gt=0, description="Noise scale of the correlated behaviour (half-widths of the box).")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of trajectories held out for validation.")
+
+
+class ModelSettings(BaseModel):
+    """The dense dynamics model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: list[PositiveInt] = Field([256, 256], min_length=1, description="Hidden layer sizes (all ReLU).")
+    residual: bool = Field(True, description="Predict the change of state rather than the next state.")
+
+
+class SparsifyConfig(ExperimentConfig):
+    """Learn a sparse ReLU dynamics model of ``env`` and export it as a compact network."""
+
+    kind: str = "sparsify"
+    env: EnvId = Field(description="Gymnasium env id with a bounded Box action space, e.g. Pendulum-v1.")
+    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for gymnasium.make.")
+    data: DataSettings = Field(default_factory=DataSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    sparsify: SparsifySettings = Field(default_factory=SparsifySettings)
+    torch_threads: PositiveInt = Field(1, description="torch.set_num_threads during the run (small nets: 1).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SparsifyConfig":
+        from controlkit.data import load_dataset, make_env
+
+        check_env_kwargs(self.env, self.env_kwargs)
+        env = make_env(self.env, **self.env_kwargs)
+        nx, nu = env.observation_space.shape[0], int(np.prod(env.action_space.shape))
+        env.close()
+        self.sparsify.check_network(self.model.hidden)
+        if self.data.file is not None:
+            load_dataset(self.data.file, nx=nx, nu=nu, field="data.file")
+        return self
+
+
+def run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.torch_threads)
+    try:
+        return _run(config, ctx)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
+    from controlkit.data import collect, load_dataset, save_dataset
+    from controlkit.dynamics import train_dense
+    from controlkit.sparsify import export_compact, export_gap, sparsify
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if config.data.file is not None:
+        data = load_dataset(config.data.file, field="data.file")
+        data_path = str(Path(config.data.file).resolve())
+    else:
+        d = config.data
+        data = collect(config.env, d.trajectories, d.steps, seed=ctx.seed, behaviour=d.behaviour,
+                       correlation=d.correlation, scale=d.scale, env_kwargs=config.env_kwargs, progress=ctx.progress)
+        save_dataset(data, ctx.path(DATA_FILE))
+        data_path = DATA_FILE
+    train, val = data.split(config.data.val_fraction, seed=ctx.seed)
+    timings["collect_s"] = time.perf_counter() - t0
+    ctx.log(f"data: {train.n_trajectories} train / {val.n_trajectories} val trajectories, "
+            f"{data.n_transitions} transitions, nx={data.nx}, nu={data.nu}")
+
+    t0 = time.perf_counter()
+    model, dense_fit = train_dense(train, val, config.model.hidden, config.train, seed=ctx.seed,
+                                   residual=config.model.residual, progress=ctx.progress)
+    timings["dense_s"] = time.perf_counter() - t0
+    ctx.log(f"dense model {config.model.hidden}: {dense_fit.epochs} epochs, "
+            f"{config.train.eval_steps}-step val MSE {dense_fit.best_val_error:.3g}")
+
+    t0 = time.perf_counter()
+    last = [t0]
+
+    def on_round(r) -> None:
+        now = time.perf_counter()
+        ctx.metric(**r.row(), time_round_s=now - last[0])
+        last[0] = now
+        ctx.log(f"round {r.round}: {r.n_relu} ReLU / {r.n_identity} identity / {r.n_removed} removed, "
+                f"val MSE 1-step {r.val_one_step:.3g}, {config.train.eval_steps}-step {r.val_rollout:.3g}")
+
+    result = sparsify(model, train, val, config.sparsify, config.train, seed=ctx.seed, on_round=on_round,
+                      progress=ctx.progress)
+    timings["sparsify_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    best, dense = result.best, result.dense
+    model.load_state_dict(best.state)
+    net = export_compact(model, best.modes, metadata={
+        "env": config.env, "env_kwargs": config.env_kwargs, "hidden_dense": config.model.hidden,
+        "round": best.round, "seed": ctx.seed, "schedule": config.sparsify.schedule,
+        "val_error_rollout": best.val_rollout, "val_error_one_step": best.val_one_step,
+        "eval_steps": config.train.eval_steps, "data": data.metadata,
+    })
+    net.save(ctx.path(MODEL_FILE))
+    x_val, u_val, _ = val.transitions()
+    export_diff = export_gap(model, best.modes, net, x_val, u_val)
+    timings["export_s"] = time.perf_counter() - t0
+    _plot(ctx, result, config)
+
+    reduction = dense.n_relu / max(best.n_relu, 1)
+    ratio = best.val_rollout / dense.val_rollout
+    return {
+        "env": config.env,
+        "relus_dense": dense.n_relu,
+        "relus_sparse": best.n_relu,
+        "identity_neurons": best.n_identity,
+        "removed_neurons": best.n_removed,
+        "val_error_dense": dense.val_rollout,
+        "val_error_sparse": best.val_rollout,
+        "val_one_step_dense": dense.val_one_step,
+        "val_one_step_sparse": best.val_one_step,
+        "eval_steps": config.train.eval_steps,
+        "relu_reduction": reduction,
+        "error_ratio": ratio,
+        "target_met": bool(reduction >= RELU_REDUCTION_TARGET and ratio <= config.sparsify.tolerance),
+        "selected_round": best.round,
+        "dense_epochs": dense_fit.epochs,
+        "curve": [{"n_relu": r.n_relu, "n_identity": r.n_identity, "val_error": r.val_rollout,
+                   "val_one_step": r.val_one_step} for r in result.rounds],
+        "export_max_abs_diff": export_diff,
+        "model_path": MODEL_FILE,
+        "dataset_path": data_path,
+        "train_trajectories": train.n_trajectories,
+        "val_trajectories": val.n_trajectories,
+        "timings": timings,
+    }
+
+
+def _plot(ctx: RunContext, result, config: SparsifyConfig) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = result.rounds
+    relus = [r.n_relu for r in rounds]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(relus, [r.val_rollout for r in rounds], "o-", color="tab:blue",
+            label=f"{config.train.eval_steps}-step val MSE")
+    ax.plot(relus, [r.val_one_step for r in rounds], "s--", color="tab:gray", ms=4, label="1-step val MSE")
+    ax.plot([rounds[0].n_relu], [rounds[0].val_rollout], "*", color="tab:red", ms=16, label="dense model")
+    ax.axhline(result.tolerance * rounds[0].val_rollout, color="tab:red", ls=":", lw=1,
+               label=f"{result.tolerance:g} x dense")
+    best = result.best
+    ax.plot([best.n_relu], [best.val_rollout], "o", mfc="none", mec="k", ms=14, mew=1.5,
+            label=f"selected: {best.n_relu} ReLUs")
+    ax.set(xscale="log", yscale="log", xlabel="ReLU neurons", ylabel="validation MSE (raw units)",
+           title=f"Accuracy vs sparsity, {config.env}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ctx.savefig(fig, "accuracy_sparsity.png")
+
+
+def report(summary: dict[str, Any]) -> str:
+    return (
+        f"sparse model: {summary['relus_sparse']} ReLUs + {summary['identity_neurons']} identity "
+        f"(dense {summary['relus_dense']}, {summary['relu_reduction']:.1f}x fewer); {summary['eval_steps']}-step "
+        f"val MSE {summary['val_error_sparse']:.3g} vs dense {summary['val_error_dense']:.3g} "
+        f"({summary['error_ratio']:.2f}x); target {'met' if summary['target_met'] else 'NOT met'}"
+    )
+
+
+KIND = ExperimentKind("sparsify", SparsifyConfig, run,
+                      "learn ReLU dynamics, sparsify neurons to ReLU/identity/removed, export", report)
