@@ -118,13 +118,19 @@ class Layout:
 
 def assemble(
     problem: MPCProblem, bounds: Bounds, x0: np.ndarray, goal: np.ndarray | None, relax: bool = False,
-    n_steps: int | None = None,
+    n_steps: int | None = None, structure: list[list[np.ndarray]] | None = None,
 ) -> tuple[dict[str, np.ndarray], Layout]:
-    """Sparse arrays of the MILP (or, with ``relax``, its LP relaxation without objective) for ``n_steps`` steps."""
+    """Sparse arrays of the MILP (or, with ``relax``, its LP relaxation without objective) for ``n_steps`` steps.
+
+    ``structure`` gives each neuron's slot when it should differ from its class under ``bounds``: a stable neuron
+    may sit in an UNSTABLE slot (its binary is then fixed by its column bounds), so that one model serves the
+    receding horizon while stability changes with ``x0``.
+    """
     net = problem.net
     T = problem.horizon if n_steps is None else n_steps
     nx, nu = net.nx, net.nu
-    classes = bounds.classes(problem)[:T]
+    actual = bounds.classes(problem)[:T]
+    classes = actual if structure is None else structure[:T]
     bld = _Builder()
     x_lo, x_hi = bounds.x_lo[: T + 1].copy(), bounds.x_hi[: T + 1].copy()
     x_lo[0] = x_hi[0] = x0
@@ -140,15 +146,17 @@ def assemble(
         for k in range(n_hidden):
             w, b = net.weights[k][:, in_sel], net.biases[k]
             cls = classes[t][k]
-            lo, hi = bounds.pre_lo[t][k], bounds.pre_hi[t][k]
+            # big-M bounds clipped at 0 so the rows stay valid for stable neurons in unstable slots
+            lo, hi = np.minimum(bounds.pre_lo[t][k], 0.0), np.maximum(bounds.pre_hi[t][k], 0.0)
             kept = np.flatnonzero(cls != INACTIVE)
             lin = np.flatnonzero(cls == LINEAR)
             uns = np.flatnonzero(cls == UNSTABLE)
-            col_lo = np.where(cls == UNSTABLE, 0.0, lo)[kept]
-            col_hi = hi[kept]
+            col_lo = np.where(cls == UNSTABLE, np.maximum(bounds.pre_lo[t][k], 0.0), bounds.pre_lo[t][k])[kept]
+            col_hi = np.where(cls == UNSTABLE, hi, bounds.pre_hi[t][k])[kept]
             hk = bld.cols(col_lo, col_hi)
             pos = np.searchsorted(kept, uns)  # unstable neurons' places among kept ones
-            zk = bld.cols(np.zeros(uns.size), 1.0, integer=not relax)
+            now = actual[t][k][uns]
+            zk = bld.cols((now == LINEAR).astype(float), (now != INACTIVE).astype(float), integer=not relax)
             # linear neurons: h - W h_in = b
             r = bld.rows(b[lin], b[lin], lin.size)
             bld.coef(r, hk[np.searchsorted(kept, lin)], 1.0)
@@ -249,6 +257,7 @@ class HighsMILP:
         x0: Initial state.
         goal: ``(H, nx)`` goals, or ``None`` for a relaxation.
         relax: Build the LP relaxation without objective (used for bound tightening).
+        structure: Neuron slots, when they should differ from the classes under ``bounds`` (see :func:`assemble`).
         n_steps: Build only the first ``n_steps`` steps (relaxations for early layers need no more).
         time_limit: Seconds per solve (``None`` = no limit).
         mip_gap: Relative MIP gap.
@@ -257,10 +266,10 @@ class HighsMILP:
 
     def __init__(self, problem: MPCProblem, bounds: Bounds, x0: np.ndarray, goal: np.ndarray | None = None,
                  relax: bool = False, n_steps: int | None = None, time_limit: float | None = None,
-                 mip_gap: float = 1e-4, threads: int = 1) -> None:
+                 mip_gap: float = 1e-4, threads: int = 1, structure: list[list[np.ndarray]] | None = None) -> None:
         self.problem = problem
         t0 = time.perf_counter()
-        arrays, self.layout = assemble(problem, bounds, x0, goal, relax=relax, n_steps=n_steps)
+        arrays, self.layout = assemble(problem, bounds, x0, goal, relax=relax, n_steps=n_steps, structure=structure)
         self.h = highspy.Highs()
         self.h.setOptionValue("output_flag", False)
         self.h.setOptionValue("threads", int(threads))
@@ -278,7 +287,7 @@ class HighsMILP:
         if status == highspy.HighsStatus.kError:
             raise RuntimeError("HiGHS rejected the assembled model (passModel returned kError).")
         self.build_time_s = time.perf_counter() - t0
-        self.n_binaries = int(arrays["integrality"].sum())
+        self.n_binaries = int(arrays["integrality"].sum())  # binary slots, some maybe fixed by their bounds
         self.n_rows, self.n_cols, self.nnz = a.shape[0], a.shape[1], a.nnz
 
     @classmethod
@@ -299,6 +308,11 @@ class HighsMILP:
             for old_t, new_t in zip(self.layout.classes, classes)
             for old, new in zip(old_t, new_t)
         )
+
+    def merged_structure(self, classes: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+        """This structure widened so ``classes`` fit: slots whose class changed become UNSTABLE."""
+        return [[np.where(old == new, old, UNSTABLE).astype(np.int8) for old, new in zip(old_t, new_t)]
+                for old_t, new_t in zip(self.layout.classes, classes)]
 
     def update(self, x0: np.ndarray, goal: np.ndarray, bounds: Bounds) -> None:
         """Change x0, goal and bound-dependent data in place (call :meth:`compatible` first)."""

@@ -129,10 +129,13 @@ class MIPMPC(RecedingHorizonPlanner):
 
         t0 = time.perf_counter()
         milp = self._milp
-        rebuilt = milp is None or not milp.compatible(bounds.classes(self.problem))
+        classes = bounds.classes(self.problem)
+        rebuilt = milp is None or not milp.compatible(classes)
         if rebuilt:
+            # Widen the old structure where stability changed, so later steps can update this one in place.
+            structure = None if milp is None else milp.merged_structure(classes)
             milp = self._milp = HighsMILP(self.problem, bounds, x0, goal, time_limit=self.time_limit,
-                                          mip_gap=self.mip_gap, threads=self.threads)
+                                          mip_gap=self.mip_gap, threads=self.threads, structure=structure)
         else:
             milp.update(x0, goal, bounds)
         start = None if warm_start is None else milp.start_vector(x0, warm_start, goal, bounds)
