@@ -6,7 +6,9 @@ One tick is 10 minutes; 14 days are 2016 ticks. Each tick, in this order:
 1. **Infection.** A healthy epithelial cell becomes infected with probability ``1 - exp(-infectivity * V)``,
    ``V`` the virus on its cell.
 2. **Infected cells** shed ``virus_production * (1 - antiviral_efficacy * antiviral)`` virus, secrete the
-   pro-inflammatory cytokine, and die (lysis) with probability ``1 / infected_lifetime``.
+   pro-inflammatory cytokine, and die (lysis) with probability ``1 / infected_lifetime``. Healthy cells in
+   inflamed tissue die of bystander injury with a probability rising steeply with the local pro-inflammatory
+   level (``cytokine_toxicity``).
 3. **Immune cells** (macrophages, NK cells, neutrophils; rows of numpy arrays) move one Moore step, up the
    pro-inflammatory gradient with probability ``chemotaxis`` and at random otherwise; then act on their cell:
    macrophages engulf virus and clear dead cells, NK cells and neutrophils kill infected cells, neutrophils
@@ -84,6 +86,10 @@ class ImmuneParams:
         neutrophil_damage: Probability per tick, at saturating inflammation, that a neutrophil kills the healthy
             cell it stands on (collateral damage).
         damage_half: Local pro-inflammatory level at which collateral damage is half its maximum.
+        cytokine_toxicity: Probability per tick, at saturating inflammation, that a healthy cell dies of
+            inflammatory (bystander) injury, the damage the anti-inflammatory drug prevents.
+        toxicity_half: Local pro-inflammatory level at which the bystander injury is half its maximum (Hill
+            coefficient 2: little injury in mild inflammation, much in a cytokine storm).
         recruit_macrophages: Maximal macrophage recruitment per tick.
         recruit_nk: Maximal NK-cell recruitment per tick.
         recruit_neutrophils: Maximal neutrophil recruitment per tick.
@@ -127,6 +133,8 @@ class ImmuneParams:
     neutrophil_uptake: float = 0.3
     neutrophil_damage: float = 0.02
     damage_half: float = 2.0
+    cytokine_toxicity: float = 0.01
+    toxicity_half: float = 1.5
     recruit_macrophages: float = 0.3
     recruit_nk: float = 0.5
     recruit_neutrophils: float = 1.0
@@ -138,7 +146,7 @@ class ImmuneParams:
     regrowth: float = 0.01
     antiviral_efficacy: float = 0.9
     anti_inflammatory_efficacy: float = 0.8
-    clearance_penalty: float = 0.5
+    clearance_penalty: float = 0.3
     clearance_virus: float = 1.0
     recovered_healthy_fraction: float = 0.6
     fatal_healthy_fraction: float = 0.3
@@ -155,7 +163,7 @@ class ImmuneParams:
                                       f"{self.width}x{self.height} tissue; enlarge the grid or lower it.")
         check_int("max_immune_cells", self.max_immune_cells)
         probabilities = ("chemotaxis", "macrophage_uptake", "macrophage_clearance", "nk_kill", "neutrophil_kill",
-                         "neutrophil_uptake", "neutrophil_damage", "regrowth", "virus_decay", "pro_decay",
+                         "neutrophil_uptake", "neutrophil_damage", "cytokine_toxicity", "regrowth", "virus_decay", "pro_decay",
                          "anti_decay", "antiviral_efficacy", "anti_inflammatory_efficacy", "clearance_penalty",
                          "recovered_healthy_fraction", "fatal_healthy_fraction")
         for name in probabilities:
@@ -163,11 +171,12 @@ class ImmuneParams:
         for name in ("infected_lifetime", "lifetime_macrophage", "lifetime_nk", "lifetime_neutrophil"):
             check_range(name, getattr(self, name), 1.0)
         positive = ("infectivity", "virus_production", "virus_diffusion", "cytokine_diffusion", "pro_infected",
-                    "pro_dead", "pro_immune", "anti_macrophage", "anti_half", "damage_half", "recruit_macrophages",
+                    "pro_dead", "pro_immune", "anti_macrophage", "anti_half", "damage_half", "toxicity_half",
+                    "recruit_macrophages",
                     "recruit_nk", "recruit_neutrophils", "recruit_half", "clearance_virus")
         for name in positive:
             check_range(name, getattr(self, name), 0.0)
-        for name in ("anti_half", "damage_half", "recruit_half"):
+        for name in ("anti_half", "damage_half", "toxicity_half", "recruit_half"):
             if getattr(self, name) <= 0:
                 raise ControlkitError(f"params.{name}: must be > 0, got {getattr(self, name)}.")
 
@@ -235,8 +244,11 @@ class ImmuneTwin(TwinModel):
         dead = epi == DEAD
         pro[dead] += p.pro_dead * damp[dead]
         lyse = infected & (rng.random(self.cells) < 1.0 / p.infected_lifetime)
+        # bystander injury of healthy cells in inflamed tissue
+        pro2 = np.square(pro)
+        injured = healthy & ~infect & (rng.random(self.cells) < p.cytokine_toxicity * pro2 / (pro2 + p.toxicity_half ** 2))
         epi[infect] = INFECTED
-        epi[lyse] = DEAD
+        epi[lyse | injured] = DEAD
 
         # 3. immune cells move and act
         self._move()

@@ -126,3 +126,14 @@ def test_grid_image_marks_immune_cells():
     img = m.grid_image()
     assert img.shape == (25, 25, 3) and img.dtype == np.uint8
     assert np.all(img[m.y, m.x] == (240, 200, 0))  # only macrophages at tick 0
+
+
+def test_inflammation_injures_healthy_tissue():
+    def dead_after_storm(toxicity):
+        m = ImmuneTwin(seed=0, **{**SMALL, "initial_inoculum": 0}, cytokine_toxicity=toxicity)
+        m.pro.data[:] = 20.0  # a cytokine storm without any virus
+        m.step()
+        return m.observe()[2]
+
+    assert dead_after_storm(0.0) == 0
+    assert 200 < dead_after_storm(0.5) < 400  # about half of the 625 cells at a saturating level
