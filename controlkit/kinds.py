@@ -43,6 +43,7 @@ _BUILTIN: dict[str, str] = {
     "twin_simulate": "controlkit.twin_experiment:KIND",
     "swimmer": "controlkit.swimmer_experiment:KIND",
     "sparsify": "controlkit.sparsify_experiment:KIND",
+    "model_based_control": "controlkit.model_based_control:KIND",
 }
 _KINDS: dict[str, ExperimentKind] = {}
 

@@ -1,0 +1,610 @@
+"""Experiment kind ``model_based_control``: learn sparse pushing dynamics, then compare planners in closed loop.
+
+The pipeline reads top to bottom:
+
+1. **Collect** transitions on ``controlkit/Push-v0`` (the same object, friction and step size as the evaluated
+   env) with an exploring pusher that mostly heads for the object, so that contacts are common.
+2. **Train** a dense ReLU model of the world-frame state ``[x, y, cos θ, sin θ, pusher x, pusher y]``
+   (:mod:`controlkit.dynamics`). With ``model.frame: pusher`` it learns in pusher-relative coordinates
+   (object position minus pusher position), as the paper's models do; that change of coordinates is linear, so
+   it is folded into the first and last layer afterwards and every planner sees a world-frame network.
+3. **Sparsify** it (:mod:`controlkit.sparsify`) and export the selected
+   :class:`~controlkit.network.CompactNetwork` (saved as ``model.npz`` in the run folder).
+4. **Evaluate** every planner in ``planners`` in closed loop on the real env: same network, horizon, cost and
+   constraints for all, identical seeded initial states. The cost is the L1 objective of
+   :mod:`controlkit.mpc` on the object position (and orientation, if weighted) plus a small pull of the pusher
+   towards the pre-push point behind the object, which every planner shares. On ``controlkit/Sort-v0`` the
+   same one-object model is applied to the first object not yet in its region (compositional sorting).
+
+``summary.json`` has ``controllers.<name>`` with ``success_rate``, ``final_distance_mean``,
+``final_distance_ci95``, ``step_time_median_s``, ``step_time_p95_s``, ``fallbacks``, ``violations`` and more;
+plots are ``trajectories.png``, ``distance.png``, ``step_times.png`` and ``frames.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+from controlkit.config import EnvId, ExperimentConfig, check_env_kwargs
+from controlkit.controller import Controller, StepInfo
+from controlkit.errors import ControlkitError, choices_error
+from controlkit.kinds import ExperimentKind
+from controlkit.mpc import MIPMPC, CEMPlanner, GradientPlanner, KeepOut, MPPIPlanner, RandomShootingPlanner
+from controlkit.network import CompactNetwork
+from controlkit.run import RunContext
+from controlkit.stats import mean_ci95
+
+PLANNER_TYPES = ("mip_mpc", "mppi", "cem", "gradient", "random")
+TASK_ENVS = ("controlkit/Push-v0", "controlkit/Sort-v0")
+NX, NU = 6, 2  # [x, y, cos θ, sin θ, pusher x, pusher y], [dx, dy]
+PRE_PUSH_GAP = 0.01  # m between the pusher and the object at the pre-push point
+
+
+class DataConfig(BaseModel):
+    """Transitions collected on Push-v0 for learning the dynamics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trajectories: PositiveInt = Field(300, description="Episodes of exploration.")
+    steps: PositiveInt = Field(30, description="Transitions per episode.")
+    aim: float = Field(0.7, ge=0, le=1, description="Probability that a step heads for (a point near) the object.")
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="Trajectories held out for early stopping.")
+
+
+class ModelConfig(BaseModel):
+    """The dynamics network."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: list[PositiveInt] = Field([64, 64], min_length=1, description="Hidden layer sizes of the dense model.")
+    frame: Literal["pusher", "world"] = Field("pusher", description="Coordinates the model learns in.")
+    file: str | None = Field(None, description="Load this model.npz (from an earlier run) instead of learning one.")
+
+
+class CostConfig(BaseModel):
+    """The receding-horizon problem every planner solves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    horizon: PositiveInt = Field(10, description="Planned steps H (the same for every planner).")
+    position_weight: float = Field(1.0, gt=0, description="L1 weight of the object position error (per metre).")
+    orientation_weight: float = Field(0.0, ge=0, description="L1 weight of the cos θ / sin θ errors (0 = position only).")
+    pusher_weight: float = Field(0.2, ge=0, description="L1 weight pulling the pusher to the pre-push point.")
+    terminal_weight: float = Field(1.0, ge=0, description="Extra factor on the last step's cost.")
+
+
+class PlannerSpec(BaseModel):
+    """One planner: its ``type`` and its own constructor knobs (see :mod:`controlkit.mpc`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description=f"One of {', '.join(PLANNER_TYPES)}.")
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in PLANNER_TYPES:
+            raise ValueError(f"unknown planner type; valid choices: {', '.join(PLANNER_TYPES)}")
+        return v
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def _default_planners() -> dict[str, PlannerSpec]:
+    return {
+        "mip_mpc": PlannerSpec(type="mip_mpc", time_limit=0.2, mip_gap=1e-3),
+        "mppi": PlannerSpec(type="mppi", n_samples=500, iterations=5, temperature=0.01),
+        "cem": PlannerSpec(type="cem", n_samples=250, iterations=5),
+        "gradient": PlannerSpec(type="gradient", iterations=50, lr=0.005, n_restarts=8),
+        "random": PlannerSpec(type="random", n_samples=2500),
+    }
+
+
+class ModelBasedControlConfig(ExperimentConfig):
+    """Collect → train → sparsify → closed-loop comparison of planners on the learned sparse model."""
+
+    kind: str = "model_based_control"
+    env: EnvId = Field("controlkit/Push-v0", description="The evaluated env: controlkit/Push-v0 or controlkit/Sort-v0.")
+    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the evaluated env.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: dict[str, Any] = Field(default_factory=dict, description="controlkit.dynamics.TrainSettings fields.")
+    sparsify: dict[str, Any] = Field(default_factory=dict, description="controlkit.sparsify.SparsifySettings fields.")
+    cost: CostConfig = Field(default_factory=CostConfig)
+    planners: dict[str, PlannerSpec] = Field(default_factory=_default_planners, min_length=1)
+    episodes: PositiveInt = Field(10, description="Closed-loop episodes per planner (same seeded starts for all).")
+    max_steps: PositiveInt = Field(40, description="Steps per episode.")
+    frames: bool = Field(True, description="Render a frame strip of episode 0 per planner (needs MUJOCO_GL=egl).")
+
+    @field_validator("env")
+    @classmethod
+    def _task_env(cls, v: str) -> str:
+        if v not in TASK_ENVS:
+            raise ValueError(f"model_based_control runs on {', '.join(TASK_ENVS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelBasedControlConfig":
+        check_env_kwargs(self.env, self.env_kwargs)
+        for key in ("goal_in_obs", "frame", "render_mode"):
+            if key in self.env_kwargs:
+                raise ValueError(f"env_kwargs.{key} is set by the pipeline (it reads the env's world-frame state)")
+        from controlkit.dynamics import TrainSettings
+        from controlkit.sparsify import SparsifySettings
+
+        TrainSettings(**self.train)
+        SparsifySettings(**self.sparsify).check_network(self.model.hidden, field="sparsify.schedule")
+        return self
+
+
+# ---- data ----------------------------------------------------------------------------------------------------
+class PushExplorer(Controller):
+    """Exploration for data collection: with probability ``aim`` a full step towards a point near the object
+    (re-drawn now and then), plus temporally correlated noise; keeps contacts frequent and varied.
+
+    Reads a world-frame Push-v0 observation (object x, y at 0:2, pusher at 4:6).
+    """
+
+    def __init__(self, step_size: float, aim: float = 0.7, seed: int | None = None) -> None:
+        self.step, self.aim = float(step_size), float(aim)
+        self._rng = np.random.default_rng(seed)
+        self._offset = np.zeros(2)
+        self._noise = np.zeros(2)
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._offset = self._rng.normal(0.0, 0.03, 2)
+        self._noise = np.zeros(2)
+
+    def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
+        rng = self._rng
+        if rng.random() < 0.15:
+            self._offset = rng.normal(0.0, 0.03, 2)
+        d = obs[0:2] + self._offset - obs[4:6]
+        heading = self.step * d / max(float(np.linalg.norm(d)), 1e-6)
+        self._noise = 0.8 * self._noise + 0.6 * rng.normal(0.0, self.step, 2)
+        action = np.clip(heading * (rng.random() < self.aim) + self._noise, -self.step, self.step)
+        return action.astype(np.float32), StepInfo()
+
+
+def _push_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Push-v0 arguments for data collection: the evaluated env's object, friction and step size."""
+    shared = {k: env_kwargs[k] for k in ("shape", "friction", "step_size") if k in env_kwargs}
+    return {**shared, "goal_in_obs": False, "terminate_on_success": False}
+
+
+# ---- model ---------------------------------------------------------------------------------------------------
+def frame_matrix() -> np.ndarray:
+    """``T`` with ``z = T x``: the object position minus the pusher position, the rest unchanged."""
+    t = np.eye(NX)
+    t[0, 4] = t[1, 5] = -1.0
+    return t
+
+
+def fold_frame(net: CompactNetwork, t: np.ndarray) -> CompactNetwork:
+    """The network in world coordinates from one learned on ``z = T x``.
+
+    A residual model ``z' = z + f(z, u)`` is ``x' = x + T^-1 f(T x, u)``: ``T`` folds into the first layer's
+    state columns and ``T^-1`` into the last layer, so the number and kind of neurons stay the same.
+    """
+    if not net.residual:
+        raise ControlkitError("model.frame: folding the pusher frame needs a residual network.")
+    t_inv = np.linalg.inv(t)
+    weights = [w.copy() for w in net.weights]
+    biases = [b.copy() for b in net.biases]
+    weights[0][:, :net.nx] = weights[0][:, :net.nx] @ t
+    weights[-1], biases[-1] = t_inv @ weights[-1], t_inv @ biases[-1]
+    return CompactNetwork(weights, biases, net.relu_masks, net.nx, net.nu, True, dict(net.metadata))
+
+
+def save_network(net: CompactNetwork, path: str | Path) -> Path:
+    """Write a compact network as ``.npz`` (layers, masks, sizes, JSON metadata), atomically."""
+    import io
+    import json
+
+    from controlkit._io import atomic_write_bytes
+
+    arrays = {f"w{k}": w for k, w in enumerate(net.weights)}
+    arrays.update({f"b{k}": b for k, b in enumerate(net.biases)})
+    arrays.update({f"m{k}": m for k, m in enumerate(net.relu_masks)})
+    buf = io.BytesIO()
+    np.savez(buf, n_layers=len(net.weights), nx=net.nx, nu=net.nu, residual=net.residual,
+             metadata=np.array(json.dumps(net.metadata, default=str)), **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_network(path: str | Path, nx: int = NX, nu: int = NU, field: str = "model.file") -> CompactNetwork:
+    """Read :func:`save_network`'s file and check it fits the env (``nx`` states, ``nu`` actions).
+
+    Raises:
+        ControlkitError: naming ``field`` if the file is missing, unreadable or of other dimensions.
+    """
+    import json
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise ControlkitError(f"{field}: no such model file {str(path)!r}.")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            n = int(z["n_layers"])
+            net = CompactNetwork([z[f"w{k}"] for k in range(n)], [z[f"b{k}"] for k in range(n)],
+                                 [z[f"m{k}"] for k in range(n - 1)], int(z["nx"]), int(z["nu"]),
+                                 bool(z["residual"]), json.loads(str(z["metadata"])))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise ControlkitError(f"{field}: {str(path)!r} is not a controlkit model file ({exc}).") from None
+    if (net.nx, net.nu) != (nx, nu):
+        raise ControlkitError(f"{field}: {str(path)!r} maps {net.nx} states and {net.nu} actions; this env's "
+                              f"planning state needs {nx} states and {nu} actions.")
+    return net
+
+
+def learn_model(config: ModelBasedControlConfig, ctx: RunContext) -> tuple[CompactNetwork, dict[str, Any]]:
+    """Collect, train, sparsify and export (or load ``model.file``); returns the world-frame network and facts."""
+    if config.model.file is not None:
+        net = load_network(config.model.file)
+        return net, {"file": config.model.file, "n_relu": net.n_relu, "n_identity": net.n_identity,
+                     "hidden": net.hidden_sizes}
+    import torch
+
+    from controlkit.data import TransitionData, collect
+    from controlkit.dynamics import TrainSettings, train_dense
+    from controlkit.sparsify import SparsifySettings, export_compact, sparsify
+
+    torch.set_num_threads(1)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    push_kwargs = _push_kwargs(config.env_kwargs)
+    step = float(config.env_kwargs.get("step_size", 0.03))
+    data = collect("controlkit/Push-v0", config.data.trajectories, config.data.steps, ctx.seed,
+                   behaviour=PushExplorer(step, config.data.aim), env_kwargs=push_kwargs, progress=ctx.progress)
+    timings["collect_s"] = time.perf_counter() - t0
+    t = frame_matrix() if config.model.frame == "pusher" else np.eye(NX)
+    data = TransitionData(data.states @ t.T, data.actions, data.lengths, data.metadata)
+    train, val = data.split(config.data.val_fraction, ctx.seed)
+    settings, sp = TrainSettings(**config.train), SparsifySettings(**config.sparsify)
+    ctx.log(f"collected {data.n_transitions} transitions; training a dense {config.model.hidden} model")
+    t0 = time.perf_counter()
+    model, fit = train_dense(train, val, config.model.hidden, settings, ctx.seed, progress=ctx.progress)
+    timings["train_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = sparsify(model, train, val, sp, settings, ctx.seed,
+                      on_round=lambda r: ctx.log(f"sparsify round {r.round}: {r.n_relu} ReLU, {r.n_identity} "
+                                                 f"identity, val rollout MSE {r.val_rollout:.3g}"),
+                      progress=ctx.progress)
+    timings["sparsify_s"] = time.perf_counter() - t0
+    best = result.best
+    model.load_state_dict(best.state)
+    meta = {"env": "controlkit/Push-v0", "env_kwargs": push_kwargs, "frame": config.model.frame,
+            "val_rollout": best.val_rollout, "seed": ctx.seed}
+    net = fold_frame(export_compact(model, best.modes, meta), t)
+    save_network(net, ctx.path("model.npz"))
+    facts = {
+        "file": str(ctx.path("model.npz")), "hidden": config.model.hidden, "frame": config.model.frame,
+        "transitions": data.n_transitions, "dense_epochs": fit.epochs,
+        "n_relu": net.n_relu, "n_identity": net.n_identity, "n_removed": best.n_removed,
+        "val_rollout_dense": result.dense.val_rollout, "val_rollout_sparse": best.val_rollout,
+        "sparsity_target_met": result.target_met, "rounds": [r.row() for r in result.rounds],
+        "timings": timings,
+    }
+    return net, facts
+
+
+# ---- task: state, goal and constraints seen by the planners ---------------------------------------------------
+@dataclasses.dataclass
+class Task:
+    """How an env's situation becomes the planning problem ``(x, goal)`` shared by every planner."""
+
+    env: Any  # the unwrapped PushEnv or SortEnv
+    cost: CostConfig
+
+    @property
+    def sort(self) -> bool:
+        return hasattr(self.env, "regions")
+
+    def active(self) -> int:
+        """The object being pushed: Push has one; Sort takes the first one not yet in its region."""
+        if not self.sort:
+            return 0
+        done = self.env._info()["sorted"]
+        return next((i for i, d in enumerate(done) if not d), 0)
+
+    def state_goal(self) -> tuple[np.ndarray, np.ndarray]:
+        """World-frame state of the active object and the pusher, and the goal with the pre-push point."""
+        k = self.active()
+        full = self.env.state()
+        x = np.concatenate([full[4 * k:4 * k + 4], full[-2:]])
+        if self.sort:
+            target = np.array([*self.env.region_centres[k], 1.0, 0.0])
+        else:
+            g = self.env.goal
+            target = np.array([g[0], g[1], np.cos(g[2]), np.sin(g[2])])
+        d = target[:2] - x[:2]
+        reach = self.env.shape.radius + 0.015 + PRE_PUSH_GAP
+        pre = x[:2] - reach * d / max(float(np.linalg.norm(d)), 1e-6)
+        return x, np.concatenate([target, pre])
+
+    def weights(self) -> np.ndarray:
+        c = self.cost
+        return np.array([c.position_weight] * 2 + [c.orientation_weight] * 2 + [c.pusher_weight] * 2)
+
+    def position_error(self, info: dict[str, Any]) -> float:
+        return float(info["distance"] if self.sort else info["position_error"])
+
+
+def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, seed: int) -> Controller:
+    """Build planner ``spec`` on ``net`` with the task's horizon, bounds, cost and keep-out constraint."""
+    from controlkit.envs._tabletop import TABLE_HALF
+
+    classes = {"mip_mpc": _MIPFromZero, "mppi": MPPIPlanner, "cem": CEMPlanner, "gradient": GradientPlanner,
+               "random": RandomShootingPlanner}
+    step = task.env.step_size
+    # Finite state bounds keep interval bounds (and so MILP big-Ms) tight; the table bounds every position.
+    x_high = np.array([TABLE_HALF + 0.05] * 2 + [1.0, 1.0] + [TABLE_HALF] * 2)
+    keep_out = getattr(task.env, "keep_out", None)
+    boxes = [] if keep_out is None else [KeepOut((0, 1), tuple(keep_out[:2]), tuple(keep_out[2:]))]
+    kwargs = spec.kwargs()
+    if spec.type != "mip_mpc":
+        kwargs.setdefault("seed", seed)
+    try:
+        return classes[spec.type](
+            net, task.cost.horizon, [-step] * NU, [step] * NU, -x_high, x_high, state_weights=task.weights(),
+            terminal_weight=task.cost.terminal_weight, keep_out=boxes, **kwargs)
+    except TypeError as exc:
+        raise ControlkitError(f"planners.{name}: {exc}") from None
+
+
+class _MIPFromZero(MIPMPC):
+    """MIP-MPC whose first solve of an episode starts from the all-zero action sequence (a complete MIP start,
+    so a time-limited first solve returns an incumbent); later solves start from the shifted last plan."""
+
+    def _warm_actions(self):
+        warm = super()._warm_actions()
+        return np.zeros((self.horizon, self.problem.nu)) if warm is None else warm
+
+
+# ---- closed loop ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class EpisodeResult:
+    """One closed-loop episode of one planner."""
+
+    seed: int
+    success: bool
+    final_distance: float
+    distances: list[float]  # task distance before the first step and after each step
+    states: np.ndarray  # (steps + 1, 4 n_objects + 2) world-frame env states
+    step_times: list[float]
+    fallbacks: int
+    violations: int
+    statuses: dict[str, int]
+    frames: list[np.ndarray]
+    goal: np.ndarray  # Push: the goal pose (x, y, θ); Sort: empty
+
+
+def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render: bool = False) -> EpisodeResult:
+    """Reset ``env`` and ``planner`` with ``seed`` and run until the episode ends."""
+    _, info = env.reset(seed=seed)
+    goal_pose = np.asarray(info.get("goal", []), dtype=np.float64)
+    planner.reset(seed=seed)
+    base = env.unwrapped
+    distances, states, times, frames = [task.position_error(info)], [base.state()], [], []
+    fallbacks, statuses = 0, {}
+    if render:
+        frames.append(env.render())
+    done = False
+    while not done:
+        x, goal = task.state_goal()
+        planner.set_goal(goal)
+        action = planner.act(x)
+        facts = planner.last_step
+        times.append(facts.compute_time_s)
+        fallbacks += facts.used_fallback
+        statuses[facts.status.value] = statuses.get(facts.status.value, 0) + 1
+        _, _, terminated, truncated, info = env.step(np.asarray(action, dtype=np.float32))
+        distances.append(task.position_error(info))
+        states.append(base.state())
+        if render:
+            frames.append(env.render())
+        done = terminated or truncated
+    return EpisodeResult(seed, bool(info["success"]), distances[-1], distances, np.array(states), times, fallbacks,
+                         int(info.get("keep_out_violations", 0)), statuses, frames, goal_pose)
+
+
+def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
+    """Per-planner statistics over its episodes (the ``controllers.<name>`` block of summary.json)."""
+    final = [e.final_distance for e in episodes]
+    times = np.concatenate([e.step_times for e in episodes])
+    mean, ci = mean_ci95(final)
+    statuses: dict[str, int] = {}
+    for e in episodes:
+        for k, v in e.statuses.items():
+            statuses[k] = statuses.get(k, 0) + v
+    return {
+        "episodes": len(episodes),
+        "success_rate": float(np.mean([e.success for e in episodes])),
+        "final_distance_mean": mean,
+        "final_distance_ci95": ci,
+        "final_distance_median": float(np.median(final)),
+        "steps_mean": float(np.mean([len(e.step_times) for e in episodes])),
+        "step_time_median_s": float(np.median(times)),
+        "step_time_p95_s": float(np.percentile(times, 95)),
+        "fallbacks": int(sum(e.fallbacks for e in episodes)),
+        "violations": int(sum(e.violations for e in episodes)),
+        "episodes_with_violations": int(sum(e.violations > 0 for e in episodes)),
+        "statuses": statuses,
+    }
+
+
+def _targets(controllers: dict[str, dict[str, Any]], specs: dict[str, PlannerSpec]) -> dict[str, Any]:
+    """The issue's targets, checked on this run (first planner of each type)."""
+    first = {}
+    for name, spec in specs.items():
+        first.setdefault(spec.type, name)
+    if "mip_mpc" not in first:
+        return {}
+    mip = controllers[first["mip_mpc"]]
+    out: dict[str, Any] = {"mip_success_ge_90pct": mip["success_rate"] >= 0.9}
+    for kind in ("mppi", "cem"):
+        if kind in first:
+            other = controllers[first[kind]]["final_distance_mean"]
+            out[f"mip_distance_over_{kind}"] = mip["final_distance_mean"] / other if other > 0 else float("nan")
+    sampling = [controllers[first[k]]["violations"] for k in ("mppi", "cem") if k in first]
+    if sampling and max(sampling) > 0:
+        out["mip_zero_violations_where_sampling_has_some"] = mip["violations"] == 0
+    return out
+
+
+def run(config: ModelBasedControlConfig, ctx: RunContext) -> dict[str, Any]:
+    net, model_facts = learn_model(config, ctx)
+    ctx.log(f"model: {net.n_relu} ReLU and {net.n_identity} identity neurons, hidden sizes {net.hidden_sizes}")
+    env = gym.make(config.env, max_episode_steps=config.max_steps, goal_in_obs=False,
+                   render_mode="rgb_array" if config.frames else None, width=160, height=160, **config.env_kwargs)
+    task = Task(env.unwrapped, config.cost)
+    seeds = [ctx.seed + 10_000 + i for i in range(config.episodes)]
+    results: dict[str, list[EpisodeResult]] = {}
+    eval_s: dict[str, float] = {}
+    try:
+        for name, spec in config.planners.items():
+            planner = make_planner(name, spec, net, task, seed=ctx.seed)
+            t0 = time.perf_counter()
+            results[name] = []
+            for i, seed in enumerate(ctx.progress(seeds, desc=name)):
+                ep = run_episode(env, task, planner, seed, render=config.frames and i == 0)
+                results[name].append(ep)
+                ctx.metric(planner=name, episode=i, seed=seed, success=ep.success, final_distance=ep.final_distance,
+                           steps=len(ep.step_times), fallbacks=ep.fallbacks, violations=ep.violations,
+                           time_step_median_s=float(np.median(ep.step_times)))
+            eval_s[name] = time.perf_counter() - t0
+            s = summarise(results[name])
+            ctx.log(f"{name}: success {s['success_rate']:.0%}, final distance {s['final_distance_mean']:.4f} "
+                    f"± {s['final_distance_ci95']:.4f}, median step {1e3 * s['step_time_median_s']:.1f} ms")
+    finally:
+        env.close()
+    controllers = {name: summarise(eps) for name, eps in results.items()}
+    plots = plot_all(ctx, task, results)
+    timings = {**model_facts.pop("timings", {}), "evaluate_s": eval_s}
+    return {
+        "env": config.env,
+        "env_kwargs": config.env_kwargs,
+        "episodes": config.episodes,
+        "max_steps": config.max_steps,
+        "horizon": config.cost.horizon,
+        "seeds": seeds,
+        "model": model_facts,
+        "controllers": controllers,
+        "targets": _targets(controllers, config.planners),
+        "plots": [str(p) for p in plots],
+        "timings": timings,
+    }
+
+
+# ---- plots ---------------------------------------------------------------------------------------------------
+def plot_all(ctx: RunContext, task: Task, results: dict[str, list[EpisodeResult]]) -> list[Path]:
+    """Trajectories over the goal, distance vs step with 95 % bands, step-time histogram, frame strip."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from controlkit.envs._tabletop import COLOURS, TABLE_HALF
+
+    names = list(results)
+    paths = []
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.3), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for rect, colour in _rects(task):
+            ax.add_patch(Rectangle(rect[:2], rect[2] - rect[0], rect[3] - rect[1], color=colour, alpha=0.25))
+        for ep in results[name]:
+            s = ep.states
+            for i in range((s.shape[1] - 2) // 4):
+                c = COLOURS[i % len(COLOURS)]
+                ax.plot(s[:, 4 * i], s[:, 4 * i + 1], "-", color=c, lw=1, alpha=0.8)
+                ax.plot(*s[0, 4 * i:4 * i + 2], "o", color=c, ms=3)
+                ax.plot(*s[-1, 4 * i:4 * i + 2], "s" if ep.success else "x", color=c, ms=4)
+            if not task.sort:
+                ax.plot(*ep.goal[:2], "*", color="k", ms=6)
+        ax.set(xlim=(-TABLE_HALF, TABLE_HALF), ylim=(-TABLE_HALF, TABLE_HALF), aspect="equal", title=name,
+               xticks=[], yticks=[])
+    fig.suptitle("object paths (o start, square success, x failure, * goal)", fontsize=9)
+    paths.append(ctx.savefig(fig, "trajectories.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name in names:
+        eps = results[name]
+        n = max(len(e.distances) for e in eps)
+        # An episode that ended early keeps its last distance (the object stays where it was left).
+        d = np.array([e.distances + [e.distances[-1]] * (n - len(e.distances)) for e in eps])
+        stats = [mean_ci95(d[:, t]) for t in range(n)]
+        mean, ci = np.array([m for m, _ in stats]), np.array([c for _, c in stats])
+        line, = ax.plot(mean, label=name)
+        ax.fill_between(np.arange(n), mean - ci, mean + ci, color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="step", ylabel="distance to goal (m)", title="distance to goal, mean and 95% CI")
+    ax.legend(fontsize=8)
+    paths.append(ctx.savefig(fig, "distance.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    all_t = np.concatenate([np.concatenate([e.step_times for e in results[n]]) for n in names])
+    bins = np.geomspace(max(all_t.min(), 1e-4), all_t.max() * 1.01, 40)
+    for name in names:
+        ax.hist(np.concatenate([e.step_times for e in results[name]]), bins=bins, alpha=0.5, label=name)
+    ax.set(xscale="log", xlabel="control step time (s)", ylabel="steps", title="step time per planner")
+    ax.legend(fontsize=8)
+    paths.append(ctx.savefig(fig, "step_times.png"))
+
+    strips = {n: results[n][0].frames for n in names if results[n][0].frames}
+    if strips:
+        k = 6
+        fig, axes = plt.subplots(len(strips), k, figsize=(1.6 * k, 1.7 * len(strips)), squeeze=False)
+        for row, (name, frames) in zip(axes, strips.items()):
+            pick = np.linspace(0, len(frames) - 1, k).round().astype(int)
+            for ax, i in zip(row, pick):
+                ax.imshow(frames[i])
+                ax.set(xticks=[], yticks=[])
+                ax.set_title(f"step {i}", fontsize=7)
+            row[0].set_ylabel(name, fontsize=8)
+        paths.append(ctx.savefig(fig, "frames.png"))
+    return paths
+
+
+def _rects(task: Task) -> list[tuple[np.ndarray, tuple]]:
+    from controlkit.envs._tabletop import COLOURS
+
+    if task.sort:
+        return [(r, COLOURS[i % len(COLOURS)]) for i, r in enumerate(task.env.regions)]
+    keep_out = getattr(task.env, "keep_out", None)
+    return [] if keep_out is None else [(keep_out, (0.9, 0.1, 0.1))]
+
+
+def report(summary: dict[str, Any]) -> str:
+    """The table the CLI prints: one row per planner, then where the plots are."""
+    m = summary["model"]
+    lines = [f"{summary['env']}: {summary['episodes']} episodes per planner, horizon {summary['horizon']}, model "
+             f"with {m['n_relu']} ReLU + {m['n_identity']} identity neurons",
+             f"{'planner':<12}{'success':>9}{'final dist (m)':>22}{'median step':>13}{'p95 step':>11}"
+             f"{'fallbacks':>11}{'violations':>12}"]
+    for name, c in summary["controllers"].items():
+        lines.append(f"{name:<12}{c['success_rate']:>9.0%}{c['final_distance_mean']:>13.4f} ± {c['final_distance_ci95']:<6.4f}"
+                     f"{1e3 * c['step_time_median_s']:>10.1f} ms{1e3 * c['step_time_p95_s']:>8.1f} ms"
+                     f"{c['fallbacks']:>11d}{c['violations']:>12d}")
+    if summary["plots"]:
+        lines.append("plots: " + ", ".join(summary["plots"]))
+    return "\n".join(lines)
+
+
+KIND = ExperimentKind("model_based_control", ModelBasedControlConfig, run,
+                      "learn sparse pushing dynamics, compare MIP-MPC with MPPI/CEM/gradient/random in closed loop",
+                      report)
+
+__all__ = ["KIND", "ModelBasedControlConfig", "PushExplorer", "Task", "fold_frame", "learn_model", "load_network",
+           "make_planner", "run_episode", "save_network", "summarise"]
