@@ -138,7 +138,6 @@ def assemble(
     u_cols = bld.cols(np.tile(problem.u_low, T), np.tile(problem.u_high, T)).reshape(T, nu)
     h_cols, z_cols, in_cols_all, in_sel_all, bigm = [], [], [], [], []
     n_hidden = len(net.relu_masks)
-    eye = np.eye(nx)
     for t in range(T):
         in_cols = np.concatenate([x_cols[t], u_cols[t]])
         in_sel = np.arange(nx + nu)
@@ -291,7 +290,7 @@ class HighsMILP:
         self.n_rows, self.n_cols, self.nnz = a.shape[0], a.shape[1], a.nnz
 
     @classmethod
-    def relaxation(cls, problem: MPCProblem, bounds: Bounds, x0: np.ndarray, t: int, k: int) -> "HighsMILP":
+    def relaxation(cls, problem: MPCProblem, bounds: Bounds, x0: np.ndarray, t: int, k: int) -> HighsMILP:
         """LP relaxation of steps ``0..t``, ready to optimise pre-activations of hidden layer ``k`` at step ``t``."""
         relax = cls(problem, bounds, x0, relax=True, n_steps=t + 1)
         relax._target = (t, k)
@@ -335,7 +334,8 @@ class HighsMILP:
                 zl.append((new[uns] == LINEAR).astype(float))
                 zu.append((new[uns] != INACTIVE).astype(float))
                 r2, r3 = lay.bigm_rows[t][k]
-                for r, z, l_, u_, b in zip(r2, lay.z_cols[t][k], lo[uns], hi[uns], net.biases[k][uns]):
+                # highspy changes one coefficient per call; only unstable slots have bound-dependent entries
+                for r, z, l_, b in zip(r2, lay.z_cols[t][k], lo[uns], net.biases[k][uns]):
                     h.changeCoeff(int(r), int(z), -float(min(l_, 0.0)))
                     h.changeRowBounds(int(r), -np.inf, float(b - min(l_, 0.0)))
                 for r, z, u_ in zip(r3, lay.z_cols[t][k], hi[uns]):

@@ -42,6 +42,7 @@ class RecedingHorizonPlanner(Planner):
         safe_action: Action returned when no plan is usable (default: 0 clipped into the action box).
         max_fallback: How many steps in a row the shifted last plan may be used before the safe action.
         state_fn: Maps an observation to the state ``x`` (default: the observation is the state).
+        warm_start: Whether :meth:`act` seeds each plan with the last plan shifted by one step.
         nx: State size (only for a torch Sequential).
         nu: Action size (only for a torch Sequential).
     """
@@ -65,6 +66,7 @@ class RecedingHorizonPlanner(Planner):
         safe_action: Any = None,
         max_fallback: int = 3,
         state_fn: Callable[[Any], np.ndarray] | None = None,
+        warm_start: bool = True,
         nx: int | None = None,
         nu: int | None = None,
     ) -> None:
@@ -82,6 +84,7 @@ class RecedingHorizonPlanner(Planner):
             raise ControlkitError(f"max_fallback: must be an integer >= 0, got {max_fallback!r}.")
         self.max_fallback = int(max_fallback)
         self.state_fn = state_fn
+        self.warm_start = bool(warm_start)
         self.goal = None if goal is None else p.check_goal(goal)
         self.reset()
 
@@ -101,7 +104,7 @@ class RecedingHorizonPlanner(Planner):
 
     def _warm_actions(self) -> np.ndarray | None:
         """The last good plan shifted to start at the current step, its last action repeated."""
-        if self.last_plan is None:
+        if self.last_plan is None or not self.warm_start:
             return None
         a = self.last_plan.actions
         shift = min(self._fallbacks + 1, len(a))

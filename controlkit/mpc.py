@@ -36,7 +36,7 @@ class MIPMPC(RecedingHorizonPlanner):
         tighten_steps: LP-tighten the unstable neurons of this many leading steps (0 = interval bounds only).
         threads: Solver threads.
         **kwargs: ``terminal_weight``, ``state_constraints``, ``keep_out``, ``goal``, ``safe_action``,
-            ``max_fallback``, ``state_fn``, ``nx``, ``nu`` (see the base class).
+            ``max_fallback``, ``state_fn``, ``warm_start``, ``nx``, ``nu`` (see the base class).
 
     ``plan`` returns a :class:`~controlkit.controller.Plan` whose ``extras`` hold ``binaries`` (unstable ReLU
     neurons over the horizon), ``stable_active``, ``stable_inactive``, ``identity``, ``build_time_s``,

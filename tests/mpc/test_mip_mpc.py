@@ -8,7 +8,7 @@ import torch
 from scipy.optimize import linprog
 
 from controlkit import ControlkitError, Status
-from controlkit._milp_bounds import UNSTABLE, ibp, preactivations, tighten_lp
+from controlkit._milp_bounds import ibp, preactivations, tighten_lp
 from controlkit._milp_highs import HighsMILP
 from controlkit.mpc import MIPMPC, CEMPlanner, KeepOut
 
@@ -268,3 +268,33 @@ def test_torch_sequential_input_and_unsupported_layers():
     bad = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
     with pytest.raises(ControlkitError, match="Tanh"):
         MIPMPC(bad, 2, [-1.0], [1.0], nx=2, nu=1)
+
+
+def test_lp_tightening_keeps_the_optimum_with_fewer_binaries(make_net):
+    net = make_net([8], nx=4, nu=2, seed=0)
+    x0, goal = np.zeros(4), np.full(4, 0.5)
+    loose = _mpc(net, horizon=4, mip_gap=1e-6).plan(x0, goal)
+    tight = _mpc(net, horizon=4, mip_gap=1e-6, tighten_steps=4).plan(x0, goal)
+    assert tight.status is Status.OK and loose.status is Status.OK
+    assert tight.objective == pytest.approx(loose.objective, rel=1e-5, abs=1e-7)
+    assert tight.extras["binaries"] < loose.extras["binaries"]
+
+
+def test_widened_structure_serves_both_states_in_place(small_net):
+    goal = np.array([0.3, -0.3, 0.3])
+    a, b = np.array([0.0, 0.0, 0.0]), np.array([3.0, -3.0, 2.0])
+
+    def make():  # a small action box leaves many neurons stable, and which ones depends on x0
+        return MIPMPC(small_net, 2, [-0.1, -0.1], [0.1, 0.1], mip_gap=1e-6)
+
+    mpc = make()
+    first = mpc.plan(a, goal)
+    assert first.extras["stable_active"] + first.extras["stable_inactive"] > 0
+    second = mpc.plan(b, goal)
+    assert second.extras["rebuilt"]  # stability differs far away: the structure had to widen
+    third = mpc.plan(a, goal)
+    assert not third.extras["rebuilt"]  # the widened structure fits `a` again: updated in place
+    assert third.extras["model_binaries"] > third.extras["binaries"]  # some binaries are fixed by their bounds
+    fresh = make().plan(a, goal)
+    assert third.objective == pytest.approx(fresh.objective, rel=1e-6, abs=1e-7)
+    np.testing.assert_allclose(third.states, small_net.rollout(a, third.actions), atol=1e-5)

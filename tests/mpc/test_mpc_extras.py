@@ -45,7 +45,8 @@ def test_keep_out_box_is_avoided(small_net):
     mpc = _mpc(small_net, horizon=4, keep_out=[box], x_low=[-4] * 3, x_high=[4] * 3)
     plan = mpc.plan(x0, np.array([0.8, 0.0, 0.0]))
     assert plan.status is Status.OK
-    inside = np.all((plan.states[1:, :2] > np.array(box.low) + 1e-6) & (plan.states[1:, :2] < np.array(box.high) - 1e-6), axis=1)
+    xy = plan.states[1:, :2]
+    inside = np.all((xy > np.array(box.low) + 1e-6) & (xy < np.array(box.high) - 1e-6), axis=1)
     assert not inside.any()
     assert mpc.problem.violation(plan.states) == pytest.approx(0.0, abs=1e-6)
     assert plan.objective >= free.objective - 1e-9
