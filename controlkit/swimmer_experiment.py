@@ -78,6 +78,7 @@ class PolicySpec(_Strict):
     trainer: Literal["es", "ppo", "none"] = Field("es", description="'none' evaluates the initial policy only.")
     total_steps: int = Field(50_000, ge=0, description="Training budget in env steps.")
     eval_every: PositiveInt | None = Field(None, description="Default: the experiment's eval_every.")
+    replicates: PositiveInt | None = Field(None, description="Default: the experiment's replicates.")
     ncap: NCAPOptions = NCAPOptions()
     mlp: MLPOptions = MLPOptions()
     es: ESOptions = ESOptions()
@@ -182,9 +183,8 @@ def train_replicate(spec_d: dict[str, Any], cfg_d: dict[str, Any], seed: int) ->
 def run(config: SwimmerConfig, ctx: RunContext) -> dict[str, Any]:
     cfg_d = config.model_dump(mode="json")
     jobs = [(spec.model_dump(mode="json"), cfg_d, ctx.seed + r)
-            for spec in config.policies for r in range(config.replicates)]
-    ctx.log(f"{len(jobs)} training runs ({len(config.policies)} policies x {config.replicates} seeds), "
-            f"{config.workers} worker(s)")
+            for spec in config.policies for r in range(spec.replicates or config.replicates)]
+    ctx.log(f"{len(jobs)} training runs ({len(config.policies)} policies), {config.workers} worker(s)")
     results = map_tasks(train_replicate, jobs, workers=config.workers, desc="train", quiet=ctx.quiet)
     summary: dict[str, Any] = {"task": config.task, "n_links": config.n_links, "threshold": config.threshold,
                                "replicates": config.replicates, "eval_episodes": config.eval_episodes,
@@ -227,6 +227,7 @@ def _policy_summary(spec: PolicySpec, reps: list[dict[str, Any]], config: Swimme
     final_m, final_ci = mean_ci95(means[:, -1])
     out: dict[str, Any] = {
         "type": spec.type, "trainer": spec.trainer, "params": reps[0]["params"], "total_steps": spec.total_steps,
+        "replicates": len(reps),
         "curve": curve, "final_return": {"mean": final_m, "ci95": final_ci},
         "initial_return": curve[0]["mean"], "best_return": float(max(c["mean"] for c in curve)),
         "best_return_env_steps": int(max(curve, key=lambda c: c["mean"])["env_steps"]),
@@ -264,7 +265,7 @@ def _plot_curves(ctx: RunContext, config: SwimmerConfig, summary: dict[str, Any]
     if max(max(c["env_steps"] for c in s["curve"]) for s in summary["policies"].values()) > 200_000:
         ax.set_xscale("symlog", linthresh=10_000)
     ax.set(xlabel="training env steps", ylabel=f"return ({config.task}, {config.n_links} links)",
-           title=f"learning curves, mean ± 95% CI over {config.replicates} seeds")
+           title="learning curves, mean ± 95% CI over seeds")
     ax.legend(fontsize=8)
     ctx.savefig(fig, "learning_curves.png")
 
@@ -337,9 +338,9 @@ def _figures(ctx: RunContext, config: SwimmerConfig, policy, name: str) -> None:
 
 
 def report(summary: dict[str, Any]) -> str:
-    lines = [f"swimmer {summary['task']} ({summary['n_links']} links), {summary['replicates']} seeds:"]
+    lines = [f"swimmer {summary['task']} ({summary['n_links']} links):"]
     for name, s in summary["policies"].items():
-        line = (f"  {name:16s} {s['params']:>7,} params  initial {s['initial_return']:6.1f}  final "
+        line = (f"  {name:16s} {s['params']:>7,} params  {s['replicates']} seeds  initial {s['initial_return']:6.1f}  final "
                 f"{s['final_return']['mean']:6.1f} ± {s['final_return']['ci95']:5.1f}  best {s['best_return']:6.1f}"
                 f"  steps to {summary['threshold']:g}: {s['env_steps_to_threshold']}")
         if "transfer" in s:

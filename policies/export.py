@@ -17,7 +17,7 @@ import numpy as np
 
 from controlkit._io import atomic_write_bytes
 from controlkit.errors import ControlkitError
-from controlkit.policies._circuit import TURN_GAIN, WEIGHT_NAMES, circuit, target_commands
+from controlkit.policies._circuit import TURN_GAIN, WEIGHT_NAMES, circuit, oscillator_drive, target_commands
 
 EPISODE_STEPS = 1000  # the swimmer's time_obs scale (controlkit.envs.swimmer.EPISODE_STEPS; no mujoco import here)
 
@@ -48,22 +48,25 @@ class NCAPNumpy:
         obs = np.asarray(obs, dtype=np.float64)
         if obs.shape[-1] != self.obs_size:
             raise ControlkitError(f"observation: expected {self.obs_size} entries, got {obs.shape[-1]}.")
+        period = self.oscillator_period
         if self.time_obs:
             step = obs[..., -1:] * EPISODE_STEPS
         elif step is None:
             raise ControlkitError("step: needed when the observation has no time entry (time_obs=False).")
+        if np.ndim(step) == 0:  # one control step: pick the oscillator's row instead of computing with arrays
+            drive = self.weights["osc"][0 if round(float(step)) % period < period // 2 else 1]
         else:
-            step = np.asarray(step, dtype=np.float64)[..., None]
-        osc_d = (np.round(step) % self.oscillator_period < self.oscillator_period // 2).astype(np.float64)
+            step = np.asarray(step, dtype=np.float64)
+            step = step if self.time_obs else step[..., None]
+            drive = oscillator_drive((np.round(step) % period < period // 2).astype(np.float64), self.weights)
         n = self.n_joints
-        x = (obs[..., :n] / (2 * math.pi / (n + 1))).clip(-1, 1)
         brake = right = left = None
         if self.navigation:
             start = n + 3 * (n + 1)
             right, left, speed = target_commands(obs[..., start:start + 2], self.navigation, self.target_w,
                                                  self.target_b, _sigmoid)
             brake = 1 - speed.clip(0, 1)
-        return circuit(x, osc_d, brake, right, left, self.weights, activity)
+        return circuit(obs[..., :n], drive, brake, right, left, self.weights, activity)
 
     # ---- files ----
     def save(self, path: str | os.PathLike) -> Path:
@@ -87,18 +90,10 @@ class NCAPNumpy:
             step = g.input("step", 1)
         phase = g.op("Mod", g.op("Round", step), g.const(self.oscillator_period), fmod=1)
         osc_d = g.op("Cast", g.op("Less", phase, g.const(self.oscillator_period // 2)), to=1)
-        x = g.clip(g.op("Div", g.slice(obs, 0, n), g.const(2 * math.pi / (n + 1))), -1, 1)
-        consts: dict[str, str] = {}
-
-        def w(key: str) -> str:  # add a weight only when the graph uses it (no dead initializers)
-            if key not in consts:
-                consts[key] = g.const(self.weights[key])
-            return consts[key]
-
-        d, v = g.clip(x, 0, 1), g.clip(g.op("Neg", x), 0, 1)
-        b_d = g.op("Add", g.op("MatMul", d, w("prop_d")), g.op("Mul", osc_d, w("osc_d")))
-        b_v = g.op("Add", g.op("MatMul", v, w("prop_v")),
-                   g.op("Mul", g.op("Sub", g.const(1.0), osc_d), w("osc_v")))
+        w = self.weights
+        s = g.clip(g.op("MatMul", g.slice(obs, 0, n), g.const(w["sense"])), 0, 1)
+        drive = g.op("Add", g.op("Mul", osc_d, g.const(w["osc"][0] - w["osc"][1])), g.const(w["osc"][1]))
+        b = g.op("Add", g.op("MatMul", s, g.const(w["prop"])), drive)
         if self.navigation:
             start = n + 3 * (n + 1)
             tx, ty = g.slice(obs, start, start + 1), g.slice(obs, start + 1, start + 2)
@@ -107,19 +102,18 @@ class NCAPNumpy:
             if self.navigation == "hardcoded":
                 right = g.clip(g.op("Mul", g.op("Neg", ux), g.const(TURN_GAIN)), 0, 1)
                 left = g.clip(g.op("Mul", ux, g.const(TURN_GAIN)), 0, 1)
-                brake = g.const(0.0)  # speed is always 1
             else:
                 z = g.op("Sigmoid", g.op("Add", g.op("Add", g.op("Mul", ux, g.const(self.target_w[:, 0])),
                                                       g.op("Mul", uy, g.const(self.target_w[:, 1]))),
                                            g.const(self.target_b)))
                 right, left, speed = g.slice(z, 0, 1), g.slice(z, 1, 2), g.slice(z, 2, 3)
                 brake = g.op("Sub", g.const(1.0), g.clip(speed, 0, 1))
-            b_d = g.op("Add", g.op("Add", b_d, g.op("Mul", brake, w("speed_d"))), g.op("Mul", right, w("turn_d")))
-            b_v = g.op("Add", g.op("Add", b_v, g.op("Mul", brake, w("speed_v"))), g.op("Mul", left, w("turn_v")))
-        b_d, b_v = g.clip(b_d, 0, 1), g.clip(b_v, 0, 1)
-        m_d = g.clip(g.op("Add", g.op("Mul", b_d, w("ipsi_d")), g.op("Mul", b_v, w("contra_d"))), 0, 1)
-        m_v = g.clip(g.op("Add", g.op("Mul", b_v, w("ipsi_v")), g.op("Mul", b_d, w("contra_v"))), 0, 1)
-        g.op("Sub", m_d, m_v, out="action")
+                b = g.op("Add", b, g.op("Mul", brake, g.const(w["speed"])))  # the hard-coded speed is 1: no brake
+            b = g.op("Add", b, g.op("Add", g.op("Mul", right, g.const(w["turn"][0])),
+                                    g.op("Mul", left, g.const(w["turn"][1]))))
+        b = g.clip(b, 0, 1)
+        m = g.clip(g.op("MatMul", b, g.const(w["muscle"])), 0, 1)
+        g.op("Sub", g.slice(m, 0, n), g.slice(m, n, 2 * n), out="action")
         return g.serialize("ncap", n)
 
 

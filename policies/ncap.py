@@ -18,7 +18,7 @@ from torch import nn
 from controlkit.controller import Controller, StepInfo
 from controlkit.envs.swimmer import EPISODE_STEPS, SwimmerLayout
 from controlkit.errors import ControlkitError, choices_error
-from controlkit.policies._circuit import NAVIGATION, circuit, target_commands
+from controlkit.policies._circuit import NAVIGATION, circuit, oscillator_drive, target_commands
 
 # Sign of each weight group: +1 excitatory, -1 inhibitory.
 _SIGN = {"prop": 1.0, "osc": 1.0, "ipsi": 1.0, "contra": -1.0, "speed": -1.0, "turn": 1.0}
@@ -126,24 +126,33 @@ class NCAPPolicy(nn.Module, Controller):
         return w
 
     def circuit_weights(self) -> dict[str, torch.Tensor]:
-        """Sign-constrained weights expanded to one entry per joint (what :func:`circuit` consumes)."""
-        n, zeros = self.n_joints, torch.zeros(self.n_joints)
-        head = torch.zeros(n)
-        head[0] = 1.0
-        w: dict[str, torch.Tensor] = {}
-        for side in ("d", "v"):
-            w[f"prop_{side}"] = (torch.diag(self._effective("prop", side).expand(n - 1), 1) if self.proprioception
-                                 else torch.zeros(n, n))
-            w[f"osc_{side}"] = self._effective("osc", side) * head if self.oscillator else zeros
-            w[f"ipsi_{side}"] = self._effective("ipsi", side).expand(n)
-            w[f"contra_{side}"] = self._effective("contra", side).expand(n)
+        """Sign-constrained weights laid out for :func:`~controlkit.policies._circuit.circuit` (one matrix per
+        layer over ``[dorsal | ventral]`` neurons)."""
+        n, k = self.n_joints, self.n_turn_joints
+        zn, znn = torch.zeros(n), torch.zeros(n, n)
+        eye = torch.eye(n)
+        side = {}
+        for s in ("d", "v"):
+            side[f"prop_{s}"] = (torch.diag(self._effective("prop", s).expand(n - 1), 1) if self.proprioception
+                                 else znn)
+            side[f"osc_{s}"] = (torch.cat([self._effective("osc", s), zn[1:]]) if self.oscillator else zn)
+            side[f"ipsi_{s}"] = torch.diag(self._effective("ipsi", s).expand(n))
+            side[f"contra_{s}"] = torch.diag(self._effective("contra", s).expand(n))
             if self.navigation:
-                w[f"speed_{side}"] = self._effective("speed", side).expand(n)
-                turn = self._effective("turn", side)
-                w[f"turn_{side}"] = torch.cat([turn.expand(self.n_turn_joints), zeros[self.n_turn_joints:]])
+                side[f"speed_{s}"] = self._effective("speed", s).expand(n)
+                side[f"turn_{s}"] = torch.cat([self._effective("turn", s).expand(k), zn[k:]])
             else:
-                w[f"speed_{side}"] = w[f"turn_{side}"] = zeros
-        return w
+                side[f"speed_{s}"] = side[f"turn_{s}"] = zn
+        return {
+            "sense": torch.cat([eye, -eye], 1) / (2 * math.pi / (n + 1)),  # normalise by the joint limit
+            "prop": torch.block_diag(side["prop_d"], side["prop_v"]),
+            "osc": torch.stack([torch.cat([side["osc_d"], zn]), torch.cat([zn, side["osc_v"]])]),
+            # rows: B-neurons [d | v]; columns: muscles [d | v]
+            "muscle": torch.cat([torch.cat([side["ipsi_d"], side["contra_v"]], 1),
+                                 torch.cat([side["contra_d"], side["ipsi_v"]], 1)], 0),
+            "speed": torch.cat([side["speed_d"], side["speed_v"]]),
+            "turn": torch.stack([torch.cat([side["turn_d"], zn]), torch.cat([zn, side["turn_v"]])]),
+        }
 
     def with_n_joints(self, n_joints: int) -> "NCAPPolicy":
         """The same circuit on a body with ``n_joints`` joints (transfer without retraining; needs sharing)."""
@@ -199,8 +208,6 @@ class NCAPPolicy(nn.Module, Controller):
         elif step is None:
             raise ControlkitError("step: needed when the observation has no time entry (time_obs=False).")
         step = torch.as_tensor(step, dtype=torch.float32).expand(obs.shape[:-1]).unsqueeze(-1)
-        limit = 2 * math.pi / (self.n_joints + 1)
-        x = (obs[..., lay.joints] / limit).clamp(-1, 1)
         brake = right = left = None
         if self.navigation:
             lin = getattr(self, "target_net", None)
@@ -208,7 +215,9 @@ class NCAPPolicy(nn.Module, Controller):
                                                  None if lin is None else lin.weight,
                                                  None if lin is None else lin.bias, torch.sigmoid)
             brake = 1 - speed.clamp(0, 1)
-        return circuit(x, self.oscillator_phase(step), brake, right, left, self.circuit_weights(), activity)
+        w = self.circuit_weights()
+        drive = oscillator_drive(self.oscillator_phase(step), w)
+        return circuit(obs[..., lay.joints], drive, brake, right, left, w, activity)
 
     # ---- numpy form and Controller ------------------------------------------------------------------------
     def to_numpy(self):
@@ -227,10 +236,15 @@ class NCAPPolicy(nn.Module, Controller):
 
     def _numpy(self):
         # Parameters change in place (optimizer steps); their version counters tell when the cache is stale.
-        key = tuple(p._version for p in self.parameters())
+        key = tuple(p._version for p in self._parameters_list())
         if self._numpy_cache is None or self._numpy_cache[0] != key:
             self._numpy_cache = (key, self.to_numpy())
         return self._numpy_cache[1]
+
+    def _parameters_list(self) -> list[nn.Parameter]:
+        if getattr(self, "_plist", None) is None:  # parameters() is a generator walk; act() runs every step
+            self._plist = list(self.parameters())
+        return self._plist
 
     def reset(self, seed: int | None = None) -> None:
         """Start an episode: the internal clock (used without ``time_obs``) returns to step 0."""

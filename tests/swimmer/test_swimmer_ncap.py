@@ -9,6 +9,7 @@ import torch
 from controlkit.envs.swimmer import SwimmerEnv, SwimmerLayout
 from controlkit.errors import ControlkitError
 from controlkit.policies import MLPPolicy, NCAPPolicy, count_parameters
+from controlkit.policies._circuit import circuit
 from controlkit.policies._rollout import episode_return
 
 
@@ -66,14 +67,17 @@ def test_proprioception_propagates_a_bend_tailwards(side):
 
 
 def test_contralateral_inhibition_cancels_cocontraction():
-    from controlkit.policies._circuit import circuit
-
-    w = NCAPPolicy(3, oscillator=False).circuit_weights()
-    one, zero, head = torch.ones(1), torch.zeros(1), torch.tensor([1.0, 0.0, 0.0])
-    w = {**w, "turn_d": head, "turn_v": head}  # turn inputs of weight 1 on the head's B-neurons
-    both = circuit(torch.zeros(3), zero, None, one, one, w)
-    assert torch.all(both == 0)  # dorsal and ventral B-neurons both on: each muscle inhibited by the other side
-    dorsal = circuit(torch.zeros(3), zero, None, one, zero, w)
+    pol = NCAPPolicy(3, oscillator=False, navigation="hardcoded", n_turn_joints=1)
+    with torch.no_grad():
+        pol.weights["speed"].zero_()
+    w = pol.circuit_weights()
+    one, zero = torch.ones(1), torch.zeros(1)
+    straight, no_drive = torch.zeros(3), torch.zeros(6)
+    # Right and left turn commands drive the head's dorsal and ventral B-neurons at once: each muscle is
+    # inhibited by the other side's B-neuron, so there is no torque.
+    torque, act = circuit(straight, no_drive, None, one, one, w, activity=True)
+    assert act["b_d"][0] == 1 and act["b_v"][0] == 1 and torch.all(act["m_d"] == 0) and torch.all(torque == 0)
+    dorsal = circuit(straight, no_drive, None, one, zero, w)
     assert dorsal[0] == 1 and torch.all(dorsal[1:] == 0)
 
 
@@ -86,14 +90,16 @@ def test_sign_constraints_hold_after_an_optimizer_step():
     opt.step()
     assert any((p < 0).any() for n, p in pol.weights.items() if not n.startswith("contra"))  # raw weights crossed
     w = pol.circuit_weights()
-    for name in ("prop_d", "prop_v", "osc_d", "osc_v", "ipsi_d", "ipsi_v"):
-        assert torch.all(w[name] >= 0), name
-    for name in ("contra_d", "contra_v"):
-        assert torch.all(w[name] <= 0), name
+    n = 5
+    muscle = w["muscle"]
+    ipsi = torch.cat([muscle[:n, :n].diagonal(), muscle[n:, n:].diagonal()])
+    contra = torch.cat([muscle[n:, :n].diagonal(), muscle[:n, n:].diagonal()])
+    assert torch.all(w["prop"] >= 0) and torch.all(w["osc"] >= 0) and torch.all(ipsi >= 0)
+    assert torch.all(contra <= 0)
     free = NCAPPolicy(5, weight_sharing=False, sign_constraints=False)
     with torch.no_grad():
         free.weights["ipsi_d"].fill_(-0.5)
-    assert torch.all(free.circuit_weights()["ipsi_d"] < 0)  # without constraints the sign is free
+    assert torch.all(free.circuit_weights()["muscle"][:n, :n].diagonal() < 0)  # without constraints: any sign
 
 
 def test_constant_and_random_init():
