@@ -63,7 +63,7 @@ class TwinSimulateConfig(ExperimentConfig):
     workers: PositiveInt | None = Field(None, description="Parallel workers (default: CPU count).")
 
     @model_validator(mode="after")
-    def _check_arms(self) -> "TwinSimulateConfig":
+    def _check_arms(self) -> TwinSimulateConfig:
         if not self.arms:
             raise ValueError("arms: give at least one arm (or omit the key for a single baseline arm)")
         for name in self.arms:

@@ -23,8 +23,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
-from controlkit.errors import ControlkitError
 from controlkit.twins import (
     ImmuneTwin,
     MetabolicPathway,
@@ -34,6 +32,8 @@ from controlkit.twins import (
     predator_prey_cost,
 )
 from controlkit.twins._common import TwinModel, upscale
+
+from controlkit.errors import ControlkitError
 
 
 class TwinEnv(gym.Env):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import mesa
 import numpy as np

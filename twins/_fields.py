@@ -28,9 +28,3 @@ def diffuse(field: np.ndarray, rate: float, decay: float = 0.0) -> None:
     if decay:
         field *= 1.0 - decay
 
-
-def gradient_targets(field: np.ndarray, ys: np.ndarray, xs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Index into ``offsets`` of the neighbour (or own cell) with the highest ``field`` value for each agent."""
-    h, w = field.shape
-    vals = field[(ys[:, None] + offsets[:, 0]) % h, (xs[:, None] + offsets[:, 1]) % w]
-    return np.argmax(vals, axis=1)

@@ -37,10 +37,10 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-
-from controlkit.errors import ControlkitError
 from controlkit.twins._common import ControlSpec, TwinModel, check_int, check_range, field_layer
 from controlkit.twins._fields import diffuse
+
+from controlkit.errors import ControlkitError
 
 HEALTHY, INFECTED, DEAD, REGROWING = 0, 1, 2, 3
 MACROPHAGE, NK, NEUTROPHIL = 0, 1, 2
@@ -163,8 +163,8 @@ class ImmuneParams:
                                       f"{self.width}x{self.height} tissue; enlarge the grid or lower it.")
         check_int("max_immune_cells", self.max_immune_cells)
         probabilities = ("chemotaxis", "macrophage_uptake", "macrophage_clearance", "nk_kill", "neutrophil_kill",
-                         "neutrophil_uptake", "neutrophil_damage", "cytokine_toxicity", "regrowth", "virus_decay", "pro_decay",
-                         "anti_decay", "antiviral_efficacy", "anti_inflammatory_efficacy", "clearance_penalty",
+                         "neutrophil_uptake", "neutrophil_damage", "cytokine_toxicity", "regrowth", "virus_decay",
+                         "pro_decay", "anti_decay", "antiviral_efficacy", "anti_inflammatory_efficacy", "clearance_penalty",
                          "recovered_healthy_fraction", "fatal_healthy_fraction")
         for name in probabilities:
             check_range(name, getattr(self, name), 0.0, 1.0)

@@ -29,14 +29,14 @@ import math
 from typing import Any
 
 import numpy as np
+from controlkit.twins._common import ControlSpec, TwinModel, check_int, check_range, field_layer, group_ranks
 
 from controlkit.errors import ControlkitError
-from controlkit.twins._common import ControlSpec, TwinModel, check_int, check_range, field_layer, group_ranks
 
 SPECIES = ("S", "P", "Q", "R", "T")
 S, P, Q, R, T = range(5)
 ENZYMES = ("A", "E", "I", "O")
-A, E, I, O = range(4)
+A, E, I, O = range(4)  # noqa: E741  (the enzyme names of the published pathway)
 HOLE = -1  # species code of an empty molecule row
 SUBSTRATE = np.array([S, P, Q, P])  # what each enzyme binds
 PRODUCT = np.array([P, Q, R, T])  # what it makes of it

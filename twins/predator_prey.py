@@ -18,9 +18,9 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+from controlkit.twins._common import ControlSpec, TwinModel, check_int, check_range, field_layer, group_ranks
 
 from controlkit.errors import ControlkitError
-from controlkit.twins._common import ControlSpec, TwinModel, check_int, check_range, field_layer, group_ranks
 
 REMOVAL_MODES = ("fraction", "count")
 MOVEMENTS = ("netlogo", "grid")
@@ -102,11 +102,11 @@ class Herd:
         """Number of animals."""
         return self.energy.size
 
-    def select(self, rows: np.ndarray) -> "Herd":
+    def select(self, rows: np.ndarray) -> Herd:
         """The animals at ``rows`` (a boolean mask or indices), as a new table."""
         return Herd(self.xy[rows], self.heading[rows], self.energy[rows], self.cell[rows])
 
-    def extend(self, other: "Herd") -> "Herd":
+    def extend(self, other: Herd) -> Herd:
         """This table followed by ``other``'s rows."""
         return Herd(*(np.concatenate([a, b]) for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
 

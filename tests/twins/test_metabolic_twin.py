@@ -4,10 +4,10 @@ import re
 
 import numpy as np
 import pytest
+from controlkit.twins import MetabolicPathway
+from controlkit.twins.metabolic import HOLE, SUBSTRATE, A
 
 from controlkit.errors import ControlkitError
-from controlkit.twins import MetabolicPathway
-from controlkit.twins.metabolic import A, HOLE, SUBSTRATE
 
 SMALL = dict(scale=0.02)
 

@@ -4,10 +4,10 @@ import re
 
 import numpy as np
 import pytest
-
-from controlkit.errors import ControlkitError
 from controlkit.twins import PredatorPrey
 from controlkit.twins._common import group_ranks
+
+from controlkit.errors import ControlkitError
 
 
 def test_same_seed_same_trajectory_and_different_seed_differs():
@@ -27,7 +27,7 @@ def test_rng_generator_is_accepted_and_reproducible():
 @pytest.mark.parametrize("movement", ["netlogo", "grid"])
 def test_bookkeeping_invariants_hold_every_tick(movement):
     m = PredatorPrey(seed=1, width=25, height=25, initial_sheep=60, initial_wolves=20, movement=movement)
-    for t in range(200):
+    for _ in range(200):
         m.step([0.01, 0.0])
         p = m.params
         for herd in (m.sheep, m.wolves):
