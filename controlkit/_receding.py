@@ -42,7 +42,8 @@ class RecedingHorizonPlanner(Planner):
         safe_action: Action returned when no plan is usable (default: 0 clipped into the action box).
         max_fallback: How many steps in a row the shifted last plan may be used before the safe action.
         state_fn: Maps an observation to the state ``x`` (default: the observation is the state).
-        warm_start: Whether :meth:`act` seeds each plan with the last plan shifted by one step.
+        warm_start: Whether :meth:`act` seeds each plan with the last plan shifted by one step (the safe action
+            held over the horizon before there is one).
         nx: State size (only for a torch Sequential).
         nu: Action size (only for a torch Sequential).
     """
@@ -103,9 +104,15 @@ class RecedingHorizonPlanner(Planner):
         self._fallbacks = 0
 
     def _warm_actions(self) -> np.ndarray | None:
-        """The last good plan shifted to start at the current step, its last action repeated."""
-        if self.last_plan is None or not self.warm_start:
+        """The last good plan shifted to start at the current step, its last action repeated.
+
+        Before the first good plan it is the safe action held over the horizon: a complete MIP start that gives a
+        time-limited first solve an incumbent (when that sequence satisfies the state constraints).
+        """
+        if not self.warm_start:
             return None
+        if self.last_plan is None:
+            return np.tile(self.safe_action, (self.horizon, 1))
         a = self.last_plan.actions
         shift = min(self._fallbacks + 1, len(a))
         return np.concatenate([a[shift:], np.repeat(a[-1:], shift, axis=0)])

@@ -82,6 +82,11 @@ class MIPMPC(RecedingHorizonPlanner):
             check_solver(solver)
         self._milp = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_milp"] = None  # a HiGHS instance does not pickle; the next plan rebuilds it
+        return state
+
     def bounds(self, x0: Any) -> Bounds:
         """Sound neuron and state bounds from ``x0`` (interval propagation, then LP tightening if enabled)."""
         x0 = self.problem.check_state(x0)
