@@ -17,11 +17,6 @@ def random_net(hidden, nx=3, nu=2, seed=0, scale=0.5, identity_frac=0.0, residua
 
 
 @pytest.fixture
-def tiny_net():
-    return random_net([4], nx=2, nu=1, seed=1)
-
-
-@pytest.fixture
 def small_net():
     return random_net([6, 6], nx=3, nu=2, seed=2, identity_frac=0.3)
 
