@@ -282,3 +282,15 @@ def _check_shapes(states: np.ndarray, actions: np.ndarray, lengths: np.ndarray, 
         raise ControlkitError(f"{field}: lengths must be {n} integers in [0, {t}].")
     if not (np.all(np.isfinite(states)) and np.all(np.isfinite(actions))):
         raise ControlkitError(f"{field}: states/actions contain NaN or infinity.")
+
+
+__all__ = [
+    "BEHAVIOURS",
+    "CorrelatedNoiseController",
+    "TransitionData",
+    "collect",
+    "load_dataset",
+    "make_behaviour",
+    "make_env",
+    "save_dataset",
+]

@@ -244,3 +244,6 @@ def train_dense(
     model = DynamicsModel(train.nx, train.nu, hidden, residual=residual, seed=seed)
     model.fit_normalisation(train)
     return model, fit(model, train, val, settings, seed=seed + 1, progress=progress)
+
+
+__all__ = ["DynamicsModel", "FitResult", "GateSource", "Gates", "TrainSettings", "fit", "rollout_mse", "train_dense"]

@@ -42,6 +42,9 @@ class SparsifySettings(BaseModel):
     temperature_end: float = Field(0.3, gt=0, description="Temperature at the end of a round's search.")
     sparsity_weight: float = Field(1e-3, ge=0, description="Weight of the sparsity penalty (sum over neurons).")
     identity_cost: float = Field(0.2, ge=0, lt=1, description="Penalty of an identity neuron; a ReLU costs 1.")
+    weight_lr: float = Field(
+        2e-3, gt=0, description="Adam learning rate of the weights in each round (cosine-decayed within the "
+        "round). A low rate keeps the round near the dense weights but cannot repair what a commit removed.")
     gate_lr: float = Field(0.05, gt=0, description="Adam learning rate of the gate logits.")
     init_logit: float = Field(2.0, ge=0, description="Logit of a neuron's current form when a round starts.")
     tolerance: float = Field(1.5, ge=1, description="Operating point: fewest ReLUs with val error <= tolerance x dense.")
@@ -266,10 +269,10 @@ def sparsify(
                                                                         desc="rounds")):
         gates.reset_logits()
         fit(model, train, val, train_settings, seed=seed + 2 * index, gates=gates, learn_gates=True,
-            epochs=settings.search_epochs, gate_lr=settings.gate_lr, on_epoch=anneal)
+            epochs=settings.search_epochs, lr=settings.weight_lr, gate_lr=settings.gate_lr, on_epoch=anneal)
         gates.commit(target)
         tuned = fit(model, train, val, train_settings, seed=seed + 2 * index + 1, gates=gates,
-                    epochs=settings.finetune_epochs)
+                    epochs=settings.finetune_epochs, lr=settings.weight_lr)
         rounds.append(_record(model, gates, val, steps, index, target, settings.search_epochs + tuned.epochs))
         if on_round:
             on_round(rounds[-1])
@@ -315,3 +318,20 @@ def export_gap(model: DynamicsModel, modes: Sequence[np.ndarray], net: CompactNe
         want = ref.step(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(u, dtype=torch.float64),
                         fixed_gates(modes, torch.float64)).numpy()
     return float(np.max(np.abs(net.step(x, u) - want)))
+
+
+__all__ = [
+    "FORMS",
+    "IDENTITY",
+    "RELU",
+    "REMOVED",
+    "NeuronGates",
+    "RoundResult",
+    "SparsifyResult",
+    "SparsifySettings",
+    "export_compact",
+    "export_gap",
+    "fixed_gates",
+    "select_operating_point",
+    "sparsify",
+]
