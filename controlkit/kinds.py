@@ -40,6 +40,7 @@ class ExperimentKind:
 # kind name -> "module:attribute" holding its ExperimentKind; imported on first use.
 _BUILTIN: dict[str, str] = {
     "rollout": "controlkit.rollout:KIND",
+    "twin_control": "controlkit.twin_control_experiment:KIND",
     "twin_simulate": "controlkit.twin_experiment:KIND",
     "swimmer": "controlkit.swimmer_experiment:KIND",
     "sparsify": "controlkit.sparsify_experiment:KIND",

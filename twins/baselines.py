@@ -1,0 +1,250 @@
+"""Baselines the neural controller is compared with, on the same task, objective and replicates.
+
+- no control and the best constant control (grid search on the ABM itself);
+- bang-bang feedback (every control at a bound, switched on the observables; the rule is the objective's);
+- optimal control solved on the surrogate, open loop, lifted to the ABM (the companion paper's route);
+- MIP-MPC in receding horizon on a ReLU surrogate compiled to a MILP (:class:`controlkit.mpc.MIPMPC`, HiGHS);
+- PPO (stable-baselines3) on a gymnasium view of the same task, with a stated sample budget.
+
+Each returns a :class:`~controlkit.controller.Controller`, so :func:`controlkit.twins.deploy.evaluate` scores
+them all alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from controlkit.controller import Controller, StepInfo
+from controlkit.twins.deploy import evaluate_many
+from controlkit.twins.neural_control import mlp_forward, straight_through_round, surrogate_cost
+from controlkit.twins.objectives import TwinTask
+
+
+class ConstantTwinController(Controller):
+    """The same decision at every step."""
+
+    def __init__(self, u: Sequence[float]) -> None:
+        self.u = np.asarray(u, dtype=float)
+
+    def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
+        return self.u.copy(), StepInfo()
+
+
+class ScheduleController(Controller):
+    """An open-loop schedule: decision ``k`` at the ``k``-th call after ``reset`` (the last one repeated after)."""
+
+    def __init__(self, schedule: np.ndarray) -> None:
+        self.schedule = np.asarray(schedule, dtype=float)
+        self.k = 0
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self.k = 0
+
+    def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
+        u = self.schedule[min(self.k, len(self.schedule) - 1)]
+        self.k += 1
+        return u.copy(), StepInfo()
+
+
+class BangBangController(Controller):
+    """The task objective's bang-bang feedback rule on the admissible bounds."""
+
+    def __init__(self, task: TwinTask) -> None:
+        self.task = task
+        self.low, self.high = task.bounds
+
+    def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
+        return self.task.objective.bang_bang(np.asarray(obs, dtype=float), self.low, self.high), StepInfo()
+
+
+def best_constant(task: TwinTask, levels: int, seeds: Sequence[int], executor: str = "local",
+                  workers: int | None = 1) -> tuple[ConstantTwinController, list[dict[str, Any]], int]:
+    """Grid search of constant decisions on the ABM: ``levels`` values per control, each scored on ``seeds``.
+
+    Returns:
+        The best constant controller, the table of ``{"u", "cost_mean"}`` per grid point, and the ABM ticks used.
+    """
+    low, high = task.bounds
+    axes = [np.linspace(lo, hi, levels) for lo, hi in zip(low, high)]
+    if task.integer:
+        axes = [np.unique(np.round(a)) for a in axes]
+    grid = [np.array(u) for u in itertools.product(*axes)]
+    evals = evaluate_many(task, {str(i): ConstantTwinController(u) for i, u in enumerate(grid)}, seeds,
+                          executor=executor, workers=workers)
+    table = [{"u": u.tolist(), "cost_mean": float(evals[str(i)].costs.mean())} for i, u in enumerate(grid)]
+    best = min(table, key=lambda r: r["cost_mean"])
+    return ConstantTwinController(best["u"]), table, len(grid) * len(seeds) * (task.burn_in + task.ticks)
+
+
+def open_loop_optimal(surrogate, task: TwinTask, x0: np.ndarray, iterations: int = 300, lr: float = 0.05,
+                      seed: int = 0) -> tuple[ScheduleController, float]:
+    """Optimise one decision schedule on the surrogate from ``x0`` (Adam on sigmoid-scaled parameters, integer
+    decisions rounded straight-through) and return it as an open-loop controller with its predicted cost."""
+    low, high = (torch.as_tensor(b, dtype=torch.float32) for b in task.bounds)
+    gen = torch.Generator().manual_seed(seed)
+    z = (-2.0 + 0.1 * torch.randn(task.decisions, low.numel(), generator=gen)).requires_grad_(True)
+    x0_t = torch.as_tensor(np.asarray(x0, dtype=np.float32))[None]
+    for p in surrogate.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam([z], lr=lr)
+
+    def schedule() -> torch.Tensor:
+        u = low + (high - low) * torch.sigmoid(z)
+        return straight_through_round(u) if task.integer else u
+
+    loss = None
+    for _ in range(iterations):
+        u = schedule()[None]
+        x, states = x0_t, []
+        for k in range(task.decisions):
+            x = torch.clamp(surrogate.step(x, u[:, k]), min=0.0)
+            states.append(x)
+        loss = surrogate_cost(task, torch.stack(states, 1), u).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    for p in surrogate.parameters():
+        p.requires_grad_(True)
+    return ScheduleController(schedule().detach().numpy()), float(loss.item())
+
+
+class SurrogateMPCController(Controller):
+    """MIP-MPC on a ReLU surrogate in receding horizon (the MILP is built lazily, so the controller pickles).
+
+    Args:
+        net: The surrogate as a :class:`~controlkit.network.CompactNetwork`.
+        task: The control task (its objective must have an L1 form, see ``Objective.l1_form``).
+        horizon: Decisions planned ahead.
+        time_limit: Seconds per MILP solve.
+        mip_gap: Relative gap at which HiGHS stops.
+    """
+
+    def __init__(self, net, task: TwinTask, horizon: int = 4, time_limit: float = 1.0, mip_gap: float = 1e-3) -> None:
+        self.net, self.task = net, task
+        self.goal, self.q, rate_w = task.objective.l1_form(net.nx)
+        self.control_weight = rate_w * task.rate_scale()
+        self.horizon, self.time_limit, self.mip_gap = int(horizon), float(time_limit), float(mip_gap)
+        self._mpc = None
+        self.solve_times: list[float] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_mpc"] = None  # HiGHS objects do not pickle; rebuilt on first use
+        return state
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        if self._mpc is None:
+            from controlkit.mpc import MIPMPC
+
+            low, high = self.task.bounds
+            self._mpc = MIPMPC(self.net, self.horizon, low, high, x_low=np.zeros(self.net.nx),
+                               state_weights=self.q, control_weight=self.control_weight,
+                               time_limit=self.time_limit, mip_gap=self.mip_gap, goal=self.goal)
+        self._mpc.reset(seed)
+
+    def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
+        t0 = time.perf_counter()
+        u = self._mpc.act(np.asarray(obs, dtype=float))
+        self.solve_times.append(time.perf_counter() - t0)
+        return u, self._mpc.last_step
+
+
+class TwinControlEnv(gym.Env):
+    """The task as a gymnasium env for RL baselines: one env step = one decision.
+
+    Observation: ``[k / H, obs / obs_scale]``; action in ``[-1, 1]^nu`` mapped affinely onto the admissible box
+    (rounded for integer controls); reward = minus the objective over the interval's ticks divided by the
+    horizon's ticks, so an episode's return is minus the episode cost the ABM evaluation reports.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, task: TwinTask, obs_scale: Sequence[float], seed_offset: int = 0) -> None:
+        self.task, self.obs_scale = task, np.asarray(obs_scale, dtype=float)
+        self.low, self.high = task.bounds
+        nx = len(self.obs_scale)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1 + nx,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.low.size,), np.float32)
+        self.seed_offset = seed_offset
+        self.abm_steps = 0
+        self._twin, self._k = None, 0
+
+    def _obs(self) -> np.ndarray:
+        return np.concatenate([[self._k / self.task.decisions], self._twin.observe() / self.obs_scale]).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        twin_seed = int(self.np_random.integers(2**31)) + self.seed_offset
+        self._twin, self._k = self.task.make_twin(twin_seed), 0
+        if self.task.burn_in:
+            self._twin.run(None, steps=self.task.burn_in)
+        self.abm_steps += self.task.burn_in
+        return self._obs(), {}
+
+    def step(self, action):
+        u = _decision(self.task, action)
+        sched = self.task.schedule(u)
+        traj = self._twin.run(sched)
+        self.abm_steps += self.task.interval
+        cost = self.task.objective.cost(traj[1:], sched).sum() / self.task.ticks
+        self._k += 1
+        return self._obs(), -float(cost), self._k >= self.task.decisions, False, {"decision": u}
+
+
+def _decision(task: TwinTask, action: np.ndarray) -> np.ndarray:
+    """The admissible decision of a normalised action in ``[-1, 1]^nu``."""
+    low, high = task.bounds
+    a = np.clip(np.asarray(action, dtype=float), -1, 1)
+    return task.admissible(low + (a + 1) / 2 * (high - low))
+
+
+class PPOTwinController(Controller):
+    """A trained PPO policy's deterministic action (its actor MLP copied to numpy, so it pickles to workers),
+    acting through :class:`TwinControlEnv`'s observation and action maps."""
+
+    def __init__(self, policy, task: TwinTask, obs_scale: np.ndarray) -> None:
+        lin = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)] + [policy.action_net]
+        self.weights = [m.weight.detach().double().numpy().copy() for m in lin]
+        self.biases = [m.bias.detach().double().numpy().copy() for m in lin]
+        self.task, self.obs_scale = task, np.asarray(obs_scale, dtype=float)
+        self.k = 0
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self.k = 0
+
+    def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
+        x = np.concatenate([[self.k / self.task.decisions], np.asarray(obs, dtype=float) / self.obs_scale])
+        action = mlp_forward(self.weights, self.biases, x)
+        self.k += 1
+        return _decision(self.task, action), StepInfo()
+
+
+def train_ppo(task: TwinTask, obs_scale: Sequence[float], timesteps: int, seed: int,
+              n_steps: int = 256, batch_size: int = 64, lr: float = 3e-4) -> tuple[PPOTwinController, int, float]:
+    """Train PPO (stable-baselines3, MLP policy) for ``timesteps`` decisions on :class:`TwinControlEnv`.
+
+    Returns:
+        The controller, the ABM ticks consumed (burn-ins included) and the wall time.
+    """
+    from stable_baselines3 import PPO
+
+    t0 = time.perf_counter()
+    env = TwinControlEnv(task, obs_scale, seed_offset=10_000_000)
+    env.reset(seed=seed)
+    model = PPO("MlpPolicy", env, n_steps=n_steps, batch_size=batch_size, learning_rate=lr, seed=seed,
+                device="cpu", verbose=0, policy_kwargs={"net_arch": [64, 64], "activation_fn": torch.nn.Tanh})
+    model.learn(total_timesteps=int(timesteps))
+    return PPOTwinController(model.policy, task, env.obs_scale), env.abm_steps, time.perf_counter() - t0
+
+
+__all__ = ["BangBangController", "ConstantTwinController", "PPOTwinController", "ScheduleController",
+           "SurrogateMPCController", "TwinControlEnv", "best_constant", "open_loop_optimal", "train_ppo"]

@@ -1,0 +1,260 @@
+"""Control tasks on the twins: what is controlled, when, and at what cost.
+
+A :class:`TwinTask` fixes the twin (class + parameters), a burn-in without control, the decision interval (ticks
+between two observations of the controller), the horizon in decisions, how a decision becomes per-tick ABM
+controls (``pulse``: whole animals removed at the first tick of the interval; ``hold``: the value held for every
+tick) and the :class:`Objective`.
+
+Every objective is a weighted sum of named terms averaged over the ticks of the horizon. The term formulas are
+written once with operators that numpy arrays and torch tensors share, so the cost the controller is trained on
+(through the surrogate, at decision points) is the same formula the ABM is scored with (at every tick).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from controlkit.errors import ControlkitError, choices_error
+
+APPLY_MODES = ("pulse", "hold")
+
+
+class Objective:
+    """A weighted sum of named cost terms of (observables, per-tick control rate).
+
+    Subclasses set :attr:`TWIN`, :attr:`TERMS` (name -> default weight) and implement :meth:`terms`,
+    :meth:`outcomes` and :meth:`bang_bang`.
+
+    Args:
+        weights: Term name -> weight; unnamed terms keep their default, unknown names raise.
+    """
+
+    TWIN: ClassVar[str]
+    TERMS: ClassVar[dict[str, float]]
+
+    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
+        self.weights = dict(self.TERMS)
+        for name, value in (weights or {}).items():
+            if name not in self.TERMS:
+                raise ControlkitError(f"objective.weights.{name}: unknown term of the {self.TWIN} objective; "
+                                      f"valid terms: {', '.join(self.TERMS)}.")
+            if not float(value) >= 0:
+                raise ControlkitError(f"objective.weights.{name}: must be >= 0, got {value!r}.")
+            self.weights[name] = float(value)
+
+    def terms(self, obs: Any, rate: Any) -> dict[str, Any]:
+        """Per-tick term values for observables ``obs`` ``(..., n_obs)`` and control rate ``rate`` ``(..., n_u)``."""
+        raise NotImplementedError
+
+    def cost(self, obs: Any, rate: Any) -> Any:
+        """Weighted sum of :meth:`terms` (same shape as ``obs[..., 0]``; numpy or torch)."""
+        return sum(self.weights[k] * v for k, v in self.terms(obs, rate).items())
+
+    def outcomes(self, obs: np.ndarray, controls: np.ndarray) -> dict[str, float]:
+        """Outcome numbers of one ABM episode (per-tick observables ``(T + 1, n_obs)`` and controls ``(T, n_u)``)."""
+        raise NotImplementedError
+
+    def bang_bang(self, obs: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """The bang-bang feedback rule: every control at one of its bounds, switched on the observables."""
+        raise NotImplementedError
+
+    def l1_form(self, nx: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(goal, state_weights, rate_weight)`` when the cost is ``sum_i q_i |x_i - g_i| + lam sum_j |rate_j|``
+        (the form MIP-MPC optimises exactly).
+
+        Raises:
+            ControlkitError: the objective has no such form.
+        """
+        raise ControlkitError(f"method mip_mpc: the {self.TWIN} objective is not a weighted L1 distance plus L1 "
+                              "control cost, which the MILP needs.")
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description (twin, weights and settings)."""
+        return {"twin": self.TWIN, "weights": dict(self.weights)}
+
+
+class PredatorPreyObjective(Objective):
+    """Reach and hold a target population pair with little removal effort.
+
+    ``tracking = |sheep - s*| / s* + |wolves - w*| / w*``; ``effort = removals per tick / (s* + w*)``, where
+    removals are the counts culled (count mode) or the expected culls ``rate * population`` (fraction mode).
+
+    Args:
+        weights: ``tracking`` (default 1) and ``effort`` (default 50).
+        target: ``(s*, w*)``.
+        fraction: Controls are per-animal removal probabilities rather than counts.
+    """
+
+    TWIN = "predator_prey"
+    TERMS = {"tracking": 1.0, "effort": 50.0}
+
+    def __init__(self, weights: Mapping[str, float] | None = None, target: tuple[float, float] = (220.0, 35.0),
+                 fraction: bool = False) -> None:
+        super().__init__(weights)
+        if len(target) != 2 or not all(float(t) > 0 for t in target):
+            raise ControlkitError(f"objective.target: need two positive populations (sheep, wolves), got {target!r}.")
+        self.target = (float(target[0]), float(target[1]))
+        self.fraction = fraction
+
+    def terms(self, obs: Any, rate: Any) -> dict[str, Any]:
+        s, w = obs[..., 0], obs[..., 1]
+        ts, tw = self.target
+        removals = rate[..., 0] * s + rate[..., 1] * w if self.fraction else rate[..., 0] + rate[..., 1]
+        return {"tracking": abs(s - ts) / ts + abs(w - tw) / tw, "effort": removals / (ts + tw)}
+
+    def outcomes(self, obs: np.ndarray, controls: np.ndarray) -> dict[str, float]:
+        half = obs[obs.shape[0] // 2:]
+        removed = controls[:, 0] * obs[:-1, 0] + controls[:, 1] * obs[:-1, 1] if self.fraction else controls.sum(1)
+        return {
+            "mean_sheep_2nd_half": float(half[:, 0].mean()),
+            "mean_wolves_2nd_half": float(half[:, 1].mean()),
+            "abs_err_sheep_2nd_half": float(np.abs(half[:, 0] - self.target[0]).mean()),
+            "abs_err_wolves_2nd_half": float(np.abs(half[:, 1] - self.target[1]).mean()),
+            "removed_total": float(removed.sum()),
+            "extinct": float(obs[-1, 0] == 0 or obs[-1, 1] == 0),
+        }
+
+    def bang_bang(self, obs: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        # Cull a species at the maximum while it is above its target, not at all otherwise.
+        above = np.asarray(obs[:2], dtype=float) > np.asarray(self.target)
+        return np.where(above, high, low)
+
+    def l1_form(self, nx: int) -> tuple[np.ndarray, np.ndarray, float]:
+        if self.fraction:
+            return super().l1_form(nx)  # removals = rate * population is bilinear
+        goal, q = np.zeros(nx), np.zeros(nx)
+        goal[:2] = self.target
+        q[:2] = self.weights["tracking"] / np.asarray(self.target)
+        return goal, q, self.weights["effort"] / sum(self.target)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "target": list(self.target), "fraction": self.fraction}
+
+
+# twin name -> (twin class "module:attr", objective class)
+_TWINS: dict[str, tuple[str, type[Objective]]] = {
+    "predator_prey": ("controlkit.twins.predator_prey:PredatorPrey", PredatorPreyObjective),
+}
+
+
+def twin_names() -> list[str]:
+    """Twins that have a control task."""
+    return sorted(_TWINS)
+
+
+def twin_class(name: str) -> type:
+    """The twin model class registered under ``name``."""
+    if name not in _TWINS:
+        raise choices_error("twin", name, _TWINS)
+    module, attr = _TWINS[name][0].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def make_objective(twin: str, weights: Mapping[str, float] | None = None, **settings: Any) -> Objective:
+    """The objective of ``twin`` with term ``weights`` and objective-specific ``settings`` (e.g. ``target``)."""
+    if twin not in _TWINS:
+        raise choices_error("twin", twin, _TWINS)
+    cls = _TWINS[twin][1]
+    valid = [n for n in inspect.signature(cls).parameters if n != "weights"]
+    for key in settings:
+        if key not in valid:
+            raise ControlkitError(f"objective.{key}: unknown setting of the {twin} objective; valid: "
+                                  f"weights, {', '.join(valid)}.")
+    return cls(weights, **settings)
+
+
+@dataclasses.dataclass(frozen=True)
+class TwinTask:
+    """A twin, its control timing and its objective.
+
+    Attributes:
+        twin: Registered twin name (see :func:`twin_names`).
+        params: Twin parameter overrides.
+        objective: The cost.
+        burn_in: Ticks without control before the controller starts (the state it starts from varies by seed).
+        interval: Ticks between two decisions.
+        decisions: Horizon in decisions (``decisions * interval`` ticks under control).
+        apply: ``"pulse"``: the decision is applied at the first tick of the interval and 0 afterwards (whole
+            animals removed once per interval); ``"hold"``: held for every tick of the interval.
+        u_high: Optional tighter upper bounds of the admissible controls (default: the twin's own bounds).
+    """
+
+    twin: str
+    params: Mapping[str, Any]
+    objective: Objective
+    burn_in: int = 500
+    interval: int = 10
+    decisions: int = 30
+    apply: str = "pulse"
+    u_high: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        twin_class(self.twin)
+        if self.objective.TWIN != self.twin:
+            raise ControlkitError(f"objective: a {self.objective.TWIN} objective cannot score the {self.twin} twin.")
+        if self.apply not in APPLY_MODES:
+            raise choices_error("apply", self.apply, APPLY_MODES)
+        for name in ("burn_in", "interval", "decisions"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < (0 if name == "burn_in" else 1):
+                raise ControlkitError(f"{name}: must be an integer >= {0 if name == 'burn_in' else 1}, got {v!r}.")
+        low, high = self._twin_bounds()
+        if self.u_high is not None:
+            uh = np.asarray(self.u_high, dtype=float)
+            if uh.shape != high.shape or np.any(uh <= low) or np.any(uh > high):
+                raise ControlkitError(f"u_high: need {high.size} values in ({low.tolist()}, {high.tolist()}], "
+                                      f"got {list(self.u_high)}.")
+
+    def make_twin(self, seed: int, params: Mapping[str, Any] | None = None):
+        """A fresh twin with the task's parameters (plus ``params`` overrides, e.g. a perturbation)."""
+        return twin_class(self.twin)({**self.params, **(params or {})}, seed=int(seed))
+
+    def _twin_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.make_twin(0).control_bounds()
+
+    @property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` of the admissible decision controls."""
+        low, high = self._twin_bounds()
+        return low, (high if self.u_high is None else np.asarray(self.u_high, dtype=float))
+
+    @property
+    def integer(self) -> bool:
+        """Controls are whole numbers of agents (the twin's count mode)."""
+        return self.params.get("removal") == "count"
+
+    @property
+    def ticks(self) -> int:
+        """Ticks under control."""
+        return self.decisions * self.interval
+
+    def schedule(self, u: np.ndarray) -> np.ndarray:
+        """Per-tick ABM controls ``(interval, n_u)`` of one decision ``u``."""
+        u = np.asarray(u, dtype=float)
+        if self.apply == "hold":
+            return np.tile(u, (self.interval, 1))
+        out = np.zeros((self.interval, u.size))
+        out[0] = u
+        return out
+
+    def rate_scale(self) -> float:
+        """Factor from a decision to its mean per-tick control rate (``1 / interval`` for pulses)."""
+        return 1.0 / self.interval if self.apply == "pulse" else 1.0
+
+    def admissible(self, u: Any) -> np.ndarray:
+        """Clip into the admissible box and round when controls are integer."""
+        low, high = self.bounds
+        u = np.clip(np.asarray(u, dtype=float).reshape(low.shape), low, high)
+        return np.round(u) if self.integer else u
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description."""
+        low, high = self.bounds
+        return {"twin": self.twin, "params": dict(self.params), "objective": self.objective.describe(),
+                "burn_in": self.burn_in, "interval": self.interval, "decisions": self.decisions,
+                "apply": self.apply, "u_low": low.tolist(), "u_high": high.tolist(), "integer": self.integer}
