@@ -40,7 +40,8 @@ class MIPMPC(RecedingHorizonPlanner):
 
     ``plan`` returns a :class:`~controlkit.controller.Plan` whose ``extras`` hold ``binaries`` (unstable ReLU
     neurons over the horizon), ``stable_active``, ``stable_inactive``, ``identity``, ``build_time_s``,
-    ``bounds_time_s``, ``rebuilt`` (whether the model had to be rebuilt rather than updated in place) and the
+    ``bounds_time_s``, ``solver_time_s`` (``Plan.solve_time_s`` is the whole planning time), ``rebuilt``
+    (whether the model had to be rebuilt rather than updated in place), ``model_binaries``, ``warm_start`` and the
     solver's ``message``. Infeasible problems return ``status=INFEASIBLE`` with NaN actions; ``act`` falls back.
     """
 
@@ -124,7 +125,7 @@ class MIPMPC(RecedingHorizonPlanner):
             extras.update(build_time_s=build, rebuilt=True)
         else:
             result = self._solve_highs(bounds, x0, goal, warm_start, extras)
-        extras["message"] = result.message
+        extras.update(message=result.message, solver_time_s=result.solve_time_s)
         return Plan(result.actions, result.states, result.objective, result.status,
                     time.perf_counter() - t0, result.gap, extras)
 
