@@ -69,3 +69,11 @@ def test_bands_contain_the_mean():
 def test_bad_configs_name_the_field(kw, field):
     with pytest.raises(ControlkitError, match=re.escape(field)):
         _config(**kw)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_executor_gives_the_local_numbers(tmp_path):
+    local = run_experiment(_config(), run_dir=tmp_path / "local", quiet=True).summary
+    ray = run_experiment(_config(executor="ray", workers=2), run_dir=tmp_path / "ray", quiet=True).summary
+    assert local["arms"] == ray["arms"]
