@@ -140,6 +140,12 @@ class ModelBasedControlConfig(ExperimentConfig):
         from controlkit.dynamics import TrainSettings
         from controlkit.sparsify import SparsifySettings
 
+        for name, spec in self.planners.items():
+            allowed = _planner_params(_PLANNER_CLASSES[spec.type])
+            unknown = sorted(set(spec.kwargs()) - allowed)
+            if unknown:
+                raise ValueError(f"planners.{name}: {spec.type} takes no {', '.join(unknown)}; valid: "
+                                 f"{', '.join(sorted(allowed))}")
         TrainSettings(**self.train)
         SparsifySettings(**self.sparsify).check_network(self.model.hidden, field="sparsify.schedule")
         return self
@@ -346,8 +352,6 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     """Build planner ``spec`` on ``net`` with the task's horizon, bounds, cost and keep-out constraint."""
     from controlkit.envs._tabletop import TABLE_HALF
 
-    classes = {"mip_mpc": _MIPFromZero, "mppi": MPPIPlanner, "cem": CEMPlanner, "gradient": GradientPlanner,
-               "random": RandomShootingPlanner}
     step = task.env.step_size
     # Finite state bounds keep interval bounds (and so MILP big-Ms) tight; the table bounds every position.
     x_high = np.array([TABLE_HALF + 0.05] * 2 + [1.0, 1.0] + [TABLE_HALF] * 2)
@@ -357,11 +361,23 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     if spec.type != "mip_mpc":
         kwargs.setdefault("seed", seed)
     try:
-        return classes[spec.type](
+        return _PLANNER_CLASSES[spec.type](
             net, task.cost.horizon, [-step] * NU, [step] * NU, -x_high, x_high, state_weights=task.weights(),
             terminal_weight=task.cost.terminal_weight, keep_out=boxes, **kwargs)
     except TypeError as exc:
         raise ControlkitError(f"planners.{name}: {exc}") from None
+
+
+def _planner_params(cls: type) -> set[str]:
+    """Keyword arguments a planner class takes (its own and its bases'), minus those the pipeline sets."""
+    import inspect
+
+    names: set[str] = set()
+    for c in cls.__mro__:
+        if "__init__" in vars(c):
+            names |= {n for n, p in inspect.signature(c.__init__).parameters.items()
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names - _PIPELINE_SET
 
 
 class _MIPFromZero(MIPMPC):
@@ -371,6 +387,13 @@ class _MIPFromZero(MIPMPC):
     def _warm_actions(self):
         warm = super()._warm_actions()
         return np.zeros((self.horizon, self.problem.nu)) if warm is None else warm
+
+
+_PLANNER_CLASSES = {"mip_mpc": _MIPFromZero, "mppi": MPPIPlanner, "cem": CEMPlanner, "gradient": GradientPlanner,
+                    "random": RandomShootingPlanner}
+# Set by the pipeline from the env and the cost block, identical for every planner.
+_PIPELINE_SET = {"self", "model", "horizon", "u_low", "u_high", "x_low", "x_high", "residual", "state_weights",
+                 "control_weight", "terminal_weight", "keep_out", "goal", "state_fn", "nx", "nu", "state_constraints"}
 
 
 # ---- closed loop ---------------------------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""The model_based_control pipeline: frame folding, model files, the planning task, a tiny end-to-end run."""
+
+import json
+
+import numpy as np
+import pytest
+
+import controlkit  # noqa: F401
+from controlkit.config import validate_config
+from controlkit.envs.push import PushEnv
+from controlkit.errors import ControlkitError
+from controlkit.model_based_control import (
+    CostConfig,
+    Task,
+    fold_frame,
+    frame_matrix,
+    load_network,
+    save_network,
+)
+from controlkit.network import CompactNetwork
+from controlkit.run import run_experiment
+
+TINY = {
+    "kind": "model_based_control", "name": "tiny", "seed": 0,
+    "data": {"trajectories": 12, "steps": 10}, "model": {"hidden": [12, 12]},
+    "train": {"epochs": 2, "eval_steps": 3, "rollout_steps": 2},
+    "sparsify": {"schedule": [6], "search_epochs": 1, "finetune_epochs": 1},
+    "cost": {"horizon": 3},
+    "planners": {"mip_mpc": {"type": "mip_mpc", "time_limit": 0.5}, "mppi": {"type": "mppi", "n_samples": 32,
+                                                                            "iterations": 2}},
+    "episodes": 2, "max_steps": 3, "frames": False,
+}
+
+
+def _random_net(seed=0, nx=6, nu=2):
+    rng = np.random.default_rng(seed)
+    sizes = [nx + nu, 10, 7, nx]
+    return CompactNetwork([rng.normal(size=(b, a)) * 0.3 for a, b in zip(sizes, sizes[1:])],
+                          [rng.normal(size=b) * 0.1 for b in sizes[1:]],
+                          [rng.random(10) < 0.5, rng.random(7) < 0.5], nx, nu, residual=True)
+
+
+def test_folding_the_pusher_frame_gives_the_world_frame_model():
+    net, t = _random_net(), frame_matrix()
+    world = fold_frame(net, t)
+    rng = np.random.default_rng(1)
+    x, u = rng.normal(size=(20, 6)), rng.normal(size=(20, 2))
+    z_next = net.step(x @ t.T, u)  # the learned model lives on z = T x
+    np.testing.assert_allclose(world.step(x, u), z_next @ np.linalg.inv(t).T, atol=1e-12)
+    assert world.n_relu == net.n_relu and world.hidden_sizes == net.hidden_sizes
+
+
+def test_model_file_round_trip_and_dimension_check(tmp_path):
+    net = _random_net()
+    path = save_network(net, tmp_path / "m.npz")
+    back = load_network(path)
+    x, u = np.ones(6), np.ones(2)
+    np.testing.assert_array_equal(back.step(x, u), net.step(x, u))
+    save_network(_random_net(nx=4), tmp_path / "small.npz")
+    with pytest.raises(ControlkitError, match="model.file.*4 states"):
+        load_network(tmp_path / "small.npz")
+    with pytest.raises(ControlkitError, match="model.file"):
+        load_network(tmp_path / "missing.npz")
+
+
+def test_task_goal_puts_the_pusher_behind_the_object():
+    env = PushEnv(goal_in_obs=False)
+    env.reset(options={"object": [0.0, 0.0, 0.0], "goal": [0.1, 0.0, 0.5], "pusher": [0.0, 0.1]})
+    x, goal = Task(env, CostConfig()).state_goal()
+    np.testing.assert_allclose(x, [0, 0, 1, 0, 0, 0.1], atol=1e-6)
+    np.testing.assert_allclose(goal[:4], [0.1, 0.0, np.cos(0.5), np.sin(0.5)])
+    assert goal[4] < -env.shape.radius and abs(goal[5]) < 1e-6  # on the far side from the goal
+
+
+def test_tiny_pipeline_end_to_end(tmp_path):
+    result = run_experiment(validate_config(TINY), out=tmp_path, quiet=True)
+    s = json.loads((result.run_dir / "summary.json").read_text())
+    for name in ("mip_mpc", "mppi"):
+        c = s["controllers"][name]
+        for key in ("success_rate", "final_distance_mean", "final_distance_ci95", "step_time_median_s",
+                    "step_time_p95_s", "fallbacks", "violations"):
+            assert key in c
+        assert 0 <= c["success_rate"] <= 1 and c["final_distance_mean"] >= 0
+    assert s["model"]["n_relu"] <= 6
+    for png in ("trajectories.png", "distance.png", "step_times.png"):
+        assert (result.run_dir / png).stat().st_size > 1000
+    # The saved model drives a second run without learning, and the episodes start from the same states.
+    again = dict(TINY, model={"hidden": [12, 12], "file": str(result.run_dir / "model.npz")},
+                 planners={"mppi": TINY["planners"]["mppi"]})
+    s2 = run_experiment(validate_config(again), out=tmp_path, quiet=True).summary
+    assert s2["seeds"] == s["seeds"]
+    assert s2["controllers"]["mppi"]["final_distance_mean"] == pytest.approx(s["controllers"]["mppi"]["final_distance_mean"])
+
+
+def test_keep_out_violations_are_reported_per_planner(tmp_path):
+    cfg = dict(TINY, env_kwargs={"keep_out": [-0.05, -0.05, 0.05, 0.05], "start_region": 0.2},
+               planners={"random": {"type": "random", "n_samples": 16}}, max_steps=4)
+    result = run_experiment(validate_config(cfg), out=tmp_path, quiet=True)
+    rows = (result.run_dir / "metrics.csv").read_text().splitlines()
+    col = rows[0].split(",").index("violations")
+    assert result.summary["controllers"]["random"]["violations"] == sum(int(r.split(",")[col]) for r in rows[1:])
+
+
+@pytest.mark.parametrize("patch, field", [
+    ({"planners": {"p": {"type": "ilqr"}}}, "planners.p.type"),
+    ({"env": "Pendulum-v1"}, "env"),
+    ({"env_kwargs": {"goal_in_obs": True}}, "goal_in_obs"),
+    ({"sparsify": {"schedule": [100]}}, "sparsify.schedule"),
+])
+def test_bad_config_names_the_field(patch, field):
+    with pytest.raises(ControlkitError, match=field):
+        validate_config({**TINY, **patch})
+
+
+def test_bad_planner_knob_names_the_planner_before_anything_runs():
+    cfg = dict(TINY, planners={"mine": {"type": "cem", "n_sampels": 10}})
+    with pytest.raises(ControlkitError, match="planners.mine: cem takes no n_sampels; valid: .*n_samples"):
+        validate_config(cfg)
