@@ -134,6 +134,31 @@ def receding(net, horizon, x0, goal, steps, time_limit, gap, warm: bool, tighten
             "final_error": float(np.abs(x - goal).sum())}
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """Build and solve times per (network, horizon), log scale, as a small PNG for the docs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from controlkit._io import save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, what, tags in ((axes[0], "build_s", ("ours", "ours_lp", "omlt")), (axes[1], "solve_s", ("ours", "ours_lp", "omlt"))):
+        sel = [r for r in rows if f"omlt_{what}" in r]
+        x = np.arange(len(sel))
+        for i, tag in enumerate(tags):
+            ax.bar(x + (i - (len(tags) - 1) / 2) * 0.8 / len(tags), [r.get(f"{tag}_{what}", np.nan) for r in sel],
+                   0.8 / len(tags), label=tag.replace("_lp", "+LP"))
+        ax.set_xticks(x, [f"{r['net']}\nH={r['H']}" for r in sel], fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{what.split('_')[0]} time [s]")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=80)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and horizons only")
@@ -195,9 +220,7 @@ def main() -> None:
     print()
     report("mip_vs_omlt", rows, extra={"receding_horizon": rec_rows, "time_limit_s": args.time_limit,
                                        "mip_gap": args.gap, "command": " ".join(sys.argv)})
-    print()
-    for r in rec_rows:
-        print(r)
+    plot(rows, Path(__file__).resolve().parents[1] / "docs" / "img" / "mip_vs_omlt.png")
 
 
 if __name__ == "__main__":
