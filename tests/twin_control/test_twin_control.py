@@ -1,0 +1,212 @@
+"""Twin control layer: surrogates fitted to ABM data, straight-through integer controls, a neural controller
+trained through the surrogate and deployed on the real (tiny) PredatorPrey ABM, replicate statistics, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from controlkit.config import validate_config
+from controlkit.errors import ControlkitError
+from controlkit.run import run_experiment
+from controlkit.stats import mean_ci95
+from controlkit.twins.baselines import (BangBangController, ConstantTwinController, SurrogateMPCController,
+                                        TwinControlEnv, best_constant, open_loop_optimal)
+from controlkit.twins.deploy import evaluate, run_episode
+from controlkit.twins.neural_control import (ControllerSettings, NeuralTwinController, PolicyNet,
+                                             straight_through_round, train_controller)
+from controlkit.twins.objectives import TwinTask, make_objective
+from controlkit.twins.surrogate import (SurrogateSettings, collect_data, fit_surrogate, heldout_errors,
+                                        make_surrogate, to_compact)
+
+torch.set_num_threads(1)
+
+TINY = {"width": 30, "height": 30, "initial_sheep": 80, "initial_wolves": 20, "removal": "count",
+        "max_removal_count": 10}
+
+
+def tiny_task(**kw) -> TwinTask:
+    args = dict(burn_in=60, interval=5, decisions=10, apply="pulse")
+    args.update(kw)
+    return TwinTask("predator_prey", TINY, make_objective("predator_prey", target=(80.0, 10.0)), **args)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return collect_data(tiny_task(), range(100, 124))
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    train, val = data.split(0.25, 0)
+    settings = SurrogateSettings(hidden=[32, 32], train={"epochs": 40, "batch_size": 32, "lr": 3e-3,
+                                                         "rollout_steps": 4, "patience": 40, "eval_steps": 8})
+    return train, val, {k: fit_surrogate(k, train, val, settings, seed=0) for k in ("discrete", "ode")}
+
+
+def test_data_is_seeded_and_shaped(data):
+    assert data.states.shape == (24, 11, 3) and data.actions.shape == (24, 10, 2)
+    assert np.all(data.actions == np.round(data.actions)) and data.actions.max() <= 10
+    again = collect_data(tiny_task(), range(100, 102))
+    np.testing.assert_array_equal(again.states, data.states[:2])
+    assert data.metadata["abm_steps"] == 24 * (60 + 50)
+
+
+@pytest.mark.parametrize("kind", ["discrete", "ode"])
+def test_surrogate_fitting_reduces_heldout_error(fitted, kind):
+    train, val, fits = fitted
+    untrained = make_surrogate(kind, 3, 2, SurrogateSettings(hidden=[32, 32]), seed=0)
+    untrained.fit_normalisation(train)
+    _, before, _ = heldout_errors(untrained, val)
+    after = np.asarray(fits[kind].val_nrmse)
+    assert np.all(np.isfinite(after))
+    assert after.mean() < 0.7 * before.mean(), (kind, before, after)
+
+
+def test_straight_through_round_passes_gradients():
+    x = torch.tensor([0.2, 1.4, 2.6, 3.5], requires_grad=True)
+    w = torch.tensor([1.0, -2.0, 3.0, 0.5])
+    u = straight_through_round(3.0 * x)
+    assert torch.equal(u.detach(), torch.round(3.0 * x.detach()))
+    (u * w).sum().backward()
+    torch.testing.assert_close(x.grad, 3.0 * w)  # round() alone would give zero gradient
+
+
+def test_policy_outputs_admissible_integers_and_has_gradients():
+    policy = PolicyNet(3, 2, [0, 0], [10, 20], [50, 10, 200], horizon=5, integer=True, seed=0)
+    with torch.no_grad():
+        policy.net[-1].bias.fill_(0.0)
+    obs = torch.tensor([[40.0, 8.0, 150.0], [90.0, 2.0, 20.0]])
+    u = policy(2, obs)
+    assert torch.all(u == torch.round(u)) and torch.all(u >= 0) and torch.all(u[:, 0] <= 10) and torch.all(u[:, 1] <= 20)
+    u.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.parameters())
+
+
+def test_trained_controller_beats_no_control_on_the_abm(fitted):
+    train, _, fits = fitted
+    task = tiny_task()
+    ctrl, result = train_controller(fits["discrete"].model, task, train.states[:, 0],
+                                    ControllerSettings(iterations=150, batch_size=32, lr=1e-2), seed=0)
+    assert result.losses[-1] < result.losses[0]
+    seeds = range(500, 506)
+    neural = evaluate(task, ctrl, seeds)
+    none = evaluate(task, ConstantTwinController([0, 0]), seeds)
+    assert neural.costs.mean() < none.costs.mean(), (neural.costs, none.costs)
+    assert all(np.all(e.decisions == np.round(e.decisions)) for e in neural.episodes)
+
+
+def test_replicate_evaluation_produces_cis():
+    task = tiny_task()
+    ev = evaluate(task, ConstantTwinController([2, 1]), range(10, 15))
+    s = ev.summary()
+    mean, ci = mean_ci95(ev.costs)
+    assert s["replicates"] == 5 and s["cost_mean"] == pytest.approx(mean) and s["cost_ci95"] == pytest.approx(ci)
+    assert s["cost_ci95"] > 0 and np.isfinite(s["cost_ci95"])
+    assert set(s["parts"]) == {"tracking", "effort"} and all(np.isfinite(v["ci95"]) for v in s["parts"].values())
+    assert "removed_total" in s["outcomes"]
+    # the episode's cost is the weighted sum of its parts, and replicates differ by seed only
+    e = ev.episodes[0]
+    assert e.cost == pytest.approx(sum(task.objective.weights[k] * v for k, v in e.parts.items()))
+    assert run_episode(task, ConstantTwinController([2, 1]), 10).cost == pytest.approx(e.cost)
+
+
+def test_perturbed_replicates_change_parameters():
+    task = tiny_task()
+    ev = evaluate(task, ConstantTwinController([0, 0]), range(3), spread={"sheep_reproduce": 0.2})
+    values = [e.params["sheep_reproduce"] for e in ev.episodes]
+    assert len(set(values)) == 3 and all(0.032 <= v <= 0.048 for v in values)
+
+
+def test_baselines_act_within_bounds(fitted):
+    train, _, fits = fitted
+    task = tiny_task(decisions=4)
+    bb = run_episode(task, BangBangController(task), 3)
+    assert set(np.unique(bb.decisions)) <= {0.0, 10.0}
+    ol, predicted = open_loop_optimal(fits["ode"].model, task, train.states[:, 0].mean(0), iterations=20)
+    assert ol.schedule.shape == (4, 2) and np.isfinite(predicted)
+    mpc = SurrogateMPCController(to_compact(fits["discrete"].model), task, horizon=2, time_limit=2.0)
+    ep = run_episode(task, mpc, 3)
+    assert np.all((ep.decisions >= 0) & (ep.decisions <= 10)) and len(mpc.solve_times) == 4
+    ctrl, table, steps = best_constant(task, levels=2, seeds=[1])
+    assert len(table) == 4 and steps == 4 * (60 + 20)
+    assert ctrl.u.tolist() == min(table, key=lambda r: r["cost_mean"])["u"]
+
+
+def test_rl_env_return_equals_minus_abm_cost():
+    task = tiny_task(decisions=3)
+    env = TwinControlEnv(task, obs_scale=[60, 20, 400])
+    env.reset(seed=0)
+    total, done = 0.0, False
+    while not done:
+        _, r, done, _, _ = env.step(np.array([0.0, -1.0]))
+        total += r
+    assert env.abm_steps == 60 + 15
+    assert total < 0
+
+
+def test_controller_file_roundtrip_and_wrong_twin(tmp_path, fitted):
+    task = tiny_task()
+    ctrl = NeuralTwinController([np.ones((2, 4))], [np.zeros(2)], [0, 0], [10, 10], [1, 1, 1], 10, True,
+                                "predator_prey")
+    path = ctrl.save(tmp_path / "c.json")
+    back = NeuralTwinController.load(path, task)
+    np.testing.assert_array_equal(back(0, np.array([1.0, 2.0, 3.0])), ctrl(0, np.array([1.0, 2.0, 3.0])))
+    other = json.loads(path.read_text())
+    other["twin"] = "immune"
+    (tmp_path / "immune.json").write_text(json.dumps(other))
+    with pytest.raises(ControlkitError, match="controller file.*immune twin"):
+        NeuralTwinController.load(tmp_path / "immune.json", task)
+    with pytest.raises(ControlkitError, match="controller file.*20 decisions|trained for 10 decisions"):
+        NeuralTwinController.load(path, tiny_task(decisions=20))
+
+
+def test_bad_inputs_name_the_field():
+    with pytest.raises(ControlkitError, match=r"objective.weights.comfort.*valid terms: tracking, effort"):
+        make_objective("predator_prey", {"comfort": 1.0})
+    with pytest.raises(ControlkitError, match="objective.speed"):
+        make_objective("predator_prey", speed=3)
+    with pytest.raises(ControlkitError, match="twin: unknown value 'zoo'"):
+        make_objective("zoo")
+    base = {"kind": "twin_control", "twin": "predator_prey", "params": TINY}
+    with pytest.raises(ControlkitError, match="task.decisions.*longer than the data supports"):
+        validate_config({**base, "task": {"decisions": 40}, "data": {"decisions": 20}})
+    with pytest.raises(ControlkitError, match="objective.weights.joy"):
+        validate_config({**base, "objective": {"weights": {"joy": 1}}})
+    with pytest.raises(ControlkitError, match="methods"):
+        validate_config({**base, "methods": ["neural", "oracle"]})
+    with pytest.raises(ControlkitError, match="evaluation.spread.gravity"):
+        validate_config({**base, "evaluation": {"spread": {"gravity": 0.1}}})
+    with pytest.raises(ControlkitError, match="surrogate"):
+        validate_config({**base, "surrogate": {"width": 3}})
+    with pytest.raises(ControlkitError, match="u_high"):
+        tiny_task(u_high=(50.0, 5.0))
+
+
+def test_twin_control_kind_runs_from_config(tmp_path):
+    config = validate_config({
+        "kind": "twin_control", "name": "tiny", "seed": 1, "twin": "predator_prey", "params": TINY,
+        "task": {"burn_in": 40, "interval": 5, "decisions": 6},
+        "objective": {"settings": {"target": [80, 10]}},
+        "data": {"trajectories": 8}, "surrogate": {"hidden": [16], "train": {"epochs": 5}},
+        "controller": {"iterations": 10, "surrogate": "discrete"},
+        "methods": ["none", "constant", "neural"], "constant": {"levels": 2, "seeds": 1},
+        "evaluation": {"replicates": 3, "perturbed_replicates": 2, "spread": {"wolf_reproduce": 0.1}},
+        "workers": 1,
+    })
+    result = run_experiment(config, out=tmp_path, quiet=True)
+    s = json.loads((result.run_dir / "summary.json").read_text())
+    assert set(s["methods"]) == {"none", "constant", "neural"}
+    for m in s["methods"].values():
+        assert {"cost_mean", "cost_ci95", "parts", "outcomes", "abm_steps", "perturbed"} <= set(m)
+    assert s["methods"]["neural"]["abm_steps"] == 8 * (40 + 30)
+    assert set(s["surrogates"]) == {"discrete", "ode"} and len(s["surrogates"]["ode"]["val_nrmse"]) == 3
+    assert "neural_over_constant" in s["targets"] and "neural" in s["timings"]["methods"]
+    for name in ("trajectories.png", "costs.png", "surrogate_fit.png", "controller.json", "metrics.csv"):
+        assert (result.run_dir / name).is_file()
+    # the saved controller deploys from a file instead of being trained
+    again = validate_config({**config.model_dump(), "controller_file": str(result.run_dir / "controller.json"),
+                             "methods": ["neural"]})
+    s2 = run_experiment(again, out=tmp_path, quiet=True).summary
+    assert s2["methods"]["neural"]["cost_mean"] == pytest.approx(s["methods"]["neural"]["cost_mean"])
