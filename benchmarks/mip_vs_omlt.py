@@ -28,6 +28,7 @@ from _table import report  # noqa: E402
 
 from controlkit._milp_bounds import ibp  # noqa: E402
 from controlkit._milp_highs import HighsMILP  # noqa: E402
+from controlkit._milp_pyomo import configured_solver  # noqa: E402
 from controlkit.mpc import MIPMPC  # noqa: E402
 from controlkit.network import CompactNetwork  # noqa: E402
 
@@ -88,11 +89,9 @@ def omlt_plan(net: CompactNetwork, horizon: int, x0, goal, time_limit: float, ga
     n_bin = sum(1 for v in m.component_data_objects(pyo.Var) if v.is_binary())
     if not solve:
         return {"build_s": build, "binaries": n_bin}
-    opt = pyo.SolverFactory("appsi_highs")
-    opt.config.time_limit = time_limit
-    opt.config.mip_gap = gap
+    opt, kwargs = configured_solver("appsi_highs", time_limit, gap)
     t1 = time.perf_counter()
-    res = opt.solve(m, load_solutions=False)
+    res = opt.solve(m, load_solutions=False, **kwargs)
     solve = time.perf_counter() - t1
     tc = str(res.solver.termination_condition)
     obj = float("nan")

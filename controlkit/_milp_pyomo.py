@@ -44,6 +44,31 @@ def check_solver(name: str) -> None:
         )
 
 
+def configured_solver(solver: str, time_limit: float | None, mip_gap: float):
+    """``SolverFactory(solver)`` with the gap set, and the keyword arguments its ``solve`` needs for the limit.
+
+    Config-based solvers (``appsi_*``, the new ``highs``) take the limit as ``solve(timelimit=...)``: the appsi
+    legacy wrapper overwrites ``config.time_limit`` with that argument on every call.
+    """
+    import pyomo.environ as pyo
+
+    opt = pyo.SolverFactory(solver)
+    config = getattr(opt, "config", None)
+    kwargs = {}
+    if config is not None:
+        if time_limit is not None:
+            kwargs["timelimit"] = float(time_limit)
+        for gap_name in ("mip_gap", "rel_gap"):
+            if gap_name in config:
+                setattr(config, gap_name, float(mip_gap))
+    elif solver in _LEGACY_OPTIONS:
+        limit_name, gap_name = _LEGACY_OPTIONS[solver]
+        opt.options[gap_name] = mip_gap
+        if time_limit is not None:
+            opt.options[limit_name] = time_limit
+    return opt, kwargs
+
+
 def build_pyomo(arrays: dict[str, np.ndarray]):
     """A Pyomo ``ConcreteModel`` with one variable per column and one ranged constraint per row."""
     import pyomo.environ as pyo
@@ -88,21 +113,9 @@ def solve_pyomo(problem: MPCProblem, bounds: Bounds, x0: np.ndarray, goal: np.nd
     arrays, layout = assemble(problem, bounds, x0, goal)
     model = build_pyomo(arrays)
     build = time.perf_counter() - t0
-    opt = pyo.SolverFactory(solver)
-    config = getattr(opt, "config", None)
-    if config is not None:
-        if time_limit is not None:
-            config.time_limit = float(time_limit)
-        for gap_name in ("mip_gap", "rel_gap"):
-            if gap_name in config:
-                setattr(config, gap_name, float(mip_gap))
-    elif solver in _LEGACY_OPTIONS:
-        limit_name, gap_name = _LEGACY_OPTIONS[solver]
-        opt.options[gap_name] = mip_gap
-        if time_limit is not None:
-            opt.options[limit_name] = time_limit
+    opt, kwargs = configured_solver(solver, time_limit, mip_gap)
     t1 = time.perf_counter()
-    results = opt.solve(model, load_solutions=False)
+    results = opt.solve(model, load_solutions=False, **kwargs)
     elapsed = time.perf_counter() - t1
     tc = results.solver.termination_condition
     nan_a, nan_x = np.full((problem.horizon, problem.nu), np.nan), np.full((problem.horizon + 1, problem.nx), np.nan)

@@ -25,3 +25,11 @@ def test_pyomo_backend_reports_infeasible(small_net):
                   state_constraints=([[1.0, 0, 0], [-1.0, 0, 0]], [-0.5, -0.5]))
     assert mpc2.plan(np.zeros(3), np.zeros(3)).status is Status.INFEASIBLE
     assert mpc.plan(np.zeros(3), np.zeros(3)).status is Status.OK
+
+
+def test_pyomo_time_limit_is_honoured(make_net):
+    net = make_net([24, 24], nx=4, nu=2, seed=5, scale=1.0)
+    plan = MIPMPC(net, 8, [-1, -1], [1, 1], backend="pyomo", solver="appsi_highs", time_limit=0.5).plan(
+        np.zeros(4), np.ones(4))
+    assert plan.status in (Status.SUBOPTIMAL, Status.TIMEOUT)
+    assert plan.extras["message"] == "maxTimeLimit"
