@@ -143,7 +143,8 @@ def plot(rows: list[dict], path: Path) -> None:
     from controlkit._io import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, what, tags in ((axes[0], "build_s", ("ours", "ours_lp", "omlt")), (axes[1], "solve_s", ("ours", "ours_lp", "omlt"))):
+    tags = ("ours", "ours_lp", "omlt")
+    for ax, what in ((axes[0], "build_s"), (axes[1], "solve_s")):
         sel = [r for r in rows if f"omlt_{what}" in r]
         x = np.arange(len(sel))
         for i, tag in enumerate(tags):

@@ -157,7 +157,7 @@ def test_warm_started_receding_horizon_matches_cold_solves(small_net):
     mpc = _mpc(small_net, horizon=4, goal=goal)
     x = np.array([0.0, 0.1, -0.1])
     rebuilt = []
-    for step in range(4):
+    for _ in range(4):
         u = mpc.act(x)
         assert mpc.last_step.status is Status.OK and mpc.last_step.fallback is None
         assert mpc.last_plan.extras["warm_start"]
