@@ -107,9 +107,11 @@ class MIPMPC(RecedingHorizonPlanner):
         p = self.problem
         x0, goal = p.check_state(x0), p.check_goal(goal)
         if warm_start is not None:
-            warm_start = np.clip(np.asarray(warm_start, dtype=np.float64), p.u_low, p.u_high)
-            if warm_start.shape != (p.horizon, p.nu):
-                raise ControlkitError(f"warm_start: shape {warm_start.shape}, need ({p.horizon}, {p.nu}).")
+            warm_start = np.asarray(warm_start, dtype=np.float64)
+            if warm_start.shape != (p.horizon, p.nu) or not np.isfinite(warm_start).all():
+                raise ControlkitError(f"warm_start: need finite values of shape ({p.horizon}, {p.nu}), "
+                                      f"got shape {warm_start.shape}.")
+            warm_start = np.clip(warm_start, p.u_low, p.u_high)
         t0 = time.perf_counter()
         bounds = self.bounds(x0)
         extras: dict[str, Any] = {**bounds.count(p), "bounds_time_s": time.perf_counter() - t0}

@@ -259,6 +259,8 @@ def test_bad_plan_inputs(small_net):
         mpc.plan(np.zeros(4), np.zeros(3))
     with pytest.raises(ControlkitError, match="goal"):
         mpc.plan(np.zeros(3), np.zeros((2, 3)))
+    with pytest.raises(ControlkitError, match="warm_start"):
+        mpc.plan(np.zeros(3), np.zeros(3), warm_start=np.zeros((2, 2)))
 
 
 def test_torch_sequential_input_and_unsupported_layers():
