@@ -106,7 +106,7 @@ def open_loop_optimal(surrogate, task: TwinTask, x0: np.ndarray, iterations: int
         for k in range(task.decisions):
             x = torch.clamp(surrogate.step(x, u[:, k]), min=0.0)
             states.append(x)
-        loss = surrogate_cost(task, torch.stack(states, 1), u).mean()
+        loss = surrogate_cost(task, x0_t, torch.stack(states, 1), u).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -194,7 +194,7 @@ class TwinControlEnv(gym.Env):
         sched = self.task.schedule(u)
         traj = self._twin.run(sched)
         self.abm_steps += self.task.interval
-        cost = self.task.objective.cost(traj[1:], sched).sum() / self.task.ticks
+        cost = self.task.objective.cost(traj[:-1], traj[1:], sched).sum() / self.task.ticks
         self._k += 1
         return self._obs(), -float(cost), self._k >= self.task.decisions, False, {"decision": u}
 

@@ -59,13 +59,17 @@ def run_episode(task: TwinTask, controller: Controller, seed: int, params: Mappi
         ticks.append(sched)
         decisions.append(u)
     obs_arr, ctrl = np.asarray(obs), np.concatenate(ticks)
-    return score_episode(task, seed, obs_arr, ctrl, np.asarray(decisions), dict(params or {}))
+    episode = score_episode(task, seed, obs_arr, ctrl, np.asarray(decisions), dict(params or {}))
+    # The twin's own outcome numbers over the controlled window (e.g. clearance day after treatment start).
+    for k, v in twin.summarize(obs_arr).items():
+        episode.outcomes.setdefault(k, float(v))
+    return episode
 
 
 def score_episode(task: TwinTask, seed: int, obs: np.ndarray, ctrl: np.ndarray, decisions: np.ndarray,
                   params: dict[str, float]) -> Episode:
     """Score per-tick observables and controls with the task's objective."""
-    terms = task.objective.terms(obs[1:], ctrl)
+    terms = task.objective.terms(obs[:-1], obs[1:], ctrl)
     parts = {k: float(np.mean(v)) for k, v in terms.items()}
     cost = float(sum(task.objective.weights[k] * v for k, v in parts.items()))
     return Episode(seed, cost, parts, task.objective.outcomes(obs, ctrl), obs, decisions,
@@ -92,8 +96,10 @@ class Evaluation:
             keys = getattr(self.episodes[0], group)
             out[group] = {}
             for k in keys:
-                m, c = mean_ci95([getattr(e, group)[k] for e in self.episodes])
-                out[group][k] = {"mean": m, "ci95": c}
+                # Outcomes such as a clearance day are NaN in replicates where the event never happened.
+                vals = np.array([getattr(e, group)[k] for e in self.episodes], dtype=float)
+                m, c = mean_ci95(vals[np.isfinite(vals)])
+                out[group][k] = {"mean": m, "ci95": c, "n": int(np.isfinite(vals).sum())}
         return out
 
     def band(self, column: int) -> tuple[np.ndarray, np.ndarray]:

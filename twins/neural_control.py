@@ -31,14 +31,17 @@ def straight_through_round(u: torch.Tensor) -> torch.Tensor:
     return u + (torch.round(u) - u).detach()
 
 
-def surrogate_cost(task: TwinTask, states: torch.Tensor, decisions: torch.Tensor) -> torch.Tensor:
-    """Objective of surrogate rollouts: ``states`` ``(B, H, nx)`` after each decision ``(B, H, nu)``, per batch row.
+def surrogate_cost(task: TwinTask, x0: torch.Tensor, states: torch.Tensor, decisions: torch.Tensor) -> torch.Tensor:
+    """Objective of surrogate rollouts from ``x0`` ``(B, nx)``: ``states`` ``(B, H, nx)`` after each decision
+    ``(B, H, nu)``, per batch row.
 
-    Tracking terms use the predicted observables at decision points; control terms use each decision's mean
-    per-tick rate (``decision / interval`` for pulses), so in expectation it is the per-tick cost the ABM is scored
-    with.
+    State terms use the predicted observables at decision points, with changes over a decision spread evenly
+    over its ticks; control terms use each decision's mean per-tick rate (``decision / interval`` for pulses).
+    So it estimates the per-tick cost the ABM is scored with.
     """
-    return task.objective.cost(states, decisions * task.rate_scale()).mean(dim=1)
+    prev = torch.cat([x0[:, None], states[:, :-1]], dim=1)
+    per_tick_prev = states - (states - prev) / task.interval
+    return task.objective.cost(per_tick_prev, states, decisions * task.rate_scale()).mean(dim=1)
 
 
 class PolicyNet(nn.Module):
@@ -144,8 +147,9 @@ def train_controller(surrogate: nn.Module, task: TwinTask, starts: np.ndarray, s
     for it in range(settings.iterations):
         idx = torch.randint(len(x_all), (settings.batch_size,), generator=gen)
         x0 = x_all[idx] * (1 + settings.start_noise * torch.randn(x_all[idx].shape, generator=gen))
-        states, us = rollout_policy(surrogate, policy, torch.clamp(x0, min=0.0), task.decisions)
-        loss = surrogate_cost(task, states, us).mean()
+        x0 = torch.clamp(x0, min=0.0)
+        states, us = rollout_policy(surrogate, policy, x0, task.decisions)
+        loss = surrogate_cost(task, x0, states, us).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -47,13 +47,15 @@ class Objective:
                 raise ControlkitError(f"objective.weights.{name}: must be >= 0, got {value!r}.")
             self.weights[name] = float(value)
 
-    def terms(self, obs: Any, rate: Any) -> dict[str, Any]:
-        """Per-tick term values for observables ``obs`` ``(..., n_obs)`` and control rate ``rate`` ``(..., n_u)``."""
+    def terms(self, prev: Any, obs: Any, rate: Any) -> dict[str, Any]:
+        """Per-tick term values: observables ``prev`` before and ``obs`` after a tick (``(..., n_obs)``), control
+        rate ``rate`` ``(..., n_u)``. Over a decision interval, ``obs - prev`` is divided by the interval's ticks
+        by the caller, so differences are per tick either way."""
         raise NotImplementedError
 
-    def cost(self, obs: Any, rate: Any) -> Any:
+    def cost(self, prev: Any, obs: Any, rate: Any) -> Any:
         """Weighted sum of :meth:`terms` (same shape as ``obs[..., 0]``; numpy or torch)."""
-        return sum(self.weights[k] * v for k, v in self.terms(obs, rate).items())
+        return sum(self.weights[k] * v for k, v in self.terms(prev, obs, rate).items())
 
     def outcomes(self, obs: np.ndarray, controls: np.ndarray) -> dict[str, float]:
         """Outcome numbers of one ABM episode (per-tick observables ``(T + 1, n_obs)`` and controls ``(T, n_u)``)."""
@@ -63,6 +65,11 @@ class Objective:
         """The bang-bang feedback rule: every control at one of its bounds, switched on the observables."""
         raise NotImplementedError
 
+    @classmethod
+    def settings_from_twin(cls, params: Any) -> dict[str, Any]:
+        """Objective settings implied by the twin's parameters (used where the config does not set them)."""
+        return {}
+
     def l1_form(self, nx: int) -> tuple[np.ndarray, np.ndarray, float]:
         """``(goal, state_weights, rate_weight)`` when the cost is ``sum_i q_i |x_i - g_i| + lam sum_j |rate_j|``
         (the form MIP-MPC optimises exactly).
@@ -70,8 +77,8 @@ class Objective:
         Raises:
             ControlkitError: the objective has no such form.
         """
-        raise ControlkitError(f"method mip_mpc: the {self.TWIN} objective is not a weighted L1 distance plus L1 "
-                              "control cost, which the MILP needs.")
+        raise ControlkitError(f"methods: mip_mpc needs an objective that is a weighted L1 distance plus an L1 "
+                              f"control cost; the {self.TWIN} objective is not.")
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description (twin, weights and settings)."""
@@ -101,7 +108,7 @@ class PredatorPreyObjective(Objective):
         self.target = (float(target[0]), float(target[1]))
         self.fraction = fraction
 
-    def terms(self, obs: Any, rate: Any) -> dict[str, Any]:
+    def terms(self, prev: Any, obs: Any, rate: Any) -> dict[str, Any]:
         s, w = obs[..., 0], obs[..., 1]
         ts, tw = self.target
         removals = rate[..., 0] * s + rate[..., 1] * w if self.fraction else rate[..., 0] + rate[..., 1]
@@ -136,8 +143,102 @@ class PredatorPreyObjective(Objective):
         return {**super().describe(), "target": list(self.target), "fraction": self.fraction}
 
 
+class MetabolicObjective(Objective):
+    """Maximise the product R made per substrate fed, with bounded inflow.
+
+    Per tick, in molecules at scale 1 (counts divided by ``scale``): ``product = -(R made)``, ``side_product =
+    T made``, ``inflow = S fed`` (the control). With the default weights the cost is ``inflow_weight * S fed -
+    R made``, so feeding pays only where it turns into R at a yield above ``inflow_weight`` R per S.
+
+    Args:
+        weights: ``product`` (1), ``side_product`` (0), ``inflow`` (0.02).
+        scale: The twin's ``scale`` (counts are divided by it).
+    """
+
+    TWIN = "metabolic"
+    TERMS = {"product": 1.0, "side_product": 0.0, "inflow": 0.02}
+
+    def __init__(self, weights: Mapping[str, float] | None = None, scale: float = 1.0) -> None:
+        super().__init__(weights)
+        if not float(scale) > 0:
+            raise ControlkitError(f"objective.scale: must be > 0 (the twin's scale), got {scale!r}.")
+        self.scale = float(scale)
+
+    def terms(self, prev: Any, obs: Any, rate: Any) -> dict[str, Any]:
+        return {"product": -(obs[..., 3] - prev[..., 3]) / self.scale,
+                "side_product": (obs[..., 4] - prev[..., 4]) / self.scale, "inflow": rate[..., 0]}
+
+    def outcomes(self, obs: np.ndarray, controls: np.ndarray) -> dict[str, float]:
+        made_r = (obs[-1, 3] - obs[0, 3]) / self.scale
+        made_t = (obs[-1, 4] - obs[0, 4]) / self.scale
+        fed = float(controls[:, 0].sum())
+        return {"R_made": float(made_r), "T_made": float(made_t), "S_fed": fed,
+                "R_per_S_fed": float(made_r / fed) if fed > 0 else float("nan"),
+                "selectivity_R": float(made_r / (made_r + made_t)) if made_r + made_t > 0 else float("nan")}
+
+    def bang_bang(self, obs: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        # Feed at the maximum while A is mostly free of R (feedback inhibition low), else stop.
+        return np.where(obs[5] < obs[6], high, low)
+
+    @classmethod
+    def settings_from_twin(cls, params: Any) -> dict[str, Any]:
+        return {"scale": params.scale}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "scale": self.scale}
+
+
+class ImmuneObjective(Objective):
+    """Minimise tissue damage and time to clearance with little drug.
+
+    Per tick: ``damage = 1 - healthy / cells``; ``infection = infected / cells`` (a differentiable stand-in for
+    the time to clearance: every tick with infected cells costs); ``dose = antiviral + anti_inflammatory``.
+
+    Args:
+        weights: ``damage`` (1), ``infection`` (5), ``dose`` (0.05).
+        cells: Epithelial cells of the grid (``width * height``).
+    """
+
+    TWIN = "immune"
+    TERMS = {"damage": 1.0, "infection": 5.0, "dose": 0.05}
+
+    def __init__(self, weights: Mapping[str, float] | None = None, cells: int = 51 * 51) -> None:
+        super().__init__(weights)
+        if not int(cells) > 0:
+            raise ControlkitError(f"objective.cells: must be a positive number of grid cells, got {cells!r}.")
+        self.cells = int(cells)
+
+    def terms(self, prev: Any, obs: Any, rate: Any) -> dict[str, Any]:
+        return {"damage": 1 - obs[..., 0] / self.cells, "infection": obs[..., 1] / self.cells,
+                "dose": rate[..., 0] + rate[..., 1]}
+
+    def outcomes(self, obs: np.ndarray, controls: np.ndarray) -> dict[str, float]:
+        return {"final_damage": float(1 - obs[-1, 0] / self.cells), "peak_damage": float(1 - obs[:, 0].min() / self.cells),
+                "infected_ticks": float(np.count_nonzero(obs[1:, 1] > 0)), "total_dose": float(controls.sum())}
+
+    def bang_bang(self, obs: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        # Full antiviral while any cell is infected; full anti-inflammatory while pro- exceeds anti-inflammatory.
+        return np.array([high[0] if obs[1] > 0 else low[0], high[1] if obs[8] > obs[9] else low[1]])
+
+    def l1_form(self, nx: int) -> tuple[np.ndarray, np.ndarray, float]:
+        goal, q = np.zeros(nx), np.zeros(nx)
+        goal[0] = self.cells  # |healthy - cells| = cells - healthy
+        q[0] = self.weights["damage"] / self.cells
+        q[1] = self.weights["infection"] / self.cells
+        return goal, q, self.weights["dose"]
+
+    @classmethod
+    def settings_from_twin(cls, params: Any) -> dict[str, Any]:
+        return {"cells": params.width * params.height}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "cells": self.cells}
+
+
 # twin name -> (twin class "module:attr", objective class)
 _TWINS: dict[str, tuple[str, type[Objective]]] = {
+    "immune": ("controlkit.twins.immune:ImmuneTwin", ImmuneObjective),
+    "metabolic": ("controlkit.twins.metabolic:MetabolicPathway", MetabolicObjective),
     "predator_prey": ("controlkit.twins.predator_prey:PredatorPrey", PredatorPreyObjective),
 }
 
@@ -155,11 +256,15 @@ def twin_class(name: str) -> type:
     return getattr(importlib.import_module(module), attr)
 
 
-def make_objective(twin: str, weights: Mapping[str, float] | None = None, **settings: Any) -> Objective:
-    """The objective of ``twin`` with term ``weights`` and objective-specific ``settings`` (e.g. ``target``)."""
+def make_objective(twin: str, weights: Mapping[str, float] | None = None, twin_params: Mapping[str, Any] | None = None,
+                   **settings: Any) -> Objective:
+    """The objective of ``twin`` with term ``weights`` and objective-specific ``settings`` (e.g. ``target``);
+    settings the twin's parameters imply (``scale``, ``cells``) are filled in from ``twin_params``."""
     if twin not in _TWINS:
         raise choices_error("twin", twin, _TWINS)
     cls = _TWINS[twin][1]
+    implied = cls.settings_from_twin(twin_class(twin)(dict(twin_params or {}), seed=0).params)
+    settings = {**implied, **settings}
     valid = [n for n in inspect.signature(cls).parameters if n != "weights"]
     for key in settings:
         if key not in valid:
