@@ -8,6 +8,10 @@ from controlkit.twins._common import ControlSpec, TwinModel
 from controlkit.twins.immune import ImmuneParams, ImmuneTwin, immune_cost
 from controlkit.twins.metabolic import MetabolicParams, MetabolicPathway, metabolic_cost
 from controlkit.twins.predator_prey import PredatorPrey, PredatorPreyParams, predator_prey_cost
+# The control layer's torch-free entry points (surrogates and controllers: controlkit.twins.surrogate,
+# .neural_control, .baselines, which import torch).
+from controlkit.twins.deploy import Evaluation, evaluate, run_episode
+from controlkit.twins.objectives import TwinTask, make_objective
 
 TWINS: dict[str, type[TwinModel]] = {
     "immune": ImmuneTwin,
@@ -28,6 +32,7 @@ def make_twin(name: str, params: dict | None = None, seed: int | None = None) ->
 
 __all__ = [
     "ControlSpec",
+    "Evaluation",
     "ImmuneParams",
     "ImmuneTwin",
     "MetabolicParams",
@@ -36,8 +41,12 @@ __all__ = [
     "PredatorPreyParams",
     "TWINS",
     "TwinModel",
+    "TwinTask",
+    "evaluate",
     "immune_cost",
+    "make_objective",
     "make_twin",
     "metabolic_cost",
     "predator_prey_cost",
+    "run_episode",
 ]
