@@ -141,11 +141,10 @@ def _run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
     x_val, u_val, _ = val.transitions()
     export_diff = export_gap(model, best.modes, net, x_val, u_val)
     timings["export_s"] = time.perf_counter() - t0
-    _plot(ctx, result, config)
 
     reduction = dense.n_relu / max(best.n_relu, 1)
     ratio = best.val_rollout / dense.val_rollout
-    return {
+    summary = {
         "env": config.env,
         "relus_dense": dense.n_relu,
         "relus_sparse": best.n_relu,
@@ -158,6 +157,7 @@ def _run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
         "eval_steps": config.train.eval_steps,
         "relu_reduction": reduction,
         "error_ratio": ratio,
+        "tolerance": config.sparsify.tolerance,
         "target_met": bool(reduction >= RELU_REDUCTION_TARGET and ratio <= config.sparsify.tolerance),
         "selected_round": best.round,
         "dense_epochs": dense_fit.epochs,
@@ -170,31 +170,38 @@ def _run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
         "val_trajectories": val.n_trajectories,
         "timings": timings,
     }
+    ctx.savefig(plot_curve(summary), "accuracy_sparsity.png")
+    return summary
 
 
-def _plot(ctx: RunContext, result, config: SparsifyConfig) -> None:
+def plot_curve(summary: dict[str, Any]):
+    """The accuracy-sparsity curve of a ``sparsify`` run, drawn from its summary (a matplotlib Figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    rounds = result.rounds
-    relus = [r.n_relu for r in rounds]
+    curve = summary["curve"]
+    relus = [p["n_relu"] for p in curve]
+    dense, best = curve[0], curve[summary["selected_round"]]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(relus, [r.val_rollout for r in rounds], "o-", color="tab:blue",
-            label=f"{config.train.eval_steps}-step val MSE")
-    ax.plot(relus, [r.val_one_step for r in rounds], "s--", color="tab:gray", ms=4, label="1-step val MSE")
-    ax.plot([rounds[0].n_relu], [rounds[0].val_rollout], "*", color="tab:red", ms=16, label="dense model")
-    ax.axhline(result.tolerance * rounds[0].val_rollout, color="tab:red", ls=":", lw=1,
-               label=f"{result.tolerance:g} x dense")
-    best = result.best
-    ax.plot([best.n_relu], [best.val_rollout], "o", mfc="none", mec="k", ms=14, mew=1.5,
-            label=f"selected: {best.n_relu} ReLUs")
+    ax.plot(relus, [p["val_error"] for p in curve], "o-", color="tab:blue",
+            label=f"{summary['eval_steps']}-step val MSE")
+    ax.plot(relus, [p["val_one_step"] for p in curve], "s--", color="tab:gray", ms=4, label="1-step val MSE")
+    ax.plot([dense["n_relu"]], [dense["val_error"]], "*", color="tab:red", ms=16, label="dense model")
+    ax.axhline(summary["tolerance"] * dense["val_error"], color="tab:red", ls=":", lw=1,
+               label=f"{summary['tolerance']:g} x dense")
+    ax.plot([best["n_relu"]], [best["val_error"]], "o", mfc="none", mec="k", ms=14, mew=1.5,
+            label=f"selected: {best['n_relu']} ReLUs")
     ax.set(xscale="log", yscale="log", xlabel="ReLU neurons", ylabel="validation MSE (raw units)",
-           title=f"Accuracy vs sparsity, {config.env}")
+           title=f"Accuracy vs sparsity, {summary['env']}")
+    ticks = sorted(set(relus))
+    ax.set_xticks(ticks, [str(n) for n in ticks], fontsize=8)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    ctx.savefig(fig, "accuracy_sparsity.png")
+    return fig
 
 
 def report(summary: dict[str, Any]) -> str:
