@@ -116,7 +116,7 @@ class TwinControlConfig(ExperimentConfig):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TwinControlConfig":
+    def _consistent(self) -> TwinControlConfig:
         task = build_task(self)  # raises ControlkitError naming the field
         decisions = self.data.decisions or self.task.decisions
         if self.task.decisions > decisions:

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-
-from controlkit.controller import Controller, StepInfo
 from controlkit.twins.deploy import evaluate_many
 from controlkit.twins.neural_control import mlp_forward, straight_through_round, surrogate_cost
 from controlkit.twins.objectives import TwinTask
+
+from controlkit.controller import Controller, StepInfo
 
 
 class ConstantTwinController(Controller):

@@ -9,14 +9,15 @@ observe the twin's observables, ask the controller, turn the decision into per-t
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from controlkit.twins.objectives import TwinTask
 
 from controlkit.controller import Controller
 from controlkit.executors import map_tasks
 from controlkit.stats import mean_ci95
-from controlkit.twins.objectives import TwinTask
 
 
 @dataclasses.dataclass

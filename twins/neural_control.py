@@ -12,18 +12,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from controlkit.twins.objectives import TwinTask
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
 from controlkit._io import atomic_write_text
 from controlkit.controller import Controller, StepInfo
 from controlkit.errors import ControlkitError
-from controlkit.twins.objectives import TwinTask
 
 
 def straight_through_round(u: torch.Tensor) -> torch.Tensor:
@@ -120,7 +121,7 @@ def rollout_policy(surrogate: nn.Module, policy: Callable[[int, torch.Tensor], t
 
 def train_controller(surrogate: nn.Module, task: TwinTask, starts: np.ndarray, settings: ControllerSettings,
                      seed: int, obs_scale: Sequence[float] | None = None,
-                     on_step: Callable[[int, float], None] | None = None) -> tuple["NeuralTwinController", TrainResult]:
+                     on_step: Callable[[int, float], None] | None = None) -> tuple[NeuralTwinController, TrainResult]:
     """Train ``pi`` by gradient descent on the surrogate-predicted objective over the task's horizon.
 
     Args:
@@ -196,7 +197,7 @@ class NeuralTwinController(Controller):
         self.k = 0
 
     @classmethod
-    def from_policy(cls, policy: PolicyNet, task: TwinTask) -> "NeuralTwinController":
+    def from_policy(cls, policy: PolicyNet, task: TwinTask) -> NeuralTwinController:
         lin = [m for m in policy.net if isinstance(m, nn.Linear)]
         return cls([m.weight.detach().double().numpy() for m in lin], [m.bias.detach().double().numpy() for m in lin],
                    policy.low.numpy(), policy.high.numpy(), policy.obs_scale.numpy(), policy.horizon,
@@ -227,7 +228,7 @@ class NeuralTwinController(Controller):
         return atomic_write_text(path, json.dumps(data))
 
     @classmethod
-    def load(cls, path: str | Path, task: TwinTask | None = None) -> "NeuralTwinController":
+    def load(cls, path: str | Path, task: TwinTask | None = None) -> NeuralTwinController:
         """Read a controller written by :meth:`save`; with ``task``, check it was trained for that twin and shape.
 
         Raises:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 

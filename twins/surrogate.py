@@ -19,10 +19,12 @@ held-out seeds).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from controlkit.twins.objectives import TwinTask
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
@@ -30,7 +32,6 @@ from controlkit.data import TransitionData
 from controlkit.dynamics import DynamicsModel, TrainSettings, fit
 from controlkit.errors import ControlkitError, choices_error
 from controlkit.executors import map_tasks
-from controlkit.twins.objectives import TwinTask
 
 SURROGATES = ("discrete", "ode")
 SCHEDULES = ("piecewise", "chirp")

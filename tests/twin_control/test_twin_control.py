@@ -6,19 +6,35 @@ import json
 import numpy as np
 import pytest
 import torch
+from controlkit.twins.baselines import (
+    BangBangController,
+    ConstantTwinController,
+    SurrogateMPCController,
+    TwinControlEnv,
+    best_constant,
+    open_loop_optimal,
+)
+from controlkit.twins.deploy import evaluate, run_episode
+from controlkit.twins.neural_control import (
+    ControllerSettings,
+    NeuralTwinController,
+    PolicyNet,
+    straight_through_round,
+    train_controller,
+)
+from controlkit.twins.objectives import TwinTask, make_objective
+from controlkit.twins.surrogate import (
+    SurrogateSettings,
+    collect_data,
+    fit_surrogate,
+    heldout_errors,
+    make_surrogate,
+    to_compact,
+)
 
 from controlkit.config import validate_config
 from controlkit.errors import ControlkitError
-from controlkit.run import run_experiment
 from controlkit.stats import mean_ci95
-from controlkit.twins.baselines import (BangBangController, ConstantTwinController, SurrogateMPCController,
-                                        TwinControlEnv, best_constant, open_loop_optimal)
-from controlkit.twins.deploy import evaluate, run_episode
-from controlkit.twins.neural_control import (ControllerSettings, NeuralTwinController, PolicyNet,
-                                             straight_through_round, train_controller)
-from controlkit.twins.objectives import TwinTask, make_objective
-from controlkit.twins.surrogate import (SurrogateSettings, collect_data, fit_surrogate, heldout_errors,
-                                        make_surrogate, to_compact)
 
 torch.set_num_threads(1)
 
@@ -182,31 +198,3 @@ def test_bad_inputs_name_the_field():
         validate_config({**base, "surrogate": {"width": 3}})
     with pytest.raises(ControlkitError, match="u_high"):
         tiny_task(u_high=(50.0, 5.0))
-
-
-def test_twin_control_kind_runs_from_config(tmp_path):
-    config = validate_config({
-        "kind": "twin_control", "name": "tiny", "seed": 1, "twin": "predator_prey", "params": TINY,
-        "task": {"burn_in": 40, "interval": 5, "decisions": 6},
-        "objective": {"settings": {"target": [80, 10]}},
-        "data": {"trajectories": 8}, "surrogate": {"hidden": [16], "train": {"epochs": 5}},
-        "controller": {"iterations": 10, "surrogate": "discrete"},
-        "methods": ["none", "constant", "neural"], "constant": {"levels": 2, "seeds": 1},
-        "evaluation": {"replicates": 3, "perturbed_replicates": 2, "spread": {"wolf_reproduce": 0.1}},
-        "workers": 1,
-    })
-    result = run_experiment(config, out=tmp_path, quiet=True)
-    s = json.loads((result.run_dir / "summary.json").read_text())
-    assert set(s["methods"]) == {"none", "constant", "neural"}
-    for m in s["methods"].values():
-        assert {"cost_mean", "cost_ci95", "parts", "outcomes", "abm_steps", "perturbed"} <= set(m)
-    assert s["methods"]["neural"]["abm_steps"] == 8 * (40 + 30)
-    assert set(s["surrogates"]) == {"discrete", "ode"} and len(s["surrogates"]["ode"]["val_nrmse"]) == 3
-    assert "neural_over_constant" in s["targets"] and "neural" in s["timings"]["methods"]
-    for name in ("trajectories.png", "costs.png", "surrogate_fit.png", "controller.json", "metrics.csv"):
-        assert (result.run_dir / name).is_file()
-    # the saved controller deploys from a file instead of being trained
-    again = validate_config({**config.model_dump(), "controller_file": str(result.run_dir / "controller.json"),
-                             "methods": ["neural"]})
-    s2 = run_experiment(again, out=tmp_path, quiet=True).summary
-    assert s2["methods"]["neural"]["cost_mean"] == pytest.approx(s["methods"]["neural"]["cost_mean"])

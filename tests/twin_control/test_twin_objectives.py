@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-
-from controlkit.errors import ControlkitError
 from controlkit.twins.baselines import BangBangController, ConstantTwinController
 from controlkit.twins.deploy import run_episode
 from controlkit.twins.objectives import TwinTask, make_objective, twin_names
+
+from controlkit.errors import ControlkitError
 
 
 def test_every_twin_has_an_objective():
