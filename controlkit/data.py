@@ -65,7 +65,7 @@ class TransitionData:
     def n_transitions(self) -> int:
         return int(self.lengths.sum())
 
-    def subset(self, index: np.ndarray) -> "TransitionData":
+    def subset(self, index: np.ndarray) -> TransitionData:
         """The trajectories at ``index`` (same metadata)."""
         return TransitionData(self.states[index], self.actions[index], self.lengths[index], dict(self.metadata))
 
@@ -88,7 +88,7 @@ class TransitionData:
         offs = start[:, None] + np.arange(steps)[None, :]
         return self.states[traj, start], self.actions[traj[:, None], offs], self.states[traj[:, None], offs + 1]
 
-    def split(self, val_fraction: float, seed: int) -> tuple["TransitionData", "TransitionData"]:
+    def split(self, val_fraction: float, seed: int) -> tuple[TransitionData, TransitionData]:
         """Split by whole trajectories (never by step, so validation windows are unseen), seeded.
 
         Raises:

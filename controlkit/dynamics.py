@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch

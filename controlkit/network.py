@@ -154,7 +154,7 @@ class CompactNetwork:
         return atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path: str | Path) -> "CompactNetwork":
+    def load(cls, path: str | Path) -> CompactNetwork:
         """Read a file written by :meth:`save`.
 
         Raises:

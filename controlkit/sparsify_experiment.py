@@ -62,7 +62,7 @@ class SparsifyConfig(ExperimentConfig):
     torch_threads: PositiveInt = Field(1, description="torch.set_num_threads during the run (small nets: 1).")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SparsifyConfig":
+    def _consistent(self) -> SparsifyConfig:
         from controlkit.data import load_dataset, make_env
 
         check_env_kwargs(self.env, self.env_kwargs)
