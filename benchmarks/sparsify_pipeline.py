@@ -5,8 +5,13 @@ export), once per requested torch thread count, and prints per stage: seconds an
 reference ("limit") is the dense model's own training: the table gives the sparsification's cost as a multiple
 of it. The machine's load average is recorded, since timings on a shared machine are pessimistic.
 
-    .venv/bin/python benchmarks/sparsify_pipeline.py            # threads 1
-    .venv/bin/python benchmarks/sparsify_pipeline.py --threads 1 2
+The peer for accuracy is the obvious alternative to sparsifying: a small dense ReLU network trained from scratch
+on the same data with the same ReLU count (``--baselines``, hidden sizes per network), trained with the same
+settings but ``--baseline-epochs`` epochs. The table puts its 10-step validation error beside the sparse round
+with that many ReLUs.
+
+    .venv/bin/python benchmarks/sparsify_pipeline.py                       # threads 1, baselines 32,32 and 16,16
+    .venv/bin/python benchmarks/sparsify_pipeline.py --threads 1 2 --baselines
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ def main() -> None:
     p.add_argument("--config", default=str(ROOT / "experiments" / "sparsify_pendulum.yaml"))
     p.add_argument("--threads", type=int, nargs="+", default=[1], help="torch thread counts to compare")
     p.add_argument("--out", default=str(ROOT / "runs"), help="root of the run folders")
+    p.add_argument("--baselines", nargs="*", default=["32,32", "16,16"],
+                   help="hidden sizes of small dense nets trained from scratch (comma-separated per net)")
+    p.add_argument("--baseline-epochs", type=int, default=150)
     args = p.parse_args()
 
     results = []
@@ -60,6 +68,8 @@ def main() -> None:
             "target_met": s["target_met"],
         })
 
+    baselines = _baselines(results[0], [[int(h) for h in b.split(",")] for b in args.baselines], args.baseline_epochs)
+
     print(f"{'threads':>7} {'stage':>9} {'seconds':>9} {'share':>7}")
     for r in results:
         for stage, sec in r["stages_s"].items():
@@ -68,14 +78,47 @@ def main() -> None:
               f"dense training; load avg {r['load_average_before'][0]:.1f} -> {r['load_average_after'][0]:.1f})")
         print(f"{'':>7} result: {r['relus_sparse']} ReLUs vs dense {r['relus_dense']} ({r['relu_reduction']:.1f}x "
               f"fewer), 10-step val MSE ratio {r['error_ratio']:.2f}, target met: {r['target_met']}")
+    if baselines:
+        print(f"\n{'ReLUs':>6} {'sparsified (10-step MSE)':>25} {'dense from scratch':>19} {'ratio':>6}")
+        for b in baselines:
+            sparse = b["sparse_val_error"]
+            print(f"{b['relus']:>6} {sparse if sparse is not None else float('nan'):25.3g} "
+                  f"{b['val_error']:19.3g} {(sparse or float('nan')) / b['val_error']:6.2f}  (hidden {b['hidden']})")
     out = atomic_write_json(ROOT / "benchmarks" / "results" / "sparsify_pipeline.json", {
         "config": str(Path(args.config).relative_to(ROOT)) if Path(args.config).is_relative_to(ROOT) else args.config,
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "note": "shared machine: other jobs ran concurrently, so these wall times are pessimistic",
         "results": results,
+        "baselines": baselines,
     })
     print(f"written {out}")
+
+
+def _baselines(result: dict, hiddens: list[list[int]], epochs: int) -> list[dict]:
+    """Train small dense nets from scratch on the run's own data and split; compare with its sparse rounds."""
+    import json
+
+    import torch
+
+    from controlkit.data import load_dataset
+    from controlkit.dynamics import train_dense
+
+    run_dir = Path(result["run_dir"])
+    config = load_config(run_dir / "config.yaml")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    data = load_dataset(run_dir / summary["dataset_path"])
+    train, val = data.split(config.data.val_fraction, seed=config.seed)
+    torch.set_num_threads(result["torch_threads"])
+    rows = []
+    for hidden in hiddens:
+        t0 = time.perf_counter()
+        settings = config.train.model_copy(update={"epochs": epochs})
+        _, fit = train_dense(train, val, hidden, settings, seed=config.seed, residual=config.model.residual)
+        sparse = [p["val_error"] for p in summary["curve"][1:] if p["n_relu"] == sum(hidden)]
+        rows.append({"hidden": hidden, "relus": sum(hidden), "epochs": fit.epochs, "val_error": fit.best_val_error,
+                     "sparse_val_error": sparse[0] if sparse else None, "time_s": time.perf_counter() - t0})
+    return rows
 
 
 if __name__ == "__main__":
