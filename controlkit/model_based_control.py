@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 
 from controlkit.config import EnvId, ExperimentConfig, check_env_kwargs
 from controlkit.controller import Controller, StepInfo
+from controlkit.envs._tabletop import PUSHER_RADIUS, TABLE_HALF
 from controlkit.errors import ControlkitError, choices_error
 from controlkit.kinds import ExperimentKind
 from controlkit.mpc import MIPMPC, CEMPlanner, GradientPlanner, KeepOut, MPPIPlanner, RandomShootingPlanner
@@ -44,7 +45,7 @@ from controlkit.stats import mean_ci95
 PLANNER_TYPES = ("mip_mpc", "mppi", "cem", "gradient", "random")
 TASK_ENVS = ("controlkit/Push-v0", "controlkit/Sort-v0")
 NX, NU = 6, 2  # [x, y, cos θ, sin θ, pusher x, pusher y], [dx, dy]
-PRE_PUSH_GAP = 0.01  # m between the pusher and the object at the pre-push point
+PRE_PUSH_GAP = 0.002  # m between the pusher and the object's bounding box at the pre-push point
 
 
 class DataConfig(BaseModel):
@@ -101,7 +102,7 @@ class PlannerSpec(BaseModel):
 def _default_planners() -> dict[str, PlannerSpec]:
     return {
         "mip_mpc": PlannerSpec(type="mip_mpc", time_limit=0.2, mip_gap=1e-3),
-        "mppi": PlannerSpec(type="mppi", n_samples=500, iterations=5, temperature=0.01),
+        "mppi": PlannerSpec(type="mppi", n_samples=500, iterations=5, temperature=0.003),
         "cem": PlannerSpec(type="cem", n_samples=250, iterations=5),
         "gradient": PlannerSpec(type="gradient", iterations=50, lr=0.005, n_restarts=8),
         "random": PlannerSpec(type="random", n_samples=2500),
@@ -335,9 +336,13 @@ class Task:
         else:
             g = self.env.goal
             target = np.array([g[0], g[1], np.cos(g[2]), np.sin(g[2])])
+        # The pre-push point touches the object on the side away from the target, so the pusher's pull is zero
+        # exactly while it pushes the object straight at the target.
         d = target[:2] - x[:2]
-        reach = self.env.shape.radius + 0.015 + PRE_PUSH_GAP
-        pre = x[:2] - reach * d / max(float(np.linalg.norm(d)), 1e-6)
+        back = -d / max(float(np.linalg.norm(d)), 1e-9)
+        c, s = x[2], x[3]
+        reach = self.env.shape.extent(np.array([c * back[0] + s * back[1], -s * back[0] + c * back[1]]))
+        pre = x[:2] + (reach + PUSHER_RADIUS + PRE_PUSH_GAP) * back
         return x, np.concatenate([target, pre])
 
     def weights(self) -> np.ndarray:
@@ -350,16 +355,13 @@ class Task:
 
 def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, seed: int) -> Controller:
     """Build planner ``spec`` on ``net`` with the task's horizon, bounds, cost and keep-out constraint."""
-    from controlkit.envs._tabletop import TABLE_HALF
-
     step = task.env.step_size
     # Finite state bounds keep interval bounds (and so MILP big-Ms) tight; the table bounds every position.
     x_high = np.array([TABLE_HALF + 0.05] * 2 + [1.0, 1.0] + [TABLE_HALF] * 2)
     keep_out = getattr(task.env, "keep_out", None)
     boxes = [] if keep_out is None else [KeepOut((0, 1), tuple(keep_out[:2]), tuple(keep_out[2:]))]
     kwargs = spec.kwargs()
-    if spec.type != "mip_mpc":
-        kwargs.setdefault("seed", seed)
+    kwargs.setdefault("seed", seed)
     try:
         return _PLANNER_CLASSES[spec.type](
             net, task.cost.horizon, [-step] * NU, [step] * NU, -x_high, x_high, state_weights=task.weights(),
@@ -380,16 +382,41 @@ def _planner_params(cls: type) -> set[str]:
     return names - _PIPELINE_SET
 
 
-class _MIPFromZero(MIPMPC):
-    """MIP-MPC whose first solve of an episode starts from the all-zero action sequence (a complete MIP start,
-    so a time-limited first solve returns an incumbent); later solves start from the shifted last plan."""
+class _PipelineMIP(MIPMPC):
+    """MIP-MPC as the pipeline runs it: every solve gets a complete MIP start, so a time-limited solve always
+    returns an incumbent. The start is the shifted last plan (all zeros at an episode's first step); with
+    ``warm_samples > 0`` an MPPI pass of that many samples per iteration first improves it, and the MILP then
+    searches for better plans and a certified gap from there. The step time includes that pass.
+    """
+
+    def __init__(self, *args: Any, warm_samples: int = 0, seed: int = 0, **kwargs: Any) -> None:
+        if int(warm_samples) != warm_samples or warm_samples < 0:
+            raise ControlkitError(f"warm_samples: must be an integer >= 0, got {warm_samples!r}.")
+        self._helper = None
+        super().__init__(*args, **kwargs)
+        if warm_samples:
+            p = self.problem
+            self._helper = MPPIPlanner(p.net, p.horizon, p.u_low, p.u_high, p.x_low, p.x_high,
+                                       state_weights=p.state_weights, terminal_weight=p.terminal_weight,
+                                       keep_out=p.keep_out, n_samples=int(warm_samples), iterations=5,
+                                       temperature=0.003, seed=seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        if getattr(self, "_helper", None) is not None:
+            self._helper.reset(seed)
 
     def _warm_actions(self):
         warm = super()._warm_actions()
         return np.zeros((self.horizon, self.problem.nu)) if warm is None else warm
 
+    def plan(self, x0: Any, goal: Any, warm_start: np.ndarray | None = None):
+        if self._helper is not None:
+            warm_start = self._helper.plan(x0, goal, warm_start=warm_start).actions
+        return super().plan(x0, goal, warm_start=warm_start)
 
-_PLANNER_CLASSES = {"mip_mpc": _MIPFromZero, "mppi": MPPIPlanner, "cem": CEMPlanner, "gradient": GradientPlanner,
+
+_PLANNER_CLASSES = {"mip_mpc": _PipelineMIP, "mppi": MPPIPlanner, "cem": CEMPlanner, "gradient": GradientPlanner,
                     "random": RandomShootingPlanner}
 # Set by the pipeline from the env and the cost block, identical for every planner.
 _PIPELINE_SET = {"self", "model", "horizon", "u_low", "u_high", "x_low", "x_high", "residual", "state_weights",

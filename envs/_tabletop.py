@@ -48,6 +48,13 @@ class Shape:
     boxes: tuple[tuple[tuple[float, float], tuple[float, float]], ...]
     keypoints: np.ndarray
 
+    def extent(self, direction: np.ndarray) -> float:
+        """Distance from the origin to the edge of the shape's bounding box along ``direction`` (object frame)."""
+        hx = max(abs(cx) + hx for (cx, _), (hx, _) in self.boxes)
+        hy = max(abs(cy) + hy for (_, cy), (_, hy) in self.boxes)
+        n = np.abs(np.asarray(direction, dtype=np.float64)) / max(float(np.linalg.norm(direction)), 1e-12)
+        return float(min(hx / max(n[0], 1e-12), hy / max(n[1], 1e-12)))
+
     @property
     def radius(self) -> float:
         """Distance from the object origin to its farthest corner."""

@@ -116,3 +116,29 @@ def test_bad_planner_knob_names_the_planner_before_anything_runs():
     cfg = dict(TINY, planners={"mine": {"type": "cem", "n_sampels": 10}})
     with pytest.raises(ControlkitError, match="planners.mine: cem takes no n_sampels; valid: .*n_samples"):
         validate_config(cfg)
+
+
+def test_warm_started_mip_is_never_worse_than_its_mppi_start():
+    from controlkit.model_based_control import PlannerSpec, make_planner
+
+    env = PushEnv(goal_in_obs=False)
+    env.reset(options={"object": [0.0, 0.0, 0.0], "goal": [0.08, 0.0, 0.0], "pusher": [-0.07, 0.0]})
+    task = Task(env, CostConfig(horizon=3))
+    net = _small_push_net()
+    mip = make_planner("m", PlannerSpec(type="mip_mpc", time_limit=2.0, warm_samples=64), net, task, seed=0)
+    mip.reset(seed=0)
+    x, goal = task.state_goal()
+    start = mip._helper.plan(x, goal, warm_start=np.zeros((3, 2)))
+    mip._helper.reset(seed=0)
+    plan = mip.plan(x, goal, warm_start=np.zeros((3, 2)))
+    assert plan.objective <= start.objective + 1e-6
+    with pytest.raises(ControlkitError, match="warm_samples"):
+        make_planner("m", PlannerSpec(type="mip_mpc", warm_samples=-1), net, task, seed=0)
+
+
+def _small_push_net():
+    """A 6-state network with a handful of ReLUs, small enough for HiGHS to solve within the test."""
+    rng = np.random.default_rng(5)
+    sizes = [8, 4, 6]
+    return CompactNetwork([rng.normal(size=(b, a)) * 0.05 for a, b in zip(sizes, sizes[1:])],
+                          [rng.normal(size=b) * 0.01 for b in sizes[1:]], [np.ones(4, bool)], 6, 2, residual=True)
