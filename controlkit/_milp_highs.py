@@ -5,7 +5,8 @@ Columns: states ``x_0..x_H``, actions ``u_0..u_{H-1}``, one post-activation per 
 Rows, per hidden layer and step (``a = W h_prev + b``):
 
 - linear neuron (identity, or ReLU proven active):  ``h = a``
-- unstable ReLU with bounds ``l < 0 < u``:  ``y >= a``,  ``y <= a - l (1 - z)``,  ``y <= u z``,  ``y >= 0``
+- unstable ReLU with bounds ``l < 0 < u``:  a column ``a`` in ``[l, u]`` with ``a = W h_prev + b``, then
+  ``y >= a``,  ``y <= a - l (1 - z)``,  ``y <= u z``,  ``y >= 0``
 
 The matrix is built per (step, layer) block with numpy (no loop per neuron) and handed to HiGHS in one
 ``passModel`` call. In receding horizon, :meth:`HighsMILP.update` changes only what depends on ``x0``, the goal
@@ -106,6 +107,7 @@ class Layout:
     u_cols: np.ndarray  # (T, nu)
     h_cols: list[list[np.ndarray]]  # per step/layer: columns of kept neurons (class != INACTIVE), in index order
     z_cols: list[list[np.ndarray]]  # per step/layer: binaries of unstable neurons
+    a_cols: list[list[np.ndarray]]  # per step/layer: pre-activations of unstable neurons
     in_cols: list[list[np.ndarray]]  # per step/layer: input columns of the layer
     in_sel: list[list[np.ndarray]]  # per step/layer: which inputs of W_k those columns are
     bigm_rows: list[list[tuple[np.ndarray, np.ndarray]]]  # per step/layer: rows (y <= a - l(1-z), y <= u z)
@@ -136,12 +138,13 @@ def assemble(
     x_lo[0] = x_hi[0] = x0
     x_cols = bld.cols(x_lo, x_hi.reshape(-1)).reshape(T + 1, nx)
     u_cols = bld.cols(np.tile(problem.u_low, T), np.tile(problem.u_high, T)).reshape(T, nu)
-    h_cols, z_cols, in_cols_all, in_sel_all, bigm = [], [], [], [], []
+    h_cols, z_cols, a_cols, in_cols_all, in_sel_all, bigm = [], [], [], [], [], []
     n_hidden = len(net.relu_masks)
     for t in range(T):
         in_cols = np.concatenate([x_cols[t], u_cols[t]])
         in_sel = np.arange(nx + nu)
-        h_cols.append([]), z_cols.append([]), in_cols_all.append([]), in_sel_all.append([]), bigm.append([])
+        for part in (h_cols, z_cols, a_cols, in_cols_all, in_sel_all, bigm):
+            part.append([])
         for k in range(n_hidden):
             w, b = net.weights[k][:, in_sel], net.biases[k]
             cls = classes[t][k]
@@ -160,17 +163,22 @@ def assemble(
             r = bld.rows(b[lin], b[lin], lin.size)
             bld.coef(r, hk[np.searchsorted(kept, lin)], 1.0)
             bld.dense(r, in_cols, -w[lin])
-            # unstable: y - W h_in >= b ; y - W h_in - l z <= b - l ; y - u z <= 0
+            # unstable: an explicit pre-activation a = W h_in + b in [l, u] keeps W once and the big-M rows short:
+            # y - a >= 0 ; y - a - l z <= -l ; y - u z <= 0
             yk = hk[pos]
-            r1 = bld.rows(b[uns], np.inf, uns.size)
-            r2 = bld.rows(-np.inf, b[uns] - lo[uns], uns.size)
+            ak = bld.cols(bounds.pre_lo[t][k][uns], bounds.pre_hi[t][k][uns])
+            r0 = bld.rows(b[uns], b[uns], uns.size)
+            bld.coef(r0, ak, 1.0)
+            bld.dense(r0, in_cols, -w[uns])
+            r1 = bld.rows(0.0, np.inf, uns.size)
+            r2 = bld.rows(-np.inf, -lo[uns], uns.size)
             r3 = bld.rows(-np.inf, 0.0, uns.size)
             for rr in (r1, r2, r3):
                 bld.coef(rr, yk, 1.0)
-            bld.dense(r1, in_cols, -w[uns])
-            bld.dense(r2, in_cols, -w[uns])
+            bld.coef(np.concatenate([r1, r2]), np.concatenate([ak, ak]), -1.0)
             bld.coef(r2, zk, -lo[uns])
             bld.coef(r3, zk, -hi[uns])
+            a_cols[t].append(ak)
             h_cols[t].append(hk), z_cols[t].append(zk), bigm[t].append((r2, r3))
             in_cols_all[t].append(in_cols), in_sel_all[t].append(in_sel)
             in_cols, in_sel = hk, kept
@@ -228,8 +236,8 @@ def assemble(
                      np.concatenate([np.ones((T, d)), -np.broadcast_to(hi - xl, (T, d))]))
             keep_out.append((delta, c, np.stack([lo, hi])))
     arrays = bld.arrays()
-    layout = Layout(classes, x_cols, u_cols, h_cols, z_cols, in_cols_all, in_sel_all, bigm, e_cols, e_rows,
-                    v_cols, keep_out, bld.n_col)
+    layout = Layout(classes, x_cols, u_cols, h_cols, z_cols, a_cols, in_cols_all, in_sel_all, bigm, e_cols,
+                    e_rows, v_cols, keep_out, bld.n_col)
     return arrays, layout
 
 
@@ -315,7 +323,7 @@ class HighsMILP:
 
     def update(self, x0: np.ndarray, goal: np.ndarray, bounds: Bounds) -> None:
         """Change x0, goal and bound-dependent data in place (call :meth:`compatible` first)."""
-        lay, h, net = self.layout, self.h, self.problem.net
+        lay, h = self.layout, self.h
         x_lo, x_hi = bounds.x_lo.copy(), bounds.x_hi.copy()
         x_lo[0] = x_hi[0] = x0
         cols = lay.x_cols.reshape(-1).astype(np.int32)
@@ -330,14 +338,17 @@ class HighsMILP:
                 hl.append(np.where(old[kept] == UNSTABLE, np.maximum(lo[kept], 0.0), lo[kept]))
                 hu.append(np.where(old[kept] == UNSTABLE, np.maximum(hi[kept], 0.0), hi[kept]))
                 uns = np.flatnonzero(old == UNSTABLE)
+                hc.append(lay.a_cols[t][k])
+                hl.append(lo[uns])
+                hu.append(hi[uns])
                 zc.append(lay.z_cols[t][k])
                 zl.append((new[uns] == LINEAR).astype(float))
                 zu.append((new[uns] != INACTIVE).astype(float))
                 r2, r3 = lay.bigm_rows[t][k]
                 # highspy changes one coefficient per call; only unstable slots have bound-dependent entries
-                for r, z, l_, b in zip(r2, lay.z_cols[t][k], lo[uns], net.biases[k][uns]):
+                for r, z, l_ in zip(r2, lay.z_cols[t][k], lo[uns]):
                     h.changeCoeff(int(r), int(z), -float(min(l_, 0.0)))
-                    h.changeRowBounds(int(r), -np.inf, float(b - min(l_, 0.0)))
+                    h.changeRowBounds(int(r), -np.inf, -float(min(l_, 0.0)))
                 for r, z, u_ in zip(r3, lay.z_cols[t][k], hi[uns]):
                     h.changeCoeff(int(r), int(z), -float(max(u_, 0.0)))
         for c, lo, hi in ((hc, hl, hu), (zc, zl, zu)):
@@ -375,6 +386,7 @@ class HighsMILP:
                 z = (pre[k][t, uns] > 0).astype(float)
                 new = classes[t][k][uns]
                 val[lay.z_cols[t][k]] = np.where(new == LINEAR, 1.0, np.where(new == INACTIVE, 0.0, z))
+                val[lay.a_cols[t][k]] = pre[k][t, uns]
         on = lay.e_cols[0] >= 0
         val[lay.e_cols[:, on]] = np.abs(states[1:, on] - goal[:, on])
         if lay.v_cols.size:
