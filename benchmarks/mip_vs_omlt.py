@@ -94,11 +94,14 @@ def omlt_plan(net: CompactNetwork, horizon: int, x0, goal, time_limit: float, ga
     res = opt.solve(m, load_solutions=False, **kwargs)
     solve = time.perf_counter() - t1
     tc = str(res.solver.termination_condition)
-    obj = float("nan")
+    obj, gap = float("nan"), float("nan")
     if len(res.solution):
         m.solutions.load_from(res)
         obj = float(pyo.value(m.obj))
-    return {"build_s": build, "solve_s": solve, "binaries": n_bin, "objective": obj, "status": tc}
+        lower = res.problem.lower_bound
+        if lower is not None and np.isfinite(lower):
+            gap = (obj - lower) / max(abs(obj), 1e-9)
+    return {"build_s": build, "solve_s": solve, "binaries": n_bin, "objective": obj, "gap": gap, "status": tc}
 
 
 def ours_plan(net, horizon, x0, goal, time_limit, gap, tighten: bool) -> dict:
@@ -107,7 +110,7 @@ def ours_plan(net, horizon, x0, goal, time_limit, gap, tighten: bool) -> dict:
     plan = mpc.plan(x0, goal)
     ex = plan.extras
     return {"build_s": ex["bounds_time_s"] + ex["build_time_s"], "solve_s": ex["solver_time_s"],
-            "binaries": ex["binaries"], "objective": plan.objective, "status": plan.status.value}
+            "binaries": ex["binaries"], "objective": plan.objective, "gap": plan.gap, "status": plan.status.value}
 
 
 def ours_build(net, horizon, x0, goal) -> dict:
