@@ -263,7 +263,9 @@ def _plot_curves(ctx: RunContext, config: SwimmerConfig, summary: dict[str, Any]
         ax.fill_between(x, m - ci, m + ci, color=line.get_color(), alpha=0.2)
     ax.axhline(config.threshold, color="k", ls=":", lw=1, label=f"threshold {config.threshold:g}")
     if max(max(c["env_steps"] for c in s["curve"]) for s in summary["policies"].values()) > 200_000:
-        ax.set_xscale("symlog", linthresh=10_000)
+        ax.set_xscale("symlog", linthresh=10_000)  # linear up to 10k, then logarithmic: both budgets readable
+    ax.set_xlim(left=0)
+    ax.set_ylim(-25, 1025)  # returns lie in [0, 1000]; a t-interval over 2-3 seeds may not
     ax.set(xlabel="training env steps", ylabel=f"return ({config.task}, {config.n_links} links)",
            title="learning curves, mean ± 95% CI over seeds")
     ax.legend(fontsize=8)
