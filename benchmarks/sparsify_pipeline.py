@@ -37,7 +37,7 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "runs"), help="root of the run folders")
     p.add_argument("--baselines", nargs="*", default=["32,32", "16,16"],
                    help="hidden sizes of small dense nets trained from scratch (comma-separated per net)")
-    p.add_argument("--baseline-epochs", type=int, default=150)
+    p.add_argument("--baseline-epochs", type=int, default=300)
     args = p.parse_args()
 
     results = []
