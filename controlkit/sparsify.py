@@ -38,7 +38,7 @@ class SparsifySettings(BaseModel):
     schedule: list[PositiveInt] = Field(
         [128, 64, 48, 32, 24, 16], min_length=1, description="ReLU count after each round; strictly decreasing.")
     search_epochs: PositiveInt = Field(8, description="Epochs of joint weight + gate-logit training per round.")
-    finetune_epochs: PositiveInt = Field(30, description="Maximum fine-tuning epochs per round (early stopping).")
+    finetune_epochs: PositiveInt = Field(60, description="Maximum fine-tuning epochs per round (early stopping).")
     temperature_start: float = Field(1.0, gt=0, description="Gumbel-softmax temperature at a round's start.")
     temperature_end: float = Field(0.3, gt=0, description="Temperature at the end of a round's search.")
     sparsity_weight: float = Field(1e-3, ge=0, description="Weight of the sparsity penalty (sum over neurons).")
