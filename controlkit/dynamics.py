@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
 from controlkit.data import TransitionData
+from controlkit.errors import ControlkitError
 
 Gates = Sequence[torch.Tensor]
 """One ``(n_hidden_k, 2)`` tensor per hidden layer: coefficients of ``relu(z)`` and of ``z`` for each neuron."""
@@ -143,7 +144,7 @@ def rollout_mse(model: DynamicsModel, data: TransitionData, steps: int, gates: G
     """
     x0, actions, targets = _tensors(*data.windows(steps))
     if len(x0) == 0:
-        raise ValueError(f"no trajectory has {steps} transitions to evaluate on")
+        raise ControlkitError(f"train.eval_steps: no trajectory has {steps} transitions to evaluate on.")
     return float(torch.mean((model.rollout(x0, actions, gates) - targets) ** 2))
 
 

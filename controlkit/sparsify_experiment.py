@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from controlkit.config import EnvId, ExperimentConfig, check_env_kwargs
 from controlkit.dynamics import TrainSettings
+from controlkit.errors import ControlkitError
 from controlkit.kinds import ExperimentKind
 from controlkit.run import RunContext
 from controlkit.sparsify import SparsifySettings
@@ -70,8 +71,12 @@ class SparsifyConfig(ExperimentConfig):
         nx, nu = env.observation_space.shape[0], int(np.prod(env.action_space.shape))
         env.close()
         self.sparsify.check_network(self.model.hidden)
+        longest = self.data.steps
         if self.data.file is not None:
-            load_dataset(self.data.file, nx=nx, nu=nu, field="data.file")
+            longest = int(load_dataset(self.data.file, nx=nx, nu=nu, field="data.file").lengths.max(initial=0))
+        if self.train.eval_steps > longest:
+            raise ControlkitError(f"train.eval_steps: {self.train.eval_steps}-step validation needs trajectories "
+                                  f"that long; the data has at most {longest} steps (data.steps or data.file).")
         return self
 
 

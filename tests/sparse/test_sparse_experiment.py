@@ -69,6 +69,7 @@ def _wrong_shape_file(tmp_path):
     ({"data": {"file": "/nonexistent/d.npz"}}, "data.file: no such dataset file"),
     ("wrong_shape", r"data.file: .* has nx \(state size\) 4, the env needs 3"),
     ({"data": {"behaviour": "sinusoid"}}, "data.behaviour: Input should be 'random' or 'correlated'"),
+    ({"data": {"steps": 4}}, "train.eval_steps: 5-step validation needs trajectories that long"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, changes, message):
     if changes == "wrong_shape":
