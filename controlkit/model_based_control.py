@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 from controlkit.config import EnvId, ExperimentConfig, check_env_kwargs
 from controlkit.controller import Controller, StepInfo
 from controlkit.envs._tabletop import PUSHER_RADIUS, TABLE_HALF
-from controlkit.errors import ControlkitError, choices_error
+from controlkit.errors import ControlkitError
 from controlkit.kinds import ExperimentKind
 from controlkit.mpc import MIPMPC, CEMPlanner, GradientPlanner, KeepOut, MPPIPlanner, RandomShootingPlanner
 from controlkit.network import CompactNetwork
@@ -133,7 +133,7 @@ class ModelBasedControlConfig(ExperimentConfig):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "ModelBasedControlConfig":
+    def _check(self) -> ModelBasedControlConfig:
         check_env_kwargs(self.env, self.env_kwargs)
         for key in ("goal_in_obs", "frame", "render_mode"):
             if key in self.env_kwargs:
@@ -644,7 +644,8 @@ def report(summary: dict[str, Any]) -> str:
              f"{'planner':<12}{'success':>9}{'final dist (m)':>22}{'median step':>13}{'p95 step':>11}"
              f"{'fallbacks':>11}{'violations':>12}"]
     for name, c in summary["controllers"].items():
-        lines.append(f"{name:<12}{c['success_rate']:>9.0%}{c['final_distance_mean']:>13.4f} ± {c['final_distance_ci95']:<6.4f}"
+        lines.append(f"{name:<12}{c['success_rate']:>9.0%}"
+                     f"{c['final_distance_mean']:>13.4f} ± {c['final_distance_ci95']:<6.4f}"
                      f"{1e3 * c['step_time_median_s']:>10.1f} ms{1e3 * c['step_time_p95_s']:>8.1f} ms"
                      f"{c['fallbacks']:>11d}{c['violations']:>12d}")
     if summary["plots"]:

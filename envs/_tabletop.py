@@ -13,7 +13,8 @@ the objects and the pusher is the whole state (quasi-static pushing). Physics ru
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -163,9 +164,11 @@ def tabletop_xml(shapes: Sequence[Shape], friction: float, goal_shapes: Sequence
         r, g, b = COLOURS[i % len(COLOURS)]
         objects.append(
             f'<body name="object{i}" pos="0 0 {OBJECT_HALF_HEIGHT:g}"><freejoint name="object{i}"/>'
-            + _box_geoms(shape, f"object{i}_", f"{r} {g} {b} 1", f'contype="3" conaffinity="3" friction="{friction:g} 0.005 0.0001"')
+            + _box_geoms(shape, f"object{i}_", f"{r} {g} {b} 1",
+                         f'contype="3" conaffinity="3" friction="{friction:g} 0.005 0.0001"')
             + f'<geom name="object{i}_mark" type="sphere" size="0.006" pos="{shape.keypoints[0][0] * 0.6:g} '
-              f'{shape.keypoints[0][1] * 0.6:g} {OBJECT_HALF_HEIGHT:g}" rgba="1 1 1 1" contype="0" conaffinity="0" mass="0"/>'
+              f'{shape.keypoints[0][1] * 0.6:g} {OBJECT_HALF_HEIGHT:g}" rgba="1 1 1 1" contype="0" conaffinity="0" '
+              'mass="0"/>'
             + "</body>"
         )
     ghosts = []

@@ -26,7 +26,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
 from controlkit.envs._tabletop import (
     CONTROL_DT,
     PUSHER_RADIUS,
@@ -44,6 +43,7 @@ from controlkit.envs._tabletop import (
     pose_features,
     wrap_angle,
 )
+
 from controlkit.errors import ControlkitError
 
 OBS_OBJECT = slice(0, 4)

@@ -20,7 +20,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
 from controlkit.envs._tabletop import (
     CONTROL_DT,
     PUSHER_RADIUS,
@@ -36,6 +35,7 @@ from controlkit.envs._tabletop import (
     pose_features,
     rect_distance,
 )
+
 from controlkit.errors import ControlkitError
 
 MAX_OBJECTS = 4

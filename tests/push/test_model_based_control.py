@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from controlkit.envs.push import PushEnv
 
 import controlkit  # noqa: F401
 from controlkit.config import validate_config
-from controlkit.envs.push import PushEnv
 from controlkit.errors import ControlkitError
 from controlkit.model_based_control import (
     CostConfig,

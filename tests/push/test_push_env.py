@@ -3,11 +3,11 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from controlkit.envs.push import OBS_GOAL, OBS_OBJECT, OBS_PUSHER, PushEnv
+from controlkit.envs.sort import SortEnv
 from gymnasium.utils.env_checker import check_env
 
 import controlkit  # noqa: F401  registers the envs
-from controlkit.envs.push import OBS_GOAL, OBS_OBJECT, OBS_PUSHER, PushEnv
-from controlkit.envs.sort import SortEnv
 from controlkit.errors import ControlkitError
 
 
