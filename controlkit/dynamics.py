@@ -34,7 +34,9 @@ class TrainSettings(BaseModel):
     lr: float = Field(2e-3, gt=0, description="Adam learning rate of the weights.")
     rollout_steps: PositiveInt = Field(5, description="Length of the multi-step (rollout) loss windows.")
     rollout_weight: float = Field(1.0, ge=0, description="Weight of the rollout loss next to the one-step loss.")
-    patience: PositiveInt = Field(20, description="Stop after this many epochs without a better val rollout error.")
+    patience: PositiveInt = Field(
+        20, description="Stop after this many epochs without a better val rollout error (only in the second half "
+        "of the epochs: the cosine-decayed learning rate gains most at the end).")
     eval_steps: PositiveInt = Field(10, description="Horizon of the validation rollout error used for early stopping.")
     final_lr_fraction: float = Field(
         0.02, gt=0, le=1, description="Cosine decay of the learning rate to this fraction of lr at the last epoch.")
@@ -165,7 +167,8 @@ def fit(
     """Train ``model`` with the one-step loss plus ``rollout_weight`` times the rollout loss.
 
     Early stopping keeps the weights with the lowest ``eval_steps``-step validation error (under the fixed gates)
-    and stops after ``patience`` epochs without improvement. While gates are learned (``learn_gates``), the
+    and, in the second half of the epochs, stops after ``patience`` epochs without improvement. While gates are
+    learned (``learn_gates``), the
     architecture changes every batch, so there is no early stopping: every epoch runs and the last state stays.
 
     Args:
@@ -225,7 +228,8 @@ def fit(
             best_state = copy.deepcopy(model.state_dict())
         else:
             since += 1
-            if since >= settings.patience:
+            # The cosine schedule makes most progress late, at small learning rates: no stopping in the first half.
+            if since >= settings.patience and 2 * (epoch + 1) >= n_epochs:
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
