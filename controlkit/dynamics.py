@@ -168,8 +168,8 @@ def fit(
 
     Early stopping keeps the weights with the lowest ``eval_steps``-step validation error (under the fixed gates)
     and, in the second half of the epochs, stops after ``patience`` epochs without improvement. While gates are
-    learned (``learn_gates``), the
-    architecture changes every batch, so there is no early stopping: every epoch runs and the last state stays.
+    learned (``learn_gates``), the architecture changes every batch, so there is no early stopping: every epoch
+    runs and the last state stays.
 
     Args:
         model: The model (normalisation already fitted).
