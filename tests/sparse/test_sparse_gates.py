@@ -78,3 +78,16 @@ def test_schedule_validation():
     with pytest.raises(ControlkitError, match="sparsify.schedule: first target 300 ReLUs exceeds the network's 256"):
         SparsifySettings(schedule=[300, 100]).check_network([128, 128])
     assert np.all(np.diff(SparsifySettings().schedule) < 0)
+
+
+def test_operating_point_is_the_fewest_relus_within_tolerance():
+    from controlkit.sparsify import RoundResult, SparsifyResult, select_operating_point
+
+    def point(i, relus, err):
+        return RoundResult(i, relus, relus, 0, 0, err / 5, err, 1, state={}, modes=[])
+
+    rounds = [point(0, 256, 1.0), point(1, 128, 1.2), point(2, 64, 1.6), point(3, 32, 1.4), point(4, 16, 3.0)]
+    assert select_operating_point(rounds, 1.5) == 3
+    assert SparsifyResult(rounds, select_operating_point(rounds, 1.5), 1.5).target_met
+    assert select_operating_point(rounds, 1.1) == 0
+    assert not SparsifyResult(rounds, 0, 1.1).target_met
