@@ -1,9 +1,9 @@
 """Swimmer throughput: env steps per second with policies in the loop vs bare MuJoCo stepping of the same body.
 
 One control step is 15 physics steps. "bare" is ``mujoco.mj_step(model, data, 15)`` on the swimmer's model,
-replaying the torques an NCAP episode produced (same trajectory as the NCAP row); every other row is a full loop (policy -> env.step -> observation, reward). Each row is the
-best of ``--repeats`` timed runs of ``--steps`` control steps (the best run is the least disturbed on a shared
-machine). Target (issue 6): NCAP in the loop >= 70 % of bare.
+replaying the torques an NCAP episode produced (same trajectory as the NCAP row); every other row is a full
+loop (policy -> env.step -> observation, reward). Each row is the best of ``--repeats`` timed runs of ``--steps``
+control steps (the best run is the least disturbed on a shared machine). Target (issue 6): NCAP in the loop >= 70 % of bare.
 
     .venv/bin/python benchmarks/swimmer_throughput.py            # table + benchmarks/results/swimmer_throughput.json
 """
@@ -13,18 +13,18 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gymnasium as gym
 import mujoco
 import numpy as np
 import torch
+from controlkit.envs.swimmer import N_SUBSTEPS, SwimmerEnv
+from controlkit.policies import MLPPolicy, NCAPPolicy
 
 import controlkit  # noqa: F401  (registers controlkit/Swimmer-v0)
 from controlkit._io import atomic_write_json
-from controlkit.envs.swimmer import N_SUBSTEPS, SwimmerEnv
-from controlkit.policies import MLPPolicy, NCAPPolicy
 
 RESULTS = Path(__file__).parent / "results" / "swimmer_throughput.json"
 

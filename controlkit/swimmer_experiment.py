@@ -108,7 +108,7 @@ class SwimmerConfig(ExperimentConfig):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SwimmerConfig":
+    def _consistent(self) -> SwimmerConfig:
         names = [p.name for p in self.policies]
         if len(set(names)) != len(names):
             raise ValueError(f"policies: names must be unique, got {names}")

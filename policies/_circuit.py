@@ -13,7 +13,8 @@ nearly the speed of the bare physics.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 # Expanded, sign-constrained weights (see NCAPPolicy.circuit_weights), in the order the export stores them.
 WEIGHT_NAMES = ("sense", "prop", "osc", "muscle", "speed", "turn")

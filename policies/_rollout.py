@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
-
 from controlkit.envs.swimmer import SwimmerEnv
 
 NumpyPolicy = Callable[[np.ndarray, int], np.ndarray]  # NCAPNumpy / MLPNumpy: policy(obs, step) -> action
@@ -31,7 +31,7 @@ def record_episode(policy: Any, env: SwimmerEnv, seed: int, steps: int = 1000,
     obs, _ = env.reset(seed=seed)
     out: dict[str, list] = {"obs": [], "actions": [], "rewards": [], "head_xy": [], "frames": []}
     activity: dict[str, list] = {}
-    with_activity = hasattr(policy, "weights") and isinstance(getattr(policy, "weights"), dict)
+    with_activity = hasattr(policy, "weights") and isinstance(policy.weights, dict)
     for k in range(steps):
         if with_activity:
             action, act = policy(obs, k, activity=True)

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from controlkit.policies._circuit import TURN_GAIN, WEIGHT_NAMES, circuit, oscillator_drive, target_commands
 
 from controlkit._io import atomic_write_bytes
 from controlkit.errors import ControlkitError
-from controlkit.policies._circuit import TURN_GAIN, WEIGHT_NAMES, circuit, oscillator_drive, target_commands
 
 EPISODE_STEPS = 1000  # the swimmer's time_obs scale (controlkit.envs.swimmer.EPISODE_STEPS; no mujoco import here)
 

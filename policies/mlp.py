@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ class MLPPolicy(nn.Module, Controller):
         self._numpy_cache: tuple[tuple[int, ...], Any] | None = None
 
     @classmethod
-    def for_env(cls, env, **kwargs: Any) -> "MLPPolicy":
+    def for_env(cls, env, **kwargs: Any) -> MLPPolicy:
         """Build for an env with flat Box observation and action spaces."""
         return cls(int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape)), **kwargs)
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from controlkit.envs.swimmer import EPISODE_STEPS, SwimmerLayout
+from controlkit.policies._circuit import NAVIGATION, circuit, oscillator_drive, target_commands
 from torch import nn
 
 from controlkit.controller import Controller, StepInfo
-from controlkit.envs.swimmer import EPISODE_STEPS, SwimmerLayout
 from controlkit.errors import ControlkitError, choices_error
-from controlkit.policies._circuit import NAVIGATION, circuit, oscillator_drive, target_commands
 
 # Sign of each weight group: +1 excitatory, -1 inhibitory.
 _SIGN = {"prop": 1.0, "osc": 1.0, "ipsi": 1.0, "contra": -1.0, "speed": -1.0, "turn": 1.0}
@@ -154,7 +154,7 @@ class NCAPPolicy(nn.Module, Controller):
             "turn": torch.stack([torch.cat([side["turn_d"], zn]), torch.cat([zn, side["turn_v"]])]),
         }
 
-    def with_n_joints(self, n_joints: int) -> "NCAPPolicy":
+    def with_n_joints(self, n_joints: int) -> NCAPPolicy:
         """The same circuit on a body with ``n_joints`` joints (transfer without retraining; needs sharing)."""
         if not self.weight_sharing and n_joints != self.n_joints:
             raise ControlkitError(
@@ -172,7 +172,7 @@ class NCAPPolicy(nn.Module, Controller):
                                                "time_obs", "seed")}
 
     @classmethod
-    def for_env(cls, env, **kwargs: Any) -> "NCAPPolicy":
+    def for_env(cls, env, **kwargs: Any) -> NCAPPolicy:
         """Build for a ``controlkit/Swimmer-v0`` env (reads its joint count, task and clock)."""
         layout: SwimmerLayout = env.unwrapped.layout
         if layout.task == "navigate" and kwargs.get("navigation") is None:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
+from controlkit.envs.swimmer import EPISODE_STEPS, SwimmerEnv
+from controlkit.policies._rollout import episode_return, evaluate
 from torch import nn
 
-from controlkit.envs.swimmer import EPISODE_STEPS, SwimmerEnv
 from controlkit.errors import ControlkitError, choices_error
-from controlkit.policies._rollout import episode_return, evaluate
 
 ES_METHODS = ("openai", "cma")
 

@@ -14,23 +14,24 @@ expose it.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+import controlkit.envs  # noqa: F401  (registers controlkit/Swimmer-v0 for make_vec_env)
 import numpy as np
 import torch
+from controlkit.envs.swimmer import SwimmerEnv
+from controlkit.policies._rollout import evaluate
+from controlkit.policies.mlp import MLPPolicy
+from controlkit.policies.ncap import NCAPPolicy
+from controlkit.policies.train_es import TrainingCurve
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-import controlkit.envs  # noqa: F401  (registers controlkit/Swimmer-v0 for make_vec_env)
-from controlkit.envs.swimmer import SwimmerEnv
 from controlkit.errors import choices_error
-from controlkit.policies._rollout import evaluate
-from controlkit.policies.mlp import MLPPolicy
-from controlkit.policies.ncap import NCAPPolicy
-from controlkit.policies.train_es import TrainingCurve
 
 ACTORS = ("ncap", "mlp")
 

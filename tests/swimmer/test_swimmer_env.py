@@ -4,10 +4,10 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 import pytest
+from controlkit.envs.swimmer import EPISODE_STEPS, SwimmerEnv, swimmer_xml
 from gymnasium.utils.env_checker import check_env
 
 import controlkit  # noqa: F401  (registers controlkit/Swimmer-v0)
-from controlkit.envs.swimmer import EPISODE_STEPS, SwimmerEnv, swimmer_xml
 from controlkit.errors import ControlkitError
 
 

@@ -7,7 +7,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-
 from controlkit.envs.swimmer import SwimmerLayout
 from controlkit.policies import MLPPolicy, NCAPPolicy, load_policy, save_onnx
 from controlkit.policies._circuit import WEIGHT_NAMES

@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from controlkit.envs.swimmer import SwimmerEnv, SwimmerLayout
-from controlkit.errors import ControlkitError
 from controlkit.policies import MLPPolicy, NCAPPolicy, count_parameters
 from controlkit.policies._circuit import circuit
 from controlkit.policies._rollout import episode_return
+
+from controlkit.errors import ControlkitError
 
 
 def _obs(n_joints, angles=None, **layout):

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-
 from controlkit.envs.swimmer import SwimmerEnv
-from controlkit.errors import ControlkitError
 from controlkit.policies import MLPPolicy, NCAPPolicy
 from controlkit.policies.train_es import centred_ranks, get_flat, train_es
+
+from controlkit.errors import ControlkitError
 
 
 @pytest.mark.parametrize("method", ["openai", "cma"])
