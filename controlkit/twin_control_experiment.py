@@ -369,7 +369,7 @@ def _plots(ctx: RunContext, task, evals: dict[str, Any], fits: dict[str, Any], v
                              label=f"{kind} surrogate" if j == 0 and i == 0 else None)
         axes[j].set(title=obs_names[j], xlabel="decision")
     axes[0].legend(fontsize=7)
-    fig.suptitle("surrogates vs held-out ABM runs (open loop from the first state)")
+    fig.suptitle("surrogates vs held-out ABM runs (open loop from the first state)", y=1.04)
     ctx.savefig(fig, "surrogate_fit.png")
 
 
