@@ -145,7 +145,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     from controlkit._io import save_figure
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 2]})
     tags = ("ours", "ours_lp", "omlt")
     for ax, what in ((axes[0], "build_s"), (axes[1], "solve_s")):
         sel = [r for r in rows if f"omlt_{what}" in r]
@@ -153,7 +153,7 @@ def plot(rows: list[dict], path: Path) -> None:
         for i, tag in enumerate(tags):
             ax.bar(x + (i - (len(tags) - 1) / 2) * 0.8 / len(tags), [r.get(f"{tag}_{what}", np.nan) for r in sel],
                    0.8 / len(tags), label=tag.replace("_lp", "+LP"))
-        ax.set_xticks(x, [f"{r['net']}\nH={r['H']}" for r in sel], fontsize=7)
+        ax.set_xticks(x, [f"{r['net']} H={r['H']}" for r in sel], fontsize=7, rotation=60, ha="right")
         ax.set_yscale("log")
         ax.set_ylabel(f"{what.split('_')[0]} time [s]")
         ax.legend(fontsize=8)
