@@ -67,8 +67,8 @@ class Objective:
         raise NotImplementedError
 
     @classmethod
-    def settings_from_twin(cls, params: Any) -> dict[str, Any]:
-        """Objective settings implied by the twin's parameters (used where the config does not set them)."""
+    def settings_from_twin(cls, twin: Any) -> dict[str, Any]:
+        """Objective settings implied by a twin built from the task's parameters (used where not set)."""
         return {}
 
     def l1_form(self, nx: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -154,16 +154,17 @@ class MetabolicObjective(Objective):
     Args:
         weights: ``product`` (1), ``side_product`` (0), ``inflow`` (0.02).
         scale: The twin's ``scale`` (counts are divided by it).
+        a_enzymes: Molecules of enzyme A in the twin (the bang-bang rule's threshold).
     """
 
     TWIN = "metabolic"
     TERMS = {"product": 1.0, "side_product": 0.0, "inflow": 0.02}
 
-    def __init__(self, weights: Mapping[str, float] | None = None, scale: float = 1.0) -> None:
+    def __init__(self, weights: Mapping[str, float] | None = None, scale: float = 1.0, a_enzymes: int = 200) -> None:
         super().__init__(weights)
         if not float(scale) > 0:
             raise ControlkitError(f"objective.scale: must be > 0 (the twin's scale), got {scale!r}.")
-        self.scale = float(scale)
+        self.scale, self.a_enzymes = float(scale), int(a_enzymes)
 
     def terms(self, prev: Any, obs: Any, rate: Any) -> dict[str, Any]:
         return {"product": -(obs[..., 3] - prev[..., 3]) / self.scale,
@@ -178,15 +179,16 @@ class MetabolicObjective(Objective):
                 "selectivity_R": float(made_r / (made_r + made_t)) if made_r + made_t > 0 else float("nan")}
 
     def bang_bang(self, obs: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        # Feed at the maximum while A is mostly free of R (feedback inhibition low), else stop.
-        return np.where(obs[5] < obs[6], high, low)
+        # Feed at the maximum while most of enzyme A is free of R; once the end product inhibits A, substrate fed
+        # is mostly wasted, so stop.
+        return np.where(obs[5] < self.a_enzymes / 2, high, low)
 
     @classmethod
-    def settings_from_twin(cls, params: Any) -> dict[str, Any]:
-        return {"scale": params.scale}
+    def settings_from_twin(cls, twin: Any) -> dict[str, Any]:
+        return {"scale": twin.params.scale, "a_enzymes": int(np.count_nonzero(twin.enz_type == 0))}
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "scale": self.scale}
+        return {**super().describe(), "scale": self.scale, "a_enzymes": self.a_enzymes}
 
 
 class ImmuneObjective(Objective):
@@ -229,8 +231,8 @@ class ImmuneObjective(Objective):
         return goal, q, self.weights["dose"]
 
     @classmethod
-    def settings_from_twin(cls, params: Any) -> dict[str, Any]:
-        return {"cells": params.width * params.height}
+    def settings_from_twin(cls, twin: Any) -> dict[str, Any]:
+        return {"cells": twin.params.width * twin.params.height}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "cells": self.cells}
@@ -264,7 +266,7 @@ def make_objective(twin: str, weights: Mapping[str, float] | None = None, twin_p
     if twin not in _TWINS:
         raise choices_error("twin", twin, _TWINS)
     cls = _TWINS[twin][1]
-    implied = cls.settings_from_twin(twin_class(twin)(dict(twin_params or {}), seed=0).params)
+    implied = cls.settings_from_twin(twin_class(twin)(dict(twin_params or {}), seed=0))
     settings = {**implied, **settings}
     valid = [n for n in inspect.signature(cls).parameters if n != "weights"]
     for key in settings:
