@@ -33,6 +33,7 @@ from controlkit.mpc import MIPMPC  # noqa: E402
 from controlkit.network import CompactNetwork  # noqa: E402
 
 NX, NU = 4, 2
+REPS = 5  # builds timed per row (median); large build-only OMLT rows are timed once
 LAMBDA = 0.01
 
 
@@ -114,12 +115,18 @@ def ours_plan(net, horizon, x0, goal, time_limit, gap, tighten: bool) -> dict:
 
 
 def ours_build(net, horizon, x0, goal) -> dict:
-    """Bounds + assembly + passModel only (for networks too large to solve to optimality here)."""
-    mpc = MIPMPC(net, horizon, -np.ones(NU), np.ones(NU), control_weight=LAMBDA)
+    """Interval bounds + assembly + passModel, without solving."""
+    mpc = MIPMPC(net, horizon, -np.ones(net.nu), np.ones(net.nu), control_weight=LAMBDA)
     t0 = time.perf_counter()
     bounds = mpc.bounds(x0)
     milp = HighsMILP(mpc.problem, bounds, x0, mpc.problem.check_goal(goal))
     return {"build_s": time.perf_counter() - t0, "binaries": milp.n_binaries}
+
+
+def median_build(build, *args, reps: int) -> dict:
+    """Median build time over ``reps`` builds: single millisecond timings on a shared machine are mostly jitter."""
+    runs = [build(*args) for _ in range(reps)]
+    return {**runs[0], "build_s": float(np.median([r["build_s"] for r in runs]))}
 
 
 def receding(net, horizon, x0, goal, steps, time_limit, gap, warm: bool, tighten: int) -> dict:
@@ -187,8 +194,8 @@ def main() -> None:
     rows = []
     for name, net in build_only.items():
         for H in horizons:
-            ours = ours_build(net, H, np.zeros(NX), np.full(NX, 0.5))
-            om = omlt_plan(net, H, np.zeros(NX), np.full(NX, 0.5), 0.0, args.gap, solve=False)
+            ours = median_build(ours_build, net, H, np.zeros(NX), np.full(NX, 0.5), reps=REPS)
+            om = median_build(omlt_plan, net, H, np.zeros(NX), np.full(NX, 0.5), 0.0, args.gap, False, reps=1)
             row = {"net": name, "relu_per_step": net.n_relu, "H": H, "ours_build_s": ours["build_s"],
                    "ours_binaries": ours["binaries"], "omlt_build_s": om["build_s"], "omlt_binaries": om["binaries"],
                    "build_speedup": om["build_s"] / ours["build_s"], "solved": False}
@@ -201,10 +208,12 @@ def main() -> None:
             ours = ours_plan(net, H, x0, goal, args.time_limit, args.gap, tighten=False)
             lp = ours_plan(net, H, x0, goal, args.time_limit, args.gap, tighten=True)
             row = {"net": name, "relu_per_step": net.n_relu, "H": H, "solved": True}
+            ours["build_s"] = median_build(ours_build, net, H, x0, goal, reps=REPS)["build_s"]
             for tag, r in (("ours", ours), ("ours_lp", lp)):
                 row.update({f"{tag}_{k}": v for k, v in r.items()})
             if net.n_identity == 0 and net.nx == NX and net.nu == NU:
                 om = omlt_plan(net, H, x0, goal, args.time_limit, args.gap)
+                om["build_s"] = median_build(omlt_plan, net, H, x0, goal, 0.0, args.gap, False, reps=REPS - 1)["build_s"]
                 row.update({f"omlt_{k}": v for k, v in om.items()})
                 row["build_speedup"] = om["build_s"] / ours["build_s"]
                 row["solve_speedup"] = om["solve_s"] / ours["solve_s"]
