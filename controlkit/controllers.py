@@ -80,6 +80,13 @@ class ConstantController(Controller):
         return self.action.copy(), StepInfo()
 
 
+def _ncap(env: gym.Env, **kwargs: Any) -> Controller:
+    from controlkit.policies import NCAPPolicy  # torch loads only when an NCAP controller is asked for
+
+    return NCAPPolicy.for_env(env, **kwargs)
+
+
 register_controller("random", lambda env, seed=None: RandomController(env.action_space, seed=seed))
 register_controller("zero", lambda env: ConstantController(env.action_space, 0.0))
 register_controller("constant", lambda env, value=0.0: ConstantController(env.action_space, value))
+register_controller("ncap", _ncap)

@@ -16,6 +16,7 @@ import numpy as np
 from controlkit.policies._circuit import TURN_GAIN, WEIGHT_NAMES, circuit, oscillator_drive, target_commands
 
 from controlkit._io import atomic_write_bytes
+from controlkit._onnx import OnnxGraph
 from controlkit.errors import ControlkitError
 
 EPISODE_STEPS = 1000  # the swimmer's time_obs scale (controlkit.envs.swimmer.EPISODE_STEPS; no mujoco import here)
@@ -80,7 +81,7 @@ class NCAPNumpy:
     def to_onnx(self) -> bytes:
         """ONNX graph (opset 17): inputs ``obs`` ``(N, obs_size)`` and, without ``time_obs``, ``step`` ``(N, 1)``;
         output ``action`` ``(N, n_joints)``, float32."""
-        g = _Graph()
+        g = OnnxGraph()
         n = self.n_joints
         obs = g.input("obs", self.obs_size)
         if self.time_obs:
@@ -141,7 +142,7 @@ class MLPNumpy:
 
     def to_onnx(self) -> bytes:
         """ONNX graph: input ``obs`` ``(N, obs_dim)``, output ``action`` ``(N, act_dim)``, float32."""
-        g = _Graph()
+        g = OnnxGraph()
         h = g.input("obs", self.weights[0].shape[0])
         last = len(self.weights) - 1
         for k, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -175,61 +176,6 @@ def _save_npz(path: str | os.PathLike, meta: dict[str, Any], arrays: dict[str, n
     buf = io.BytesIO()
     np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
     return atomic_write_bytes(path, buf.getvalue())
-
-
-class _Graph:
-    """Minimal ONNX graph builder: float32 tensors, one op per call, constants as initializers."""
-
-    def __init__(self) -> None:
-        import onnx  # noqa: F401  (fail early with a clear ImportError)
-
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-        self.inputs: list[Any] = []
-        self._n = 0
-
-    def _name(self, prefix: str) -> str:
-        self._n += 1
-        return f"{prefix}{self._n}"
-
-    def input(self, name: str, size: int) -> str:
-        from onnx import TensorProto, helper
-
-        self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", size]))
-        return name
-
-    def const(self, value: Any, dtype: Any = np.float32) -> str:
-        from onnx import numpy_helper
-
-        name = self._name("c")
-        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs: Any) -> str:
-        from onnx import helper
-
-        out = out or self._name(op_type.lower())
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
-        return out
-
-    def clip(self, x: str, lo: float, hi: float) -> str:
-        return self.op("Clip", x, self.const(lo), self.const(hi))
-
-    def slice(self, x: str, start: int, stop: int) -> str:
-        return self.op("Slice", x, self.const([start], np.int64), self.const([stop], np.int64),
-                       self.const([1], np.int64))
-
-    def serialize(self, name: str, out_size: int) -> bytes:
-        import onnx
-        from onnx import TensorProto, helper
-
-        graph = helper.make_graph(self.nodes, name, self.inputs,
-                                  [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["N", out_size])],
-                                  self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="controlkit")
-        model.ir_version = 8  # readable by onnxruntime >= 1.14
-        onnx.checker.check_model(model)
-        return model.SerializeToString()
 
 
 __all__ = ["MLPNumpy", "NCAPNumpy", "load_policy", "save_onnx"]
