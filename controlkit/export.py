@@ -17,6 +17,7 @@ import numpy as np
 
 from controlkit._io import atomic_write_bytes
 from controlkit._onnx import OnnxGraph
+from controlkit.controller import Controller, StepInfo
 from controlkit.errors import ControlkitError
 from controlkit.network import CompactNetwork
 
@@ -93,4 +94,28 @@ def compact_to_onnx(net: CompactNetwork) -> bytes:
     return g.serialize("controlkit_compact_dynamics", net.nx, output="x_next")
 
 
-__all__ = ["compact_to_onnx", "export_numpy", "export_onnx", "load_numpy", "to_numpy"]
+
+
+class NumpyController(Controller):
+    """A Controller around an exported numpy policy (what a torch-free robot loop runs).
+
+    Policies that need the control step index (NCAP without a time observation) get it counted from ``reset``.
+    """
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self._needs_step = type(policy).__name__ == "NCAPNumpy" and not policy.time_obs
+        self._step = 0
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self._step = 0
+
+    def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
+        obs = np.asarray(obs, dtype=np.float64)
+        action = self.policy(obs, self._step) if self._needs_step else self.policy(obs)
+        self._step += 1
+        return np.asarray(action, dtype=np.float32), StepInfo()
+
+
+__all__ = ["NumpyController", "compact_to_onnx", "export_numpy", "export_onnx", "load_numpy", "to_numpy"]

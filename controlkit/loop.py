@@ -154,6 +154,11 @@ class GymPlant:
         self._return = 0.0
         self.writes = 0
 
+    @property
+    def total_reward(self) -> float:
+        """Reward summed over every write so far (finished episodes and the current one)."""
+        return sum(self.episode_returns) + self._return
+
     def read(self) -> Any:
         return self.obs
 
