@@ -24,8 +24,9 @@ from controlkit.loop import GymPlant, run_loop  # noqa: E402
 
 def export_policy(path: Path) -> None:
     """Export the constant-initialised circuit (it swims before training); a trained one exports the same way."""
-    from controlkit.export import export_numpy
     from controlkit.policies import NCAPPolicy
+
+    from controlkit.export import export_numpy
 
     export_numpy(NCAPPolicy(n_joints=5), path)
 
