@@ -44,14 +44,16 @@ def main() -> None:
     for threads in args.threads:
         config = load_config(args.config, [f"torch_threads={threads}"])
         load_before = os.getloadavg()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         run = run_experiment(config, out=args.out, quiet=True)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         s = run.summary
         stages = {k.removesuffix("_s"): s["timings"][k] for k in STAGES}
         results.append({
             "torch_threads": threads,
             "wall_s": wall,
+            # CPU seconds of this process: close to the wall time the run would take on an idle machine.
+            "cpu_s": cpu,
             "stages_s": stages,
             "stage_share": {k: v / wall for k, v in stages.items()},
             "sparsify_over_dense": stages["sparsify"] / stages["dense"],
@@ -74,7 +76,7 @@ def main() -> None:
     for r in results:
         for stage, sec in r["stages_s"].items():
             print(f"{r['torch_threads']:>7} {stage:>9} {sec:9.1f} {r['stage_share'][stage]:7.1%}")
-        print(f"{r['torch_threads']:>7} {'total':>9} {r['wall_s']:9.1f}   (sparsify = {r['sparsify_over_dense']:.1f}x "
+        print(f"{r['torch_threads']:>7} {'total':>9} {r['wall_s']:9.1f}   (CPU {r['cpu_s']:.1f} s; sparsify = {r['sparsify_over_dense']:.1f}x "
               f"dense training; load avg {r['load_average_before'][0]:.1f} -> {r['load_average_after'][0]:.1f})")
         print(f"{'':>7} result: {r['relus_sparse']} ReLUs vs dense {r['relus_dense']} ({r['relu_reduction']:.1f}x "
               f"fewer), 10-step val MSE ratio {r['error_ratio']:.2f}, target met: {r['target_met']}")
