@@ -76,7 +76,8 @@ def main() -> None:
     for r in results:
         for stage, sec in r["stages_s"].items():
             print(f"{r['torch_threads']:>7} {stage:>9} {sec:9.1f} {r['stage_share'][stage]:7.1%}")
-        print(f"{r['torch_threads']:>7} {'total':>9} {r['wall_s']:9.1f}   (CPU {r['cpu_s']:.1f} s; sparsify = {r['sparsify_over_dense']:.1f}x "
+        print(f"{r['torch_threads']:>7} {'total':>9} {r['wall_s']:9.1f}   (CPU {r['cpu_s']:.1f} s; "
+              f"sparsify = {r['sparsify_over_dense']:.1f}x "
               f"dense training; load avg {r['load_average_before'][0]:.1f} -> {r['load_average_after'][0]:.1f})")
         print(f"{'':>7} result: {r['relus_sparse']} ReLUs vs dense {r['relus_dense']} ({r['relu_reduction']:.1f}x "
               f"fewer), 10-step val MSE ratio {r['error_ratio']:.2f}, target met: {r['target_met']}")
