@@ -1,17 +1,17 @@
 """Controllable agent-based digital twins (Mesa 3 models): predator–prey, an immune twin, a metabolic pathway.
 
 Each twin is built from parameters and a seed, advanced by ``step(control)`` or ``run(controls)``, and reports
-named observables; ``controlkit.envs`` wraps them as gymnasium environments.
+named observables; ``controlkit.envs`` wraps them as gymnasium environments. The control layer's torch-free
+entry points (``TwinTask``, ``make_objective``, ``evaluate``) are re-exported here; surrogates, neural controllers
+and baselines live in ``controlkit.twins.surrogate``, ``.neural_control`` and ``.baselines`` (they import torch).
 """
 
 from controlkit.twins._common import ControlSpec, TwinModel
+from controlkit.twins.deploy import Evaluation, evaluate, run_episode
 from controlkit.twins.immune import ImmuneParams, ImmuneTwin, immune_cost
 from controlkit.twins.metabolic import MetabolicParams, MetabolicPathway, metabolic_cost
-from controlkit.twins.predator_prey import PredatorPrey, PredatorPreyParams, predator_prey_cost
-# The control layer's torch-free entry points (surrogates and controllers: controlkit.twins.surrogate,
-# .neural_control, .baselines, which import torch).
-from controlkit.twins.deploy import Evaluation, evaluate, run_episode
 from controlkit.twins.objectives import TwinTask, make_objective
+from controlkit.twins.predator_prey import PredatorPrey, PredatorPreyParams, predator_prey_cost
 
 TWINS: dict[str, type[TwinModel]] = {
     "immune": ImmuneTwin,
