@@ -118,6 +118,19 @@ class Layout:
     n_col: int
 
 
+def _ids(mask: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """An id table shaped like ``mask``: ``ids`` where ``mask`` (row-major order), -1 elsewhere."""
+    table = np.full(mask.shape, -1, dtype=np.int64)
+    table[mask] = ids
+    return table
+
+
+def _dense3(bld: _Builder, rows: np.ndarray, cols: np.ndarray, mat: np.ndarray) -> None:
+    """The block ``mat`` repeated for every step: ``rows`` (T, m) and ``cols`` (T, n) id tables, -1 = absent."""
+    t, i, j = np.nonzero((rows[:, :, None] >= 0) & (cols[:, None, :] >= 0) & (mat != 0)[None])
+    bld.entries.append((rows[t, i], cols[t, j], mat[i, j]))
+
+
 def assemble(
     problem: MPCProblem, bounds: Bounds, x0: np.ndarray, goal: np.ndarray | None, relax: bool = False,
     n_steps: int | None = None, structure: list[list[np.ndarray]] | None = None,
@@ -138,56 +151,55 @@ def assemble(
     x_lo[0] = x_hi[0] = x0
     x_cols = bld.cols(x_lo, x_hi.reshape(-1)).reshape(T + 1, nx)
     u_cols = bld.cols(np.tile(problem.u_low, T), np.tile(problem.u_high, T)).reshape(T, nu)
-    h_cols, z_cols, a_cols, in_cols_all, in_sel_all, bigm = [], [], [], [], [], []
-    n_hidden = len(net.relu_masks)
-    for t in range(T):
-        in_cols = np.concatenate([x_cols[t], u_cols[t]])
-        in_sel = np.arange(nx + nu)
-        for part in (h_cols, z_cols, a_cols, in_cols_all, in_sel_all, bigm):
-            part.append([])
-        for k in range(n_hidden):
-            w, b = net.weights[k][:, in_sel], net.biases[k]
-            cls = classes[t][k]
-            # big-M bounds clipped at 0 so the rows stay valid for stable neurons in unstable slots
-            lo, hi = np.minimum(bounds.pre_lo[t][k], 0.0), np.maximum(bounds.pre_hi[t][k], 0.0)
-            kept = np.flatnonzero(cls != INACTIVE)
-            lin = np.flatnonzero(cls == LINEAR)
-            uns = np.flatnonzero(cls == UNSTABLE)
-            col_lo = np.where(cls == UNSTABLE, np.maximum(bounds.pre_lo[t][k], 0.0), bounds.pre_lo[t][k])[kept]
-            col_hi = np.where(cls == UNSTABLE, hi, bounds.pre_hi[t][k])[kept]
-            hk = bld.cols(col_lo, col_hi)
-            pos = np.searchsorted(kept, uns)  # unstable neurons' places among kept ones
-            now = actual[t][k][uns]
-            zk = bld.cols((now == LINEAR).astype(float), (now != INACTIVE).astype(float), integer=not relax)
-            # linear neurons: h - W h_in = b
-            r = bld.rows(b[lin], b[lin], lin.size)
-            bld.coef(r, hk[np.searchsorted(kept, lin)], 1.0)
-            bld.dense(r, in_cols, -w[lin])
-            # unstable: an explicit pre-activation a = W h_in + b in [l, u] keeps W once and the big-M rows short:
-            # y - a >= 0 ; y - a - l z <= -l ; y - u z <= 0
-            yk = hk[pos]
-            ak = bld.cols(bounds.pre_lo[t][k][uns], bounds.pre_hi[t][k][uns])
-            r0 = bld.rows(b[uns], b[uns], uns.size)
-            bld.coef(r0, ak, 1.0)
-            bld.dense(r0, in_cols, -w[uns])
-            r1 = bld.rows(0.0, np.inf, uns.size)
-            r2 = bld.rows(-np.inf, -lo[uns], uns.size)
-            r3 = bld.rows(-np.inf, 0.0, uns.size)
-            for rr in (r1, r2, r3):
-                bld.coef(rr, yk, 1.0)
-            bld.coef(np.concatenate([r1, r2]), np.concatenate([ak, ak]), -1.0)
-            bld.coef(r2, zk, -lo[uns])
-            bld.coef(r3, zk, -hi[uns])
-            a_cols[t].append(ak)
-            h_cols[t].append(hk), z_cols[t].append(zk), bigm[t].append((r2, r3))
-            in_cols_all[t].append(in_cols), in_sel_all[t].append(in_sel)
-            in_cols, in_sel = hk, kept
-        # output: x_{t+1} - [x_t] - W_L h = b_L
-        r = bld.rows(net.biases[-1], net.biases[-1], nx)
-        bld.coef(r, x_cols[t + 1], 1.0)
-        if net.residual:
-            bld.coef(r, x_cols[t], -1.0)
-        bld.dense(r, in_cols, -net.weights[-1][:, in_sel])
+    h_cols, z_cols, a_cols, in_cols_all, in_sel_all, bigm = ([[] for _ in range(T)] for _ in range(6))
+    # One pass per layer over all steps at once: id tables (T, n) hold each neuron's column/row, -1 where absent.
+    prev = np.concatenate([x_cols[:-1], u_cols], axis=1)
+    for k in range(len(net.relu_masks)):
+        w, b = net.weights[k], net.biases[k]
+        cls = np.stack([classes[t][k] for t in range(T)])
+        now = np.stack([actual[t][k] for t in range(T)])
+        raw_lo = np.stack([bounds.pre_lo[t][k] for t in range(T)])
+        raw_hi = np.stack([bounds.pre_hi[t][k] for t in range(T)])
+        # big-M bounds clipped at 0 so the rows stay valid for stable neurons in unstable slots
+        lo, hi = np.minimum(raw_lo, 0.0), np.maximum(raw_hi, 0.0)
+        kept, lin, uns = cls != INACTIVE, cls == LINEAR, cls == UNSTABLE
+        bt = np.broadcast_to(b, cls.shape)
+        h_id = _ids(kept, bld.cols(np.where(uns, np.maximum(raw_lo, 0.0), raw_lo)[kept],
+                                   np.where(uns, hi, raw_hi)[kept]))
+        z_id = _ids(uns, bld.cols((now == LINEAR)[uns].astype(float), (now != INACTIVE)[uns].astype(float),
+                                  integer=not relax))
+        # linear neurons: h - W h_in = b
+        r_lin = _ids(lin, bld.rows(bt[lin], bt[lin], int(lin.sum())))
+        bld.coef(r_lin[lin], h_id[lin], 1.0)
+        _dense3(bld, r_lin, prev, -w)
+        # unstable: an explicit pre-activation a = W h_in + b in [l, u] keeps W once and the big-M rows short:
+        # y - a >= 0 ; y - a - l z <= -l ; y - u z <= 0
+        n_uns = int(uns.sum())
+        a_id = _ids(uns, bld.cols(raw_lo[uns], raw_hi[uns]))
+        r0 = _ids(uns, bld.rows(bt[uns], bt[uns], n_uns))
+        bld.coef(r0[uns], a_id[uns], 1.0)
+        _dense3(bld, r0, prev, -w)
+        r1 = bld.rows(0.0, np.inf, n_uns)
+        r2 = _ids(uns, bld.rows(-np.inf, -lo[uns], n_uns))
+        r3 = _ids(uns, bld.rows(-np.inf, 0.0, n_uns))
+        y, a, z = h_id[uns], a_id[uns], z_id[uns]
+        for rr in (r1, r2[uns], r3[uns]):
+            bld.coef(rr, y, 1.0)
+        bld.coef(np.concatenate([r1, r2[uns]]), np.concatenate([a, a]), -1.0)
+        bld.coef(r2[uns], z, -lo[uns])
+        bld.coef(r3[uns], z, -hi[uns])
+        for t in range(T):
+            present = prev[t] >= 0
+            h_cols[t].append(h_id[t][kept[t]]), z_cols[t].append(z_id[t][uns[t]]), a_cols[t].append(a_id[t][uns[t]])
+            in_cols_all[t].append(prev[t][present]), in_sel_all[t].append(np.flatnonzero(present))
+            bigm[t].append((r2[t][uns[t]], r3[t][uns[t]]))
+        prev = h_id
+    # output: x_{t+1} - [x_t] - W_L h = b_L
+    r_out = bld.rows(np.tile(net.biases[-1], T), np.tile(net.biases[-1], T), T * nx).reshape(T, nx)
+    bld.coef(r_out, x_cols[1:], 1.0)
+    if net.residual:
+        bld.coef(r_out, x_cols[:-1], -1.0)
+    _dense3(bld, r_out, prev, -net.weights[-1])
     e_cols = np.full((T, nx), -1)
     e_rows = np.full((2, T, nx), -1)
     v_cols = np.zeros((0, nu), dtype=int)
