@@ -8,8 +8,8 @@ Rows, per hidden layer and step (``a = W h_prev + b``):
 - unstable ReLU with bounds ``l < 0 < u``:  a column ``a`` in ``[l, u]`` with ``a = W h_prev + b``, then
   ``y >= a``,  ``y <= a - l (1 - z)``,  ``y <= u z``,  ``y >= 0``
 
-The matrix is built per (step, layer) block with numpy (no loop per neuron) and handed to HiGHS in one
-``passModel`` call. In receding horizon, :meth:`HighsMILP.update` changes only what depends on ``x0``, the goal
+The matrix is built with numpy in one pass per layer covering all steps (no loop per neuron or per step) and
+handed to HiGHS in one ``passModel`` call. In receding horizon, :meth:`HighsMILP.update` changes only what depends on ``x0``, the goal
 and the bounds, in place.
 """
 
