@@ -1,13 +1,18 @@
 """``AsyncPlanner``: a slow planner serving a fast loop.
 
-A background thread re-plans from the freshest observation as fast as the planner allows; ``act`` never waits
-for it and applies the freshest plan's action for the current time (the plan step that covers ``now`` since the
-observation it was computed from), as asynchronous controllers in ros2_control do. HiGHS and torch release the
-GIL while they work, so a thread is enough for the loop to keep its rate.
+The planner re-plans from the freshest observation at its own pace; ``act`` never waits for it and applies the
+freshest plan's action for the current time (the plan step that covers ``now`` since the observation the plan
+started from), as asynchronous controllers in ros2_control do. Two ways to run the planner:
+
+- ``mode="thread"``: a background thread. HiGHS and torch release the GIL while they solve, but the planner's
+  Python parts (model updates, bounds) hold it, which shows up as loop jitter of a few milliseconds.
+- ``mode="process"``: a child process (the planner is pickled into it). The loop's process runs nothing but the
+  loop; plans come back through a pipe that ``act`` polls without blocking.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import threading
 import time
 from collections.abc import Callable
@@ -16,20 +21,41 @@ from typing import Any
 import numpy as np
 
 from controlkit.controller import Controller, Plan, Planner, Status, StepInfo
-from controlkit.errors import ControlkitError
+from controlkit.errors import ControlkitError, choices_error
 
 _USABLE = (Status.OK, Status.SUBOPTIMAL)
+MODES = ("thread", "process")
+
+
+def _usable(plan: Any) -> bool:
+    return isinstance(plan, Plan) and plan.status in _USABLE and bool(np.all(np.isfinite(plan.actions)))
+
+
+def _serve_plans(conn, planner: Planner) -> None:
+    """Child process: answer each ``(t_obs, x0, goal)`` with ``(t_obs, plan or error text)`` until ``None``."""
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        t_obs, x0, goal = job
+        try:
+            conn.send((t_obs, planner.plan(x0, goal)))
+        except Exception as exc:  # reported to the parent as a failed plan
+            conn.send((t_obs, f"{type(exc).__name__}: {exc}"))
 
 
 class AsyncPlanner(Controller):
-    """Run ``planner.plan`` in a background thread; ``act`` returns the current step of the freshest plan.
+    """Plan in the background; ``act`` returns the current step of the freshest plan.
 
     Args:
-        planner: A :class:`Planner`.
+        planner: A :class:`Planner` (picklable for ``mode="process"``).
         goal: The goal passed to every ``plan`` call (change it with :meth:`set_goal`).
         plan_dt: Duration of one plan step in seconds (the model's control period).
         safe_action: Returned before the first plan is ready and when the freshest plan has run out.
         state_of: Maps an observation to the planner's state ``x0`` (default: the observation itself).
+        replan_every_s: Least time between the starts of two plans (default ``plan_dt``): re-planning faster than
+            the model's step gains little and, in thread mode, takes the GIL from the loop more often.
+        mode: ``"thread"`` or ``"process"`` (see the module docstring).
     """
 
     def __init__(
@@ -39,29 +65,42 @@ class AsyncPlanner(Controller):
         plan_dt: float,
         safe_action,
         state_of: Callable[[Any], np.ndarray] | None = None,
+        replan_every_s: float | None = None,
+        mode: str = "thread",
     ) -> None:
         if not callable(getattr(planner, "plan", None)):
             raise ControlkitError(f"planner: needs plan(x0, goal); {type(planner).__name__} has none.")
         if plan_dt <= 0:
             raise ControlkitError(f"plan_dt: must be > 0, got {plan_dt}.")
+        if mode not in MODES:
+            raise choices_error("mode", mode, MODES)
         self.planner = planner
         self.plan_dt = float(plan_dt)
+        self.replan_every_s = self.plan_dt if replan_every_s is None else float(replan_every_s)
         self.safe_action = np.asarray(safe_action, dtype=np.float64)
         self.state_of = state_of or (lambda obs: np.asarray(obs, dtype=np.float64))
+        self.mode = mode
         self._goal = np.asarray(goal, dtype=np.float64)
-        self._cond = threading.Condition()
-        self._obs: tuple[float, Any] | None = None  # (time observed, observation) not yet planned from
         self._plan: tuple[float, Plan] | None = None  # (time of its observation, plan)
         self.plans_done = 0
         self.plan_errors = 0
-        self._stop = False
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="controlkit-async-planner")
-        self._thread.start()
+        self._next_start = 0.0
+        if mode == "thread":
+            self._cond = threading.Condition()
+            self._obs: tuple[float, Any] | None = None  # (time observed, observation) not yet planned from
+            self._stop = False
+            self._thread = threading.Thread(target=self._thread_loop, daemon=True, name="controlkit-async-planner")
+            self._thread.start()
+        else:
+            self._conn, child = mp.get_context("spawn").Pipe()
+            self._busy = False
+            self._process = mp.get_context("spawn").Process(target=_serve_plans, args=(child, planner), daemon=True)
+            self._process.start()
+            child.close()
 
     def set_goal(self, goal) -> None:
         """Plan towards ``goal`` from the next re-plan on."""
-        with self._cond:
-            self._goal = np.asarray(goal, dtype=np.float64)
+        self._goal = np.asarray(goal, dtype=np.float64)
 
     @property
     def last_plan(self) -> Plan | None:
@@ -70,23 +109,33 @@ class AsyncPlanner(Controller):
 
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
-        with self._cond:
-            self._obs, self._plan = None, None
-        self.planner.reset(seed)
+        self._plan = None
+        if self.mode == "thread":
+            with self._cond:
+                self._obs = None
+            self.planner.reset(seed)
 
     def close(self) -> None:
-        """Stop the background thread (waits for a plan in progress)."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify()
-        self._thread.join()
+        """Stop the background planner (waits for a plan in progress)."""
+        if self.mode == "thread":
+            with self._cond:
+                self._stop = True
+                self._cond.notify()
+            self._thread.join()
+        else:
+            self._conn.send(None)
+            self._process.join(timeout=30)
+            self._conn.close()
 
     def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
         now = time.perf_counter()
-        with self._cond:
-            self._obs = (now, obs)
-            self._cond.notify()
-            latest = self._plan
+        if self.mode == "thread":
+            with self._cond:
+                self._obs = (now, obs)
+                self._cond.notify()
+        else:
+            self._exchange(now, obs)
+        latest = self._plan
         if latest is None:
             return self.safe_action.copy(), StepInfo(Status.OK, fallback="safe_action", message="no plan yet")
         t_obs, plan = latest
@@ -97,21 +146,38 @@ class AsyncPlanner(Controller):
         return np.asarray(plan.actions[index], dtype=np.float64), StepInfo(
             plan.status, solve_time_s=plan.solve_time_s, message=f"plan step {index}")
 
-    def _loop(self) -> None:
+    def _record(self, t_obs: float, plan: Any) -> None:
+        if isinstance(plan, Plan):
+            self.plans_done += 1
+        else:
+            self.plan_errors += 1
+        if _usable(plan):
+            self._plan = (t_obs, plan)
+
+    def _exchange(self, now: float, obs: Any) -> None:
+        """Process mode: collect a finished plan, start the next one when the child is idle and it is time."""
+        if self._busy and self._conn.poll():
+            self._record(*self._conn.recv())
+            self._busy = False
+        if not self._busy and now >= self._next_start:
+            self._conn.send((now, self.state_of(obs), self._goal))
+            self._busy = True
+            self._next_start = now + self.replan_every_s
+
+    def _thread_loop(self) -> None:
         while True:
+            wait = self._next_start - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
             with self._cond:
                 while self._obs is None and not self._stop:
                     self._cond.wait()
                 if self._stop:
                     return
                 (t_obs, obs), self._obs = self._obs, None
-                goal = self._goal
+            self._next_start = time.perf_counter() + self.replan_every_s
             try:
-                plan = self.planner.plan(self.state_of(obs), goal)
-            except Exception:  # a failed plan keeps the previous one; counted, never raised into the loop
-                self.plan_errors += 1
-                continue
-            self.plans_done += 1
-            if plan.status in _USABLE and np.all(np.isfinite(plan.actions)):
-                with self._cond:
-                    self._plan = (t_obs, plan)
+                plan: Any = self.planner.plan(self.state_of(obs), self._goal)
+            except Exception as exc:  # a failed plan keeps the previous one; counted, never raised into the loop
+                plan = f"{type(exc).__name__}: {exc}"
+            self._record(t_obs, plan)

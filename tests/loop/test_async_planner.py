@@ -29,10 +29,17 @@ class SlowPlanner(Planner):
         return self.plan(obs, None).actions[0], StepInfo()
 
 
-def test_fast_loop_applies_the_current_step_of_the_freshest_plan():
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_fast_loop_applies_the_current_step_of_the_freshest_plan(mode):
     plant = RecordingPlant()
-    ctrl = AsyncPlanner(SlowPlanner(delay=0.03), goal=[0.0], plan_dt=0.01, safe_action=[0.0])
+    ctrl = AsyncPlanner(SlowPlanner(delay=0.03), goal=[0.0], plan_dt=0.01, safe_action=[0.0], mode=mode)
     try:
+        if mode == "process":  # let the child process start before the clock runs
+            run_loop(ctrl, RecordingPlant(), rate_hz=200, steps=1)
+            deadline = time.time() + 60
+            while ctrl.last_plan is None and time.time() < deadline:
+                ctrl.act([0.0])
+                time.sleep(0.01)
         report = run_loop(ctrl, plant, rate_hz=200, steps=120)
     finally:
         ctrl.close()
@@ -68,5 +75,7 @@ def test_a_stale_plan_runs_out_into_the_safe_action():
 def test_async_planner_bad_inputs():
     with pytest.raises(ControlkitError, match="plan_dt"):
         AsyncPlanner(SlowPlanner(), goal=[0.0], plan_dt=0, safe_action=[0.0])
+    with pytest.raises(ControlkitError, match="mode: unknown value 'fiber'; valid choices: process, thread"):
+        AsyncPlanner(SlowPlanner(), goal=[0.0], plan_dt=0.1, safe_action=[0.0], mode="fiber")
     with pytest.raises(ControlkitError, match="planner: needs plan"):
         AsyncPlanner(object(), goal=[0.0], plan_dt=0.1, safe_action=[0.0])
