@@ -9,8 +9,8 @@ Rows, per hidden layer and step (``a = W h_prev + b``):
   ``y >= a``,  ``y <= a - l (1 - z)``,  ``y <= u z``,  ``y >= 0``
 
 The matrix is built with numpy in one pass per layer covering all steps (no loop per neuron or per step) and
-handed to HiGHS in one ``passModel`` call. In receding horizon, :meth:`HighsMILP.update` changes only what depends on ``x0``, the goal
-and the bounds, in place.
+handed to HiGHS in one ``passModel`` call. In receding horizon, :meth:`HighsMILP.update` changes only what
+depends on ``x0``, the goal and the bounds, in place.
 """
 
 from __future__ import annotations
