@@ -16,6 +16,8 @@ depends on ``x0``, the goal and the bounds, in place.
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import time
 
 import highspy
@@ -253,6 +255,25 @@ def assemble(
     return arrays, layout
 
 
+def _silent_highs() -> highspy.Highs:
+    """A Highs instance without its start-up banner.
+
+    HiGHS prints the banner from C++ while it is constructed, before any option can be set, so a planner that
+    builds a model per episode floods the logs; standard output is pointed at /dev/null for that one call.
+    """
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+    h.setOptionValue("output_flag", False)
+    return h
+
+
 def _status(h: highspy.Highs) -> tuple[Status, str]:
     ms = h.getModelStatus()
     text = h.modelStatusToString(ms)
@@ -289,8 +310,7 @@ class HighsMILP:
         self.problem = problem
         t0 = time.perf_counter()
         arrays, self.layout = assemble(problem, bounds, x0, goal, relax=relax, n_steps=n_steps, structure=structure)
-        self.h = highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
+        self.h = _silent_highs()
         self.h.setOptionValue("threads", int(threads))
         self.h.setOptionValue("mip_rel_gap", float(mip_gap))
         # Tight feasibility tolerances keep the MILP's predicted states equal to the network's rollout.

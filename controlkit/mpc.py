@@ -18,7 +18,6 @@ from controlkit._mpc_problem import KeepOut
 from controlkit._receding import RecedingHorizonPlanner
 from controlkit.controller import Plan, Status
 from controlkit.errors import ControlkitError, choices_error
-from controlkit.planners import CEMPlanner, GradientPlanner, MPPIPlanner, RandomShootingPlanner
 
 BACKENDS = ("highs", "pyomo")
 
@@ -152,4 +151,16 @@ class MIPMPC(RecedingHorizonPlanner):
         return milp.solve(start)
 
 
-__all__ = ["MIPMPC", "KeepOut", "RandomShootingPlanner", "CEMPlanner", "MPPIPlanner", "GradientPlanner"]
+_TORCH_PLANNERS = ("CEMPlanner", "GradientPlanner", "MPPIPlanner", "RandomShootingPlanner")
+
+
+def __getattr__(name: str) -> Any:
+    # The baselines run on torch; loading them on first use keeps MIP-MPC runnable with highspy and numpy alone.
+    if name in _TORCH_PLANNERS:
+        from controlkit import planners
+
+        return getattr(planners, name)
+    raise AttributeError(f"module 'controlkit.mpc' has no attribute {name!r}")
+
+
+__all__ = ["MIPMPC", "KeepOut", *_TORCH_PLANNERS]

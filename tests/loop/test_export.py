@@ -9,11 +9,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from controlkit.policies import MLPPolicy, NCAPPolicy
 
 from controlkit import ControlkitError
 from controlkit.export import export_numpy, export_onnx, load_numpy
 from controlkit.network import CompactNetwork
-from controlkit.policies import MLPPolicy, NCAPPolicy
 
 
 def _compact(residual: bool, seed: int = 0) -> CompactNetwork:
@@ -95,3 +95,20 @@ def test_exported_forms_run_with_torch_blocked(tmp_path):
         assert "torch" not in sys.modules
     """, tmp_path)
     assert out.split() == ["(3,)", "(5,)"]
+
+
+def test_mip_mpc_runs_from_an_exported_network_with_torch_blocked(tmp_path):
+    net = _compact(True)
+    export_numpy(net, tmp_path / "net.npz")
+    out = _run_without_torch("""
+        import numpy as np
+        from controlkit.export import load_numpy
+        from controlkit.mpc import MIPMPC
+        mpc = MIPMPC(load_numpy("net.npz"), horizon=3, u_low=[-1, -1], u_high=[1, 1], goal=np.ones(3), time_limit=20)
+        plan = mpc.plan(np.zeros(3), np.ones(3))
+        np.testing.assert_allclose(plan.states, mpc.problem.net.rollout(np.zeros(3), plan.actions), atol=1e-5)
+        u = mpc.act(np.zeros(3))
+        assert "torch" not in sys.modules
+        print(plan.status.value, u.shape, mpc.last_step.fallback)
+    """, tmp_path)
+    assert out.split()[-3:] == ["ok", "(2,)", "None"]
