@@ -12,6 +12,7 @@ started from), as asynchronous controllers in ros2_control do. Two ways to run t
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing as mp
 import threading
 import time
@@ -31,17 +32,26 @@ def _usable(plan: Any) -> bool:
     return isinstance(plan, Plan) and plan.status in _USABLE and bool(np.all(np.isfinite(plan.actions)))
 
 
+def _takes_warm_start(planner: Planner) -> bool:
+    return "warm_start" in inspect.signature(planner.plan).parameters
+
+
+def _plan(planner: Planner, x0, goal, warm) -> Any:
+    """``planner.plan`` (given the warm start when there is one), or the error's text if it raised."""
+    try:
+        return planner.plan(x0, goal) if warm is None else planner.plan(x0, goal, warm_start=warm)
+    except Exception as exc:  # a failed plan keeps the previous one; counted, never raised into the loop
+        return f"{type(exc).__name__}: {exc}"
+
+
 def _serve_plans(conn, planner: Planner) -> None:
-    """Child process: answer each ``(t_obs, x0, goal)`` with ``(t_obs, plan or error text)`` until ``None``."""
+    """Child process: answer each ``(t_obs, x0, goal, warm)`` with ``(t_obs, plan or error text)`` until ``None``."""
     while True:
         job = conn.recv()
         if job is None:
             return
-        t_obs, x0, goal = job
-        try:
-            conn.send((t_obs, planner.plan(x0, goal)))
-        except Exception as exc:  # reported to the parent as a failed plan
-            conn.send((t_obs, f"{type(exc).__name__}: {exc}"))
+        t_obs, x0, goal, warm = job
+        conn.send((t_obs, _plan(planner, x0, goal, warm)))
 
 
 class AsyncPlanner(Controller):
@@ -55,6 +65,10 @@ class AsyncPlanner(Controller):
         state_of: Maps an observation to the planner's state ``x0`` (default: the observation itself).
         replan_every_s: Least time between the starts of two plans (default ``plan_dt``): re-planning faster than
             the model's step gains little and, in thread mode, takes the GIL from the loop more often.
+
+    A planner whose ``plan`` takes ``warm_start`` (MIP-MPC, the sampling planners) is given the freshest plan
+    shifted to the new observation's time, padded with its last action (before the first plan, the safe action
+    held over the planner's ``horizon``): a time-limited MILP then always has an incumbent.
         mode: ``"thread"`` or ``"process"`` (see the module docstring).
     """
 
@@ -80,6 +94,7 @@ class AsyncPlanner(Controller):
         self.safe_action = np.asarray(safe_action, dtype=np.float64)
         self.state_of = state_of or (lambda obs: np.asarray(obs, dtype=np.float64))
         self.mode = mode
+        self._warm = _takes_warm_start(planner)
         self._goal = np.asarray(goal, dtype=np.float64)
         self._plan: tuple[float, Plan] | None = None  # (time of its observation, plan)
         self.plans_done = 0
@@ -154,13 +169,26 @@ class AsyncPlanner(Controller):
         if _usable(plan):
             self._plan = (t_obs, plan)
 
+    def _warm_start(self, t_obs: float) -> np.ndarray | None:
+        """The freshest plan's actions from the step covering ``t_obs`` on, padded with its last action."""
+        latest = self._plan
+        if not self._warm:
+            return None
+        if latest is None:  # before the first plan: the safe action held over the horizon, if it is known
+            horizon = getattr(self.planner, "horizon", None)
+            return None if horizon is None else np.tile(self.safe_action, (int(horizon), 1))
+        t_plan, plan = latest
+        k = min(max(int((t_obs - t_plan) / self.plan_dt), 0), len(plan.actions) - 1)
+        rest = plan.actions[k:]
+        return np.concatenate([rest, np.repeat(rest[-1:], len(plan.actions) - len(rest), axis=0)])
+
     def _exchange(self, now: float, obs: Any) -> None:
         """Process mode: collect a finished plan, start the next one when the child is idle and it is time."""
         if self._busy and self._conn.poll():
             self._record(*self._conn.recv())
             self._busy = False
         if not self._busy and now >= self._next_start:
-            self._conn.send((now, self.state_of(obs), self._goal))
+            self._conn.send((now, self.state_of(obs), self._goal, self._warm_start(now)))
             self._busy = True
             self._next_start = now + self.replan_every_s
 
@@ -176,8 +204,4 @@ class AsyncPlanner(Controller):
                     return
                 (t_obs, obs), self._obs = self._obs, None
             self._next_start = time.perf_counter() + self.replan_every_s
-            try:
-                plan: Any = self.planner.plan(self.state_of(obs), self._goal)
-            except Exception as exc:  # a failed plan keeps the previous one; counted, never raised into the loop
-                plan = f"{type(exc).__name__}: {exc}"
-            self._record(t_obs, plan)
+            self._record(t_obs, _plan(self.planner, self.state_of(obs), self._goal, self._warm_start(t_obs)))

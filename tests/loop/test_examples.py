@@ -20,3 +20,14 @@ def test_ncap_swimmer_loop_short_form():
     assert "60 steps at 33.3333 Hz" in out and "fallbacks 0" in out
     reward = float(out.split("swim reward over the 60 steps: ")[1].split()[0])
     assert reward > 10  # the untrained circuit swims forward from the first strokes
+
+
+def test_mip_mpc_push_loop_short_forms():
+    out = _run("mip_mpc_push_loop.py", "--steps", "5")
+    assert "5 steps at 10 Hz" in out and "m from its goal" in out
+    statuses = out.split("statuses ")[1].splitlines()[0]
+    assert "suboptimal" in statuses or "ok" in statuses  # HiGHS returned plans
+    out = _run("mip_mpc_push_loop.py", "--async-100hz", "--seconds", "1.5")
+    assert "150 steps at 100 Hz" in out
+    plans = int(out.split("plans computed: ")[1].split(";")[0])
+    assert plans >= 2  # the background planner kept re-planning while the loop ran
