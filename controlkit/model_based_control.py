@@ -214,42 +214,16 @@ def fold_frame(net: CompactNetwork, t: np.ndarray) -> CompactNetwork:
     return CompactNetwork(weights, biases, net.relu_masks, net.nx, net.nu, True, dict(net.metadata))
 
 
-def save_network(net: CompactNetwork, path: str | Path) -> Path:
-    """Write a compact network as ``.npz`` (layers, masks, sizes, JSON metadata), atomically."""
-    import io
-    import json
-
-    from controlkit._io import atomic_write_bytes
-
-    arrays = {f"w{k}": w for k, w in enumerate(net.weights)}
-    arrays.update({f"b{k}": b for k, b in enumerate(net.biases)})
-    arrays.update({f"m{k}": m for k, m in enumerate(net.relu_masks)})
-    buf = io.BytesIO()
-    np.savez(buf, n_layers=len(net.weights), nx=net.nx, nu=net.nu, residual=net.residual,
-             metadata=np.array(json.dumps(net.metadata, default=str)), **arrays)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
 def load_network(path: str | Path, nx: int = NX, nu: int = NU, field: str = "model.file") -> CompactNetwork:
-    """Read :func:`save_network`'s file and check it fits the env (``nx`` states, ``nu`` actions).
+    """Read a saved :class:`CompactNetwork` and check it fits the env (``nx`` states, ``nu`` actions).
 
     Raises:
         ControlkitError: naming ``field`` if the file is missing, unreadable or of other dimensions.
     """
-    import json
-    import zipfile
-
-    path = Path(path)
-    if not path.is_file():
-        raise ControlkitError(f"{field}: no such model file {str(path)!r}.")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            n = int(z["n_layers"])
-            net = CompactNetwork([z[f"w{k}"] for k in range(n)], [z[f"b{k}"] for k in range(n)],
-                                 [z[f"m{k}"] for k in range(n - 1)], int(z["nx"]), int(z["nu"]),
-                                 bool(z["residual"]), json.loads(str(z["metadata"])))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-        raise ControlkitError(f"{field}: {str(path)!r} is not a controlkit model file ({exc}).") from None
+        net = CompactNetwork.load(path)
+    except ControlkitError as exc:
+        raise ControlkitError(f"{field}: {exc}") from None
     if (net.nx, net.nu) != (nx, nu):
         raise ControlkitError(f"{field}: {str(path)!r} maps {net.nx} states and {net.nu} actions; this env's "
                               f"planning state needs {nx} states and {nu} actions.")
@@ -295,7 +269,7 @@ def learn_model(config: ModelBasedControlConfig, ctx: RunContext) -> tuple[Compa
     meta = {"env": "controlkit/Push-v0", "env_kwargs": push_kwargs, "frame": config.model.frame,
             "val_rollout": best.val_rollout, "seed": ctx.seed}
     net = fold_frame(export_compact(model, best.modes, meta), t)
-    save_network(net, ctx.path("model.npz"))
+    net.save(ctx.path("model.npz"))
     facts = {
         "file": str(ctx.path("model.npz")), "hidden": config.model.hidden, "frame": config.model.frame,
         "transitions": data.n_transitions, "dense_epochs": fit.epochs,
@@ -658,4 +632,4 @@ KIND = ExperimentKind("model_based_control", ModelBasedControlConfig, run,
                       report)
 
 __all__ = ["KIND", "ModelBasedControlConfig", "PushExplorer", "Task", "fold_frame", "learn_model", "load_network",
-           "make_planner", "run_episode", "save_network", "summarise"]
+           "make_planner", "run_episode", "summarise"]

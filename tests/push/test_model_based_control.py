@@ -15,7 +15,6 @@ from controlkit.model_based_control import (
     fold_frame,
     frame_matrix,
     load_network,
-    save_network,
 )
 from controlkit.network import CompactNetwork
 from controlkit.run import run_experiment
@@ -52,11 +51,11 @@ def test_folding_the_pusher_frame_gives_the_world_frame_model():
 
 def test_model_file_round_trip_and_dimension_check(tmp_path):
     net = _random_net()
-    path = save_network(net, tmp_path / "m.npz")
+    path = net.save(tmp_path / "m.npz")
     back = load_network(path)
     x, u = np.ones(6), np.ones(2)
     np.testing.assert_array_equal(back.step(x, u), net.step(x, u))
-    save_network(_random_net(nx=4), tmp_path / "small.npz")
+    _random_net(nx=4).save(tmp_path / "small.npz")
     with pytest.raises(ControlkitError, match="model.file.*4 states"):
         load_network(tmp_path / "small.npz")
     with pytest.raises(ControlkitError, match="model.file"):
