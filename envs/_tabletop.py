@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+import gymnasium as gym
 import mujoco
 import numpy as np
 
@@ -300,3 +301,29 @@ def check_render(render_mode: str | None, width: int, height: int) -> None:
         raise choices_error("render_mode", render_mode, ["rgb_array"])
     if not (0 < width <= 640 and 0 < height <= 640):
         raise ControlkitError(f"width/height: must be in (0, 640], got {width} x {height}.")
+
+
+class TabletopEnv(gym.Env):
+    """What Push-v0 and Sort-v0 share: a bounded pusher displacement per step, rendering, closing.
+
+    Subclasses set ``table`` (a :class:`Tabletop`), ``step_size``, ``terminate_on_success``, ``_width``,
+    ``_height`` and implement ``_observe()`` and ``_info()`` (with ``distance``, ``success``, ``off_table``).
+    """
+
+    def step(self, action):
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (2,) or not np.isfinite(a).all():
+            raise ControlkitError(f"action: need 2 finite numbers (dx, dy), got {action!r}.")
+        self.table.push(np.clip(a, -self.step_size, self.step_size))
+        info = self._info()
+        terminated = info["off_table"] or (self.terminate_on_success and info["success"])
+        return self._observe(), -info["distance"], terminated, False, info
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        return self.table.render(self._width, self._height)
+
+    def close(self) -> None:
+        self.table.close()
+

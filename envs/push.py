@@ -31,6 +31,7 @@ from controlkit.envs._tabletop import (
     PUSHER_RADIUS,
     TABLE_HALF,
     Tabletop,
+    TabletopEnv,
     check_frame,
     check_point,
     check_positive,
@@ -52,7 +53,7 @@ OBS_GOAL = slice(6, 10)
 MAX_TRIES = 1000
 
 
-class PushEnv(gym.Env):
+class PushEnv(TabletopEnv):
     """Push one object to a goal pose (``controlkit/Push-v0``).
 
     Args:
@@ -210,23 +211,6 @@ class PushEnv(gym.Env):
         self.table.show_goal(0, self.goal)
         self._violations = 0
         return self._observe(), self._info()
-
-    def step(self, action):
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != (2,) or not np.isfinite(a).all():
-            raise ControlkitError(f"action: need 2 finite numbers (dx, dy), got {action!r}.")
-        self.table.push(np.clip(a, -self.step_size, self.step_size))
-        info = self._info()
-        terminated = info["off_table"] or (self.terminate_on_success and info["success"])
-        return self._observe(), -info["distance"], terminated, False, info
-
-    def render(self):
-        if self.render_mode != "rgb_array":
-            return None
-        return self.table.render(self._width, self._height)
-
-    def close(self) -> None:
-        self.table.close()
 
 
 __all__ = ["OBS_GOAL", "OBS_OBJECT", "OBS_PUSHER", "PushEnv"]

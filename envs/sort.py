@@ -25,6 +25,7 @@ from controlkit.envs._tabletop import (
     PUSHER_RADIUS,
     TABLE_HALF,
     Tabletop,
+    TabletopEnv,
     check_frame,
     check_point,
     check_positive,
@@ -51,7 +52,7 @@ def regions(n_objects: int, region_size: float) -> np.ndarray:
     return np.hstack([corners - h, corners + h])
 
 
-class SortEnv(gym.Env):
+class SortEnv(TabletopEnv):
     """Push each of ``n_objects`` objects into its own corner region (``controlkit/Sort-v0``).
 
     Args:
@@ -158,23 +159,6 @@ class SortEnv(gym.Env):
         objects, pusher = self._sample(self.np_random, dict(options or {}))
         self.table.place(objects, pusher)
         return self._observe(), self._info()
-
-    def step(self, action):
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != (2,) or not np.isfinite(a).all():
-            raise ControlkitError(f"action: need 2 finite numbers (dx, dy), got {action!r}.")
-        self.table.push(np.clip(a, -self.step_size, self.step_size))
-        info = self._info()
-        terminated = info["off_table"] or (self.terminate_on_success and info["success"])
-        return self._observe(), -info["distance"], terminated, False, info
-
-    def render(self):
-        if self.render_mode != "rgb_array":
-            return None
-        return self.table.render(self._width, self._height)
-
-    def close(self) -> None:
-        self.table.close()
 
 
 __all__ = ["SortEnv", "regions"]

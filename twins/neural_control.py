@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from controlkit.twins.objectives import TwinTask
+from controlkit.twins.surrogate import tanh_mlp
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
@@ -63,15 +64,7 @@ class PolicyNet(nn.Module):
     def __init__(self, nx: int, nu: int, low: Sequence[float], high: Sequence[float], obs_scale: Sequence[float],
                  horizon: int, integer: bool, hidden: Sequence[int] = (32, 32), seed: int = 0) -> None:
         super().__init__()
-        sizes = [1 + nx, *hidden, nu]
-        layers: list[nn.Module] = []
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-                layers.append(nn.Linear(a, b))
-                if i < len(sizes) - 2:
-                    layers.append(nn.Tanh())
-        self.net = nn.Sequential(*layers)
+        self.net = tanh_mlp([1 + nx, *hidden, nu], seed)
         # Start near the lower bound (little control), as the effort term prefers.
         self.net[-1].bias.data.fill_(-2.0)
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))

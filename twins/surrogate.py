@@ -109,6 +109,18 @@ def collect_data(task: TwinTask, seeds: Sequence[int], decisions: int | None = N
 
 
 # -- the neural ODE -----------------------------------------------------------------------------------------------
+
+def tanh_mlp(sizes: Sequence[int], seed: int) -> nn.Sequential:
+    """Linear layers with tanh between them, initialised from ``seed`` without touching torch's global stream."""
+    layers: list[nn.Module] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
 class ODESurrogate(nn.Module):
     """Neural ODE on normalised observables; one decision = integrating ``tau`` over [0, 1] with RK4.
 
@@ -126,18 +138,10 @@ class ODESurrogate(nn.Module):
     def __init__(self, nx: int, nu: int, hidden: Sequence[int] = (64, 64), substeps: int = 4, seed: int = 0) -> None:
         super().__init__()
         self.nx, self.nu, self.hidden, self.substeps = nx, nu, list(hidden), int(substeps)
-        sizes = [nx + nu, *self.hidden, nx]
-        layers: list[nn.Module] = []
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-                layers.append(nn.Linear(a, b))
-                if i < len(sizes) - 2:
-                    layers.append(nn.Tanh())
-            # Start from a slow vector field so early rollouts do not blow up.
-            layers[-1].weight.data.mul_(0.1)
-            layers[-1].bias.data.zero_()
-        self.f = nn.Sequential(*layers)
+        self.f = tanh_mlp([nx + nu, *self.hidden, nx], seed)
+        # Start from a slow vector field so early rollouts do not blow up.
+        self.f[-1].weight.data.mul_(0.1)
+        self.f[-1].bias.data.zero_()
         for name, size in (("x_mean", nx), ("x_std", nx), ("u_mean", nu), ("u_std", nu)):
             self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
 
