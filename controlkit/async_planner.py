@@ -123,6 +123,7 @@ class AsyncPlanner(Controller):
         return None if self._plan is None else self._plan[1]
 
     def reset(self, seed: int | None = None) -> None:
+        """Forget the plans; in thread mode also reset the planner (in process mode its copy plans from x0 alone)."""
         super().reset(seed)
         self._plan = None
         if self.mode == "thread":

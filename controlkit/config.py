@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from controlkit.errors import ControlkitError, choices_error
+from controlkit.errors import ControlkitError
 
 
 class ExperimentConfig(BaseModel):
@@ -143,7 +143,6 @@ __all__ = [
     "EnvId",
     "ExperimentConfig",
     "check_env_kwargs",
-    "choices_error",
     "config_to_yaml",
     "load_config",
     "load_yaml",
