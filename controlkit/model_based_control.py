@@ -32,9 +32,10 @@ import gymnasium as gym
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
+from controlkit._push_oracle import GreedyPusher, PushThroughExplorer, pre_push_point
 from controlkit.config import EnvId, ExperimentConfig, check_env_kwargs
 from controlkit.controller import Controller, StepInfo
-from controlkit.envs._tabletop import PUSHER_RADIUS, TABLE_HALF
+from controlkit.envs._tabletop import TABLE_HALF
 from controlkit.errors import ControlkitError
 from controlkit.kinds import ExperimentKind
 from controlkit.mpc import MIPMPC, CEMPlanner, GradientPlanner, KeepOut, MPPIPlanner, RandomShootingPlanner
@@ -42,10 +43,9 @@ from controlkit.network import CompactNetwork
 from controlkit.run import RunContext
 from controlkit.stats import mean_ci95
 
-PLANNER_TYPES = ("mip_mpc", "mppi", "cem", "gradient", "random")
+PLANNER_TYPES = ("mip_mpc", "mppi", "cem", "gradient", "random", "greedy", "sim_mppi")
 TASK_ENVS = ("controlkit/Push-v0", "controlkit/Sort-v0")
 NX, NU = 6, 2  # [x, y, cos θ, sin θ, pusher x, pusher y], [dx, dy]
-PRE_PUSH_GAP = 0.002  # m between the pusher and the object's bounding box at the pre-push point
 
 
 class DataConfig(BaseModel):
@@ -55,7 +55,11 @@ class DataConfig(BaseModel):
 
     trajectories: PositiveInt = Field(300, description="Episodes of exploration.")
     steps: PositiveInt = Field(30, description="Transitions per episode.")
-    aim: float = Field(0.7, ge=0, le=1, description="Probability that a step heads for (a point near) the object.")
+    behaviour: Literal["aim", "push"] = Field(
+        "aim", description="aim: head for a point near the object with probability `aim`, plus noise; push: the "
+        "greedy pusher pushing the object through it towards random targets, plus noise (contact-rich).")
+    aim: float = Field(0.7, ge=0, le=1, description="behaviour aim: probability that a step heads for the object.")
+    noise: float = Field(0.4, ge=0, description="behaviour push: noise innovation std in units of step_size.")
     val_fraction: float = Field(0.15, gt=0, lt=1, description="Trajectories held out for early stopping.")
 
 
@@ -142,7 +146,7 @@ class ModelBasedControlConfig(ExperimentConfig):
         from controlkit.sparsify import SparsifySettings
 
         for name, spec in self.planners.items():
-            allowed = _planner_params(_PLANNER_CLASSES[spec.type])
+            allowed = _planner_params(MPPIPlanner if spec.type == "sim_mppi" else _PLANNER_CLASSES[spec.type])
             unknown = sorted(set(spec.kwargs()) - allowed)
             if unknown:
                 raise ValueError(f"planners.{name}: {spec.type} takes no {', '.join(unknown)}; valid: "
@@ -247,8 +251,12 @@ def learn_model(config: ModelBasedControlConfig, ctx: RunContext) -> tuple[Compa
     t0 = time.perf_counter()
     push_kwargs = _push_kwargs(config.env_kwargs)
     step = float(config.env_kwargs.get("step_size", 0.03))
+    if config.data.behaviour == "push":
+        explorer: Controller = PushThroughExplorer(push_kwargs.get("shape", "box"), step, config.data.noise)
+    else:
+        explorer = PushExplorer(step, config.data.aim)
     data = collect("controlkit/Push-v0", config.data.trajectories, config.data.steps, ctx.seed,
-                   behaviour=PushExplorer(step, config.data.aim), env_kwargs=push_kwargs, progress=ctx.progress)
+                   behaviour=explorer, env_kwargs=push_kwargs, progress=ctx.progress)
     timings["collect_s"] = time.perf_counter() - t0
     t = frame_matrix() if config.model.frame == "pusher" else np.eye(NX)
     data = TransitionData(data.states @ t.T, data.actions, data.lengths, data.metadata)
@@ -264,14 +272,17 @@ def learn_model(config: ModelBasedControlConfig, ctx: RunContext) -> tuple[Compa
                                                  f"identity, val rollout MSE {r.val_rollout:.3g}"),
                       progress=ctx.progress)
     timings["sparsify_s"] = time.perf_counter() - t0
+    meta = {"env": "controlkit/Push-v0", "env_kwargs": push_kwargs, "frame": config.model.frame, "seed": ctx.seed}
+    # The dense model too (every neuron ReLU): closed-loop runs on it (model.file=) separate what
+    # sparsification costs from what learning costs.
+    for name, point in (("model_dense.npz", result.dense), ("model.npz", result.best)):
+        model.load_state_dict(point.state)
+        net = fold_frame(export_compact(model, point.modes, {**meta, "val_rollout": point.val_rollout}), t)
+        net.save(ctx.path(name))
     best = result.best
-    model.load_state_dict(best.state)
-    meta = {"env": "controlkit/Push-v0", "env_kwargs": push_kwargs, "frame": config.model.frame,
-            "val_rollout": best.val_rollout, "seed": ctx.seed}
-    net = fold_frame(export_compact(model, best.modes, meta), t)
-    net.save(ctx.path("model.npz"))
     facts = {
-        "file": str(ctx.path("model.npz")), "hidden": config.model.hidden, "frame": config.model.frame,
+        "file": str(ctx.path("model.npz")), "dense_file": str(ctx.path("model_dense.npz")),
+        "hidden": config.model.hidden, "frame": config.model.frame,
         "transitions": data.n_transitions, "dense_epochs": fit.epochs,
         "n_relu": net.n_relu, "n_identity": net.n_identity, "n_removed": best.n_removed,
         "val_rollout_dense": result.dense.val_rollout, "val_rollout_sparse": best.val_rollout,
@@ -312,12 +323,7 @@ class Task:
             target = np.array([g[0], g[1], np.cos(g[2]), np.sin(g[2])])
         # The pre-push point touches the object on the side away from the target, so the pusher's pull is zero
         # exactly while it pushes the object straight at the target.
-        d = target[:2] - x[:2]
-        back = -d / max(float(np.linalg.norm(d)), 1e-9)
-        c, s = x[2], x[3]
-        reach = self.env.shape.extent(np.array([c * back[0] + s * back[1], -s * back[0] + c * back[1]]))
-        pre = x[:2] + (reach + PUSHER_RADIUS + PRE_PUSH_GAP) * back
-        return x, np.concatenate([target, pre])
+        return x, np.concatenate([target, pre_push_point(x, target, self.env.shape)])
 
     def weights(self) -> np.ndarray:
         c = self.cost
@@ -335,7 +341,15 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     keep_out = getattr(task.env, "keep_out", None)
     boxes = [] if keep_out is None else [KeepOut((0, 1), tuple(keep_out[:2]), tuple(keep_out[2:]))]
     kwargs = spec.kwargs()
+    if spec.type == "greedy":
+        return GreedyPusher(task.env.shape, step, **kwargs)
     kwargs.setdefault("seed", seed)
+    if spec.type == "sim_mppi":
+        if task.sort:
+            raise ControlkitError(f"planners.{name}: sim_mppi simulates one object; it runs on Push-v0 only.")
+        from controlkit._push_oracle import SimDynamics
+
+        kwargs["sim"] = SimDynamics(task.env.shape, task.env.friction)
     try:
         return _PLANNER_CLASSES[spec.type](
             net, task.cost.horizon, [-step] * NU, [step] * NU, -x_high, x_high, state_weights=task.weights(),
@@ -390,11 +404,18 @@ class _PipelineMIP(MIPMPC):
         return super().plan(x0, goal, warm_start=warm_start)
 
 
+def _sim_mppi(*args: Any, **kwargs: Any) -> Controller:
+    from controlkit._push_sim import SimMPPIPlanner  # torch: loaded only when this planner is asked for
+
+    return SimMPPIPlanner(*args, **kwargs)
+
+
 _PLANNER_CLASSES = {"mip_mpc": _PipelineMIP, "mppi": MPPIPlanner, "cem": CEMPlanner, "gradient": GradientPlanner,
-                    "random": RandomShootingPlanner}
+                    "random": RandomShootingPlanner, "greedy": GreedyPusher, "sim_mppi": _sim_mppi}
 # Set by the pipeline from the env and the cost block, identical for every planner.
 _PIPELINE_SET = {"self", "model", "horizon", "u_low", "u_high", "x_low", "x_high", "residual", "state_weights",
-                 "control_weight", "terminal_weight", "keep_out", "goal", "state_fn", "nx", "nu", "state_constraints"}
+                 "control_weight", "terminal_weight", "keep_out", "goal", "state_fn", "nx", "nu", "state_constraints",
+                 "shape", "step_size", "sim"}
 
 
 # ---- closed loop ---------------------------------------------------------------------------------------------

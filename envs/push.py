@@ -63,6 +63,9 @@ class PushEnv(TabletopEnv):
         frame: ``"world"`` or ``"pusher"`` (object and goal positions relative to the pusher).
         goal_in_obs: Append the goal pose to the observation.
         keep_out: ``[x_low, y_low, x_high, y_high]`` the object's centre must not enter, or ``None``.
+        keep_out_crossing: Sample start and goal on opposite sides of ``keep_out`` so that the straight line
+            between them crosses it (the distance between them still drawn from ``goal_distance``;
+            ``start_region`` is then unused). Needs ``keep_out``.
         start_region: Half-side (m) of the centred square initial object positions are drawn from.
         goal_distance: Range (m) of the distance from the start to the sampled goal position.
         goal_rotation: Largest |rotation| (rad) from the start to the sampled goal orientation.
@@ -86,6 +89,7 @@ class PushEnv(TabletopEnv):
         frame: str = "world",
         goal_in_obs: bool = True,
         keep_out: list[float] | None = None,
+        keep_out_crossing: bool = False,
         start_region: float = 0.1,
         goal_distance: tuple[float, float] = (0.05, 0.15),
         goal_rotation: float = np.pi / 4,
@@ -102,6 +106,9 @@ class PushEnv(TabletopEnv):
         self.frame = check_frame(frame)
         self.goal_in_obs = bool(goal_in_obs)
         self.keep_out = check_rect("keep_out", keep_out)
+        self.keep_out_crossing = bool(keep_out_crossing)
+        if self.keep_out_crossing and self.keep_out is None:
+            raise ControlkitError("keep_out_crossing: needs a keep_out rectangle to cross, got keep_out=None.")
         self.start_region = check_positive("start_region", start_region)
         if self.start_region > TABLE_HALF - self.shape.radius:
             raise ControlkitError(f"start_region: must be at most {TABLE_HALF - self.shape.radius:.3f} m so the "
@@ -183,24 +190,41 @@ class PushEnv(TabletopEnv):
                 raise ControlkitError(f"{name}: {pose[:2].tolist()} is inside keep_out {self.keep_out.tolist()} "
                                       f"(widened by the object radius {margin:.3f} m).")
         for _ in range(MAX_TRIES):
-            o = obj if obj is not None else np.array([*rng.uniform(-self.start_region, self.start_region, 2),
-                                                      rng.uniform(-np.pi, np.pi)])
-            if goal is not None:
-                g = goal
+            if self.keep_out_crossing and obj is None and goal is None:
+                o, g = self._crossing_pair(rng)
             else:
-                phi, d = rng.uniform(-np.pi, np.pi), rng.uniform(*self.goal_distance)
-                g = np.array([o[0] + d * np.cos(phi), o[1] + d * np.sin(phi),
-                              wrap_angle(o[2] + rng.uniform(-self.goal_rotation, self.goal_rotation))])
+                o = obj if obj is not None else np.array([*rng.uniform(-self.start_region, self.start_region, 2),
+                                                          rng.uniform(-np.pi, np.pi)])
+                if goal is not None:
+                    g = goal
+                else:
+                    phi, d = rng.uniform(-np.pi, np.pi), rng.uniform(*self.goal_distance)
+                    g = np.array([o[0] + d * np.cos(phi), o[1] + d * np.sin(phi),
+                                  wrap_angle(o[2] + rng.uniform(-self.goal_rotation, self.goal_rotation))])
             if pusher is not None:
                 p = pusher
             else:
                 psi, gap = rng.uniform(-np.pi, np.pi), rng.uniform(0.005, 0.03)
                 p = o[:2] + (margin + PUSHER_RADIUS + gap) * np.array([np.cos(psi), np.sin(psi)])
-            if (np.abs(g[:2]).max() <= TABLE_HALF - margin and np.abs(p).max() <= TABLE_HALF - PUSHER_RADIUS
+            on_table = max(np.abs(o[:2]).max(), np.abs(g[:2]).max()) <= TABLE_HALF - margin
+            if (on_table and np.abs(p).max() <= TABLE_HALF - PUSHER_RADIUS
                     and self._clear_of_keep_out(o[:2]) and self._clear_of_keep_out(g[:2])):
                 return o, g, p
         raise ControlkitError("keep_out/start_region/goal_distance: no start and goal fit on the table outside "
                               f"keep_out after {MAX_TRIES} draws; use a smaller keep_out or a larger start_region.")
+
+    def _crossing_pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A start and a goal pose on opposite sides of the keep-out box, their segment through its middle half."""
+        r = self.keep_out
+        centre, half = (r[:2] + r[2:]) / 2, (r[2:] - r[:2]) / 2
+        phi, d, split = rng.uniform(-np.pi, np.pi), rng.uniform(*self.goal_distance), rng.uniform(0.35, 0.65)
+        direction = np.array([np.cos(phi), np.sin(phi)])
+        through = centre + rng.uniform(-0.5, 0.5, 2) * half  # a point of the box the straight push passes
+        theta = rng.uniform(-np.pi, np.pi)
+        o = np.array([*(through - split * d * direction), theta])
+        g = np.array([*(through + (1 - split) * d * direction),
+                      wrap_angle(theta + rng.uniform(-self.goal_rotation, self.goal_rotation))])
+        return o, g
 
     # ---- gymnasium API -----------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):

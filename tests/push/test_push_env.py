@@ -101,6 +101,29 @@ def test_keep_out_violations_are_counted_per_step():
     assert env.step([0.0, 0.0])[4]["keep_out_violations"] <= 1  # the count restarts with the episode
 
 
+def test_keep_out_crossing_puts_the_box_in_the_way():
+    from controlkit.envs._tabletop import in_rect
+
+    box = np.array([-0.05, -0.05, 0.05, 0.05])
+    env = PushEnv(keep_out=box.tolist(), keep_out_crossing=True, goal_distance=(0.24, 0.3), goal_in_obs=False)
+    r = env.shape.radius
+    starts = []
+    for seed in range(20):
+        _, info = env.reset(seed=seed)
+        start, goal = env.state()[:2], env.goal[:2]
+        assert in_rect(np.linspace(start, goal, 200), box).any()  # the straight push crosses the box
+        for p in (start, goal):
+            assert not in_rect(p, box + [-r, -r, r, r]) and np.abs(p).max() <= 0.3 - r
+        assert 0.24 - 1e-9 <= np.linalg.norm(goal - start) <= 0.3 + 1e-9
+        assert info["keep_out_violations"] == 0
+        starts.append(start)
+    assert len({tuple(np.round(s, 6)) for s in starts}) == 20  # seeded, and different per seed
+    env.reset(seed=3)
+    again = env.state()[:2]
+    env.reset(seed=3)
+    np.testing.assert_array_equal(env.state()[:2], again)
+
+
 def test_sort_success_when_every_object_is_in_its_region():
     env = SortEnv(n_objects=2)
     centres = env.region_centres
@@ -126,6 +149,7 @@ def test_rgb_array_rendering():
     ({"keep_out": [0.1, 0.0, 0.0, 0.1]}, "keep_out"),
     ({"keep_out": [0.0, 0.0, 0.5, 0.1]}, "keep_out"),
     ({"friction": 0}, "friction"),
+    ({"keep_out_crossing": True}, "keep_out_crossing"),
 ])
 def test_bad_push_arguments_name_the_field(kwargs, field):
     with pytest.raises(ControlkitError, match=field):
