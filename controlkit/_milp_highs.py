@@ -42,6 +42,30 @@ class SolveResult:
     message: str
 
 
+def _vec(value, n: int) -> np.ndarray:
+    """``value`` (a scalar or ``n`` values) as a flat float array of length ``n``."""
+    if np.ndim(value) == 0:
+        return np.full(n, float(value))
+    return np.asarray(value, dtype=np.float64).reshape(n)
+
+
+def _csc(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_row: int, n_col: int) -> sp.csc_matrix:
+    """A CSC matrix from triplets, duplicates summed; plain numpy, a fraction of scipy's COO conversion cost."""
+    order = np.lexsort((rows, cols))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    if rows.size:
+        new = np.empty(rows.size, dtype=bool)
+        new[0] = True
+        np.not_equal(rows[1:], rows[:-1], out=new[1:])
+        new[1:] |= cols[1:] != cols[:-1]
+        if not new.all():
+            start = np.flatnonzero(new)
+            rows, cols, vals = rows[start], cols[start], np.add.reduceat(vals, start)
+    indptr = np.zeros(n_col + 1, dtype=np.int32)
+    np.cumsum(np.bincount(cols, minlength=n_col), out=indptr[1:])
+    return sp.csc_matrix((vals, rows.astype(np.int32), indptr), shape=(n_row, n_col))
+
+
 class _Builder:
     """Collects columns and rows as numpy blocks; turns them into CSC arrays at the end."""
 
@@ -54,25 +78,25 @@ class _Builder:
 
     def cols(self, lower, upper, cost=0.0, integer: bool = False) -> np.ndarray:
         lower = np.asarray(lower, dtype=np.float64).reshape(-1)
-        upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), lower.shape)
-        cost = np.broadcast_to(np.asarray(cost, dtype=np.float64), lower.shape)
-        idx = np.arange(self.n_col, self.n_col + lower.size)
-        self.n_col += lower.size
-        self.col_parts.append((lower, upper, cost, int(integer)))
+        n = lower.size
+        idx = np.arange(self.n_col, self.n_col + n)
+        self.n_col += n
+        self.col_parts.append((lower, _vec(upper, n), _vec(cost, n), int(integer)))
         return idx
 
     def rows(self, lower, upper, n: int) -> np.ndarray:
-        lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (n,))
-        upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (n,))
         idx = np.arange(self.n_row, self.n_row + n)
         self.n_row += n
-        self.row_parts.append((lower, upper))
+        self.row_parts.append((_vec(lower, n), _vec(upper, n)))
         return idx
 
     def coef(self, rows: np.ndarray, cols: np.ndarray, vals) -> None:
-        """Entries at ``(rows[i], cols[i])``; rows/cols broadcast against each other."""
-        rows, cols, vals = np.broadcast_arrays(rows, cols, np.asarray(vals, dtype=np.float64))
-        self.entries.append((rows.reshape(-1), cols.reshape(-1), vals.reshape(-1)))
+        """Entries at ``(rows[i], cols[i])``; rows/cols/vals broadcast against each other."""
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        if rows.shape != cols.shape:
+            rows, cols = np.broadcast_arrays(rows, cols)
+        vals = np.ravel(vals) if np.shape(vals) == rows.shape else np.broadcast_to(vals, rows.shape).ravel()
+        self.entries.append((rows.ravel(), cols.ravel(), vals.astype(np.float64, copy=False)))
 
     def dense(self, rows: np.ndarray, cols: np.ndarray, mat: np.ndarray) -> None:
         """A dense block ``mat`` (rows x cols), keeping its nonzeros only."""
@@ -80,15 +104,10 @@ class _Builder:
         self.entries.append((rows[r], cols[c], mat[r, c]))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        lower = np.concatenate([p[0] for p in self.col_parts])
-        upper = np.concatenate([p[1] for p in self.col_parts])
-        cost = np.concatenate([p[2] for p in self.col_parts])
-        integ = np.concatenate([np.full(p[0].size, p[3], dtype=np.int32) for p in self.col_parts])
-        r = np.concatenate([e[0] for e in self.entries])
-        c = np.concatenate([e[1] for e in self.entries])
-        v = np.concatenate([e[2] for e in self.entries])
-        a = sp.csc_matrix((v, (r, c)), shape=(self.n_row, self.n_col))
-        a.sum_duplicates()
+        lower, upper, cost = (np.concatenate([p[i] for p in self.col_parts]) for i in range(3))
+        integ = np.repeat(np.array([p[3] for p in self.col_parts], dtype=np.int32),
+                          [p[0].size for p in self.col_parts])
+        r, c, v = (np.concatenate([e[i] for e in self.entries]) for i in range(3))
         return {
             "col_lower": lower,
             "col_upper": upper,
@@ -96,7 +115,7 @@ class _Builder:
             "integrality": integ,
             "row_lower": np.concatenate([p[0] for p in self.row_parts]),
             "row_upper": np.concatenate([p[1] for p in self.row_parts]),
-            "a": a,
+            "a": _csc(r, c, v, self.n_row, self.n_col),
         }
 
 
@@ -150,7 +169,8 @@ def assemble(
     classes = actual if structure is None else structure[:T]
     bld = _Builder()
     x_lo, x_hi = bounds.x_lo[: T + 1].copy(), bounds.x_hi[: T + 1].copy()
-    x_lo[0] = x_hi[0] = x0
+    if x0 is not None:  # None: the first state keeps its box (a relaxation window starting at a later step)
+        x_lo[0] = x_hi[0] = x0
     x_cols = bld.cols(x_lo, x_hi.reshape(-1)).reshape(T + 1, nx)
     u_cols = bld.cols(np.tile(problem.u_low, T), np.tile(problem.u_high, T)).reshape(T, nu)
     h_cols, z_cols, a_cols, in_cols_all, in_sel_all, bigm = ([[] for _ in range(T)] for _ in range(6))
@@ -317,24 +337,21 @@ class HighsMILP:
         self.h.setOptionValue("mip_feasibility_tolerance", 1e-9)
         self.h.setOptionValue("primal_feasibility_tolerance", 1e-9)
         self.set_time_limit(time_limit)
+        if relax:
+            # Tightening LPs differ only in two cost entries: without presolve HiGHS re-optimises each one from the
+            # previous optimal basis (dual simplex hot start) instead of starting over.
+            self.h.setOptionValue("presolve", "off")
         a = arrays["a"]
         status = self.h.passModel(
             a.shape[1], a.shape[0], a.nnz, int(highspy.MatrixFormat.kColwise), int(highspy.ObjSense.kMinimize), 0.0,
             arrays["col_cost"], arrays["col_lower"], arrays["col_upper"], arrays["row_lower"], arrays["row_upper"],
-            a.indptr[:-1].astype(np.int32), a.indices.astype(np.int32), a.data, arrays["integrality"],
+            a.indptr[:-1], a.indices, a.data, arrays["integrality"],
         )
         if status == highspy.HighsStatus.kError:
             raise RuntimeError("HiGHS rejected the assembled model (passModel returned kError).")
         self.build_time_s = time.perf_counter() - t0
         self.n_binaries = int(arrays["integrality"].sum())  # binary slots, some maybe fixed by their bounds
         self.n_rows, self.n_cols, self.nnz = a.shape[0], a.shape[1], a.nnz
-
-    @classmethod
-    def relaxation(cls, problem: MPCProblem, bounds: Bounds, x0: np.ndarray, t: int, k: int) -> HighsMILP:
-        """LP relaxation of steps ``0..t``, ready to optimise pre-activations of hidden layer ``k`` at step ``t``."""
-        relax = cls(problem, bounds, x0, relax=True, n_steps=t + 1)
-        relax._target = (t, k)
-        return relax
 
     def set_time_limit(self, time_limit: float | None) -> None:
         self.h.setOptionValue("time_limit", float("inf") if time_limit is None else float(time_limit))
@@ -355,15 +372,30 @@ class HighsMILP:
 
     def update(self, x0: np.ndarray, goal: np.ndarray, bounds: Bounds) -> None:
         """Change x0, goal and bound-dependent data in place (call :meth:`compatible` first)."""
+        self.update_neurons(bounds, x0=x0)
+        self.set_goal(goal)
+
+    def update_neurons(self, bounds: Bounds, steps=None, x0: np.ndarray | None = None) -> None:
+        """Write ``bounds`` (state boxes, neuron bounds, big-M entries, fixed binaries) into the model in place.
+
+        Args:
+            bounds: New bounds whose classes fit this structure.
+            steps: Steps whose neurons changed (default all); state boxes are always rewritten.
+            x0: New initial state (default: keep the current one).
+        """
         lay, h = self.layout, self.h
-        x_lo, x_hi = bounds.x_lo.copy(), bounds.x_hi.copy()
-        x_lo[0] = x_hi[0] = x0
+        T = len(lay.classes)
+        x_lo, x_hi = bounds.x_lo[: T + 1].copy(), bounds.x_hi[: T + 1].copy()
         cols = lay.x_cols.reshape(-1).astype(np.int32)
+        if x0 is None:
+            cols, x_lo, x_hi = cols[lay.x_cols.shape[1]:], x_lo[1:], x_hi[1:]
+        else:
+            x_lo[0] = x_hi[0] = x0
         h.changeColsBounds(cols.size, cols, x_lo.reshape(-1), x_hi.reshape(-1))
         new_classes = bounds.classes(self.problem)
         hc, hl, hu, zc, zl, zu = [], [], [], [], [], []
-        for t, (cls_t, new_t) in enumerate(zip(lay.classes, new_classes)):
-            for k, (old, new) in enumerate(zip(cls_t, new_t)):
+        for t in range(T) if steps is None else steps:
+            for k, (old, new) in enumerate(zip(lay.classes[t], new_classes[t])):
                 lo, hi = bounds.pre_lo[t][k], bounds.pre_hi[t][k]
                 kept = np.flatnonzero(old != INACTIVE)
                 hc.append(lay.h_cols[t][k])
@@ -384,10 +416,11 @@ class HighsMILP:
                 for r, z, u_ in zip(r3, lay.z_cols[t][k], hi[uns]):
                     h.changeCoeff(int(r), int(z), -float(max(u_, 0.0)))
         for c, lo, hi in ((hc, hl, hu), (zc, zl, zu)):
+            if not c:
+                continue
             c = np.concatenate(c).astype(np.int32)
             if c.size:
                 h.changeColsBounds(c.size, c, np.concatenate(lo), np.concatenate(hi))
-        self.set_goal(goal)
 
     def set_goal(self, goal: np.ndarray) -> None:
         lay = self.layout
@@ -449,19 +482,24 @@ class HighsMILP:
                                float(info.mip_gap), elapsed, text)
         return SolveResult(status, nan_a, nan_x, float("nan"), None, elapsed, text)
 
-    def optimise_preactivation(self, j: int, minimise: bool, fallback: float) -> float:
-        """Min or max of neuron ``j``'s pre-activation in the last built layer over the LP relaxation."""
-        lay, net = self.layout, self.problem.net
-        t, k = self._target
-        cols, sel = lay.in_cols[t][k], lay.in_sel[t][k]
+    def optimise_preactivation(self, t: int, k: int, j: int, minimise: bool) -> float:
+        """Min or max of the pre-activation of unstable-slot neuron ``j`` (layer ``k``, step ``t``) in this LP.
+
+        The neuron's pre-activation has its own column, so the objective is that one column: consecutive calls
+        change two cost entries and HiGHS re-optimises from the previous basis. Returns ``-inf`` (minimise) or
+        ``inf`` (maximise) unless the LP is solved to optimality, so a failed LP never tightens a bound.
+        """
+        slots = np.flatnonzero(self.layout.classes[t][k] == UNSTABLE)
+        col = int(self.layout.a_cols[t][k][np.searchsorted(slots, j)])
         sign = 1.0 if minimise else -1.0
-        all_cols = np.arange(lay.n_col, dtype=np.int32)
-        cost = np.zeros(lay.n_col)
-        cost[cols] = sign * net.weights[k][j, sel]
-        self.h.changeColsCost(all_cols.size, all_cols, cost)
+        prev = getattr(self, "_cost_col", None)
+        cols = np.array([col] if prev is None or prev == col else [prev, col], dtype=np.int32)
+        costs = np.array([sign] if cols.size == 1 else [0.0, sign])
+        self.h.changeColsCost(cols.size, cols, costs)
+        self._cost_col = col
         self.h.run()
         if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            return fallback
-        value = sign * float(self.h.getInfo().objective_function_value) + float(net.biases[k][j])
+            return -np.inf if minimise else np.inf
+        value = sign * float(self.h.getInfo().objective_function_value)
         # Widen by the solver's tolerance so the bound stays sound despite floating-point error.
         return value - sign * 1e-6 * (1.0 + abs(value))
