@@ -18,13 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, f
 
 from controlkit._io import atomic_write_bytes
 from controlkit.config import ExperimentConfig
+from controlkit.data import save_dataset
 from controlkit.errors import ControlkitError
 from controlkit.kinds import ExperimentKind
 from controlkit.run import RunContext
 
 METHODS = ("none", "constant", "bang_bang", "open_loop", "mip_mpc", "ppo", "neural")
 # Seed blocks (offsets from seed * 1e6) keep data, grid search, PPO and evaluation replicates disjoint.
-_DATA, _GRID, _EVAL, _PERTURBED = 100_000, 200_000, 300_000, 400_000
+DATA, GRID, EVAL, PERTURBED = 100_000, 200_000, 300_000, 400_000
 
 
 class _Block(BaseModel):
@@ -128,7 +129,12 @@ class TwinControlConfig(ExperimentConfig):
         for name in self.evaluation.spread:
             if not hasattr(task.make_twin(0).params, name):
                 raise ControlkitError(f"evaluation.spread.{name}: not a parameter of the {self.twin} twin.")
-        _settings(self)
+        component_settings(self)
+        if self.controller_file is not None:
+            # Refuse a controller of another twin, control size or horizon now, not after data and surrogates.
+            from controlkit.twins.neural_control import NeuralTwinController
+
+            NeuralTwinController.load(self.controller_file, task)
         return self
 
 
@@ -142,7 +148,8 @@ def build_task(config: TwinControlConfig):
                     None if t.u_high is None else tuple(t.u_high))
 
 
-def _settings(config: TwinControlConfig):
+def component_settings(config: TwinControlConfig):
+    """The config's ``surrogate`` and ``controller`` blocks validated as their settings classes."""
     from pydantic import ValidationError
 
     from controlkit.config import format_validation_error
@@ -158,17 +165,36 @@ def _settings(config: TwinControlConfig):
     return out
 
 
+def collect_config_data(config: TwinControlConfig, quiet: bool = True):
+    """Step 1 of a run: the config's ABM trajectories under exciting schedules (its own block of seeds)."""
+    from controlkit.twins.surrogate import collect_data
+
+    base = int(config.seed or 0) * 1_000_000
+    return collect_data(build_task(config), range(base + DATA, base + DATA + config.data.trajectories),
+                        config.data.decisions, config.data.schedules, executor=config.executor,
+                        workers=config.workers, quiet=quiet)
+
+
+def fit_surrogates(config: TwinControlConfig, train, val, progress=None) -> dict[str, Any]:
+    """Step 2 of a run: both surrogates (discrete ReLU, neural ODE) fitted to ``train``, scored on ``val``."""
+    from controlkit.twins.surrogate import SURROGATES, fit_surrogate
+
+    sur_settings, _ = component_settings(config)
+    return {kind: fit_surrogate(kind, train, val, sur_settings, seed=int(config.seed or 0), progress=progress)
+            for kind in SURROGATES}
+
+
 def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
     import torch
 
     from controlkit.twins import baselines as bl
     from controlkit.twins.deploy import evaluate_many
     from controlkit.twins.neural_control import NeuralTwinController, train_controller
-    from controlkit.twins.surrogate import SURROGATES, collect_data, fit_surrogate, naive_nrmse, to_compact
+    from controlkit.twins.surrogate import fit_surrogate, naive_nrmse, to_compact
 
     torch.set_num_threads(1)
     task = build_task(config)
-    sur_settings, ctrl_settings = _settings(config)
+    sur_settings, ctrl_settings = component_settings(config)
     base = ctx.seed * 1_000_000
     par = {"executor": config.executor, "workers": config.workers}
     methods: dict[str, dict[str, Any]] = {m: {"train_s": 0.0, "abm_steps": 0} for m in config.methods}
@@ -176,8 +202,8 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
 
     # 1. data under exciting schedules, split by seed
     t0 = time.perf_counter()
-    data = collect_data(task, range(base + _DATA, base + _DATA + config.data.trajectories), config.data.decisions,
-                        config.data.schedules, quiet=ctx.quiet, **par)
+    data = collect_config_data(config, quiet=ctx.quiet)
+    save_dataset(data, ctx.path("data.npz"))
     train, val = data.split(config.data.val_fraction, ctx.seed)
     summary["data"] = {"trajectories": data.n_trajectories, "train": train.n_trajectories,
                        "heldout": val.n_trajectories, "abm_steps": data.metadata["abm_steps"],
@@ -186,15 +212,14 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
     ctx.log(f"data: {data.n_trajectories} ABM trajectories, {data.metadata['abm_steps']} ticks")
 
     # 2. surrogates (both kinds), held-out error
-    fits = {}
-    for kind in SURROGATES:
-        fits[kind] = fit_surrogate(kind, train, val, sur_settings, seed=ctx.seed, progress=ctx.progress)
+    fits = fit_surrogates(config, train, val, progress=ctx.progress)
+    for kind in fits:
         _save_torch(ctx.path(f"surrogate_{kind}.pt"), fits[kind].model)
         ctx.log(f"surrogate {kind}: held-out rollout NRMSE {np.round(fits[kind].val_nrmse, 3).tolist()} "
                 f"({fits[kind].train_time_s:.0f} s)")
-    summary["surrogates"] = {k: {kk: vv for kk, vv in f.report().items() if kk != "train_time_s"}
-                             for k, f in fits.items()}
+    summary["surrogates"] = {k: f.report() for k, f in fits.items()}
     summary["timings"]["surrogates_s"] = {k: f.train_time_s for k, f in fits.items()}
+    summary["timings"]["surrogates_cpu_s"] = {k: f.train_cpu_s for k, f in fits.items()}
     chosen = fits[ctrl_settings.surrogate]
     starts = train.states[:, 0]
     scale = np.maximum(starts.mean(0), 1.0)
@@ -209,6 +234,10 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
             ctrl.save(ctx.path("controller.json"))
             controllers["neural"] = ctrl
             methods["neural"]["train_s"] = chosen.train_time_s + res.train_time_s
+            # The per-stage split of the training-time target (surrogate fit + controller training).
+            summary["timings"]["neural"] = {"surrogate": ctrl_settings.surrogate, "fit_s": chosen.train_time_s,
+                                            "controller_s": res.train_time_s, "fit_cpu_s": chosen.train_cpu_s,
+                                            "controller_cpu_s": res.train_cpu_s}
             methods["neural"]["surrogate_loss_final"] = res.losses[-1]
             ctx.log(f"neural controller: surrogate cost {res.losses[0]:.3f} -> {res.losses[-1]:.3f} "
                     f"({res.train_time_s:.0f} s)")
@@ -218,7 +247,7 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
     if "constant" in methods:
         t0 = time.perf_counter()
         ctrl, table, steps = bl.best_constant(task, config.constant.levels,
-                                              range(base + _GRID, base + _GRID + config.constant.seeds), **par)
+                                              range(base + GRID, base + GRID + config.constant.seeds), **par)
         controllers["constant"] = ctrl
         methods["constant"].update(train_s=time.perf_counter() - t0, abm_steps=steps, u=ctrl.u.tolist(), grid=table)
         ctx.log(f"best constant: {ctrl.u.tolist()} (grid of {len(table)}, {steps} ABM ticks)")
@@ -240,6 +269,10 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
                                                            m.mip_gap)
         methods["mip_mpc"].update(train_s=time.perf_counter() - t0, abm_steps=data.metadata["abm_steps"],
                                   surrogate_val_nrmse=mpc_fit.val_nrmse)
+        # What limits the MILP (binaries, time limit, gap), planned from held-out states.
+        diag = controllers["mip_mpc"].diagnose(val.states[:, :: max(1, task.decisions // 4)].reshape(-1, val.nx)[:20])
+        summary["timings"]["mip_mpc_solves"] = diag
+        ctx.log(f"MIP-MPC: {diag}")
     if "ppo" in methods:
         p = config.ppo
         ctrl, steps, wall = bl.train_ppo(task, scale, p.timesteps, seed=ctx.seed, n_steps=p.n_steps,
@@ -252,12 +285,12 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
     ev_cfg = config.evaluation
     controllers = {m: controllers[m] for m in config.methods}
     t0 = time.perf_counter()
-    evals = evaluate_many(task, controllers, range(base + _EVAL, base + _EVAL + ev_cfg.replicates),
+    evals = evaluate_many(task, controllers, range(base + EVAL, base + EVAL + ev_cfg.replicates),
                           desc="ABM replicates", quiet=ctx.quiet, **par)
     perturbed = {}
     if ev_cfg.perturbed_replicates and ev_cfg.spread:
         perturbed = evaluate_many(task, controllers,
-                                  range(base + _PERTURBED, base + _PERTURBED + ev_cfg.perturbed_replicates),
+                                  range(base + PERTURBED, base + PERTURBED + ev_cfg.perturbed_replicates),
                                   spread=ev_cfg.spread, desc="perturbed replicates", quiet=ctx.quiet, **par)
     summary["timings"]["evaluation_s"] = time.perf_counter() - t0
     for name in config.methods:

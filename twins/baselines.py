@@ -157,6 +157,18 @@ class SurrogateMPCController(Controller):
         self.solve_times.append(time.perf_counter() - t0)
         return u, self._mpc.last_step
 
+    def diagnose(self, states: np.ndarray) -> dict[str, Any]:
+        """Plan once from each of ``states`` and report what limits the MILP: binaries (unstable ReLUs over the
+        horizon), the share of solves stopped by the time limit, the relative gap left and the solve time."""
+        self.reset(0)
+        plans = [self._mpc.plan(np.asarray(x, dtype=float), self.goal) for x in states]
+        gaps = np.array([np.nan if p.gap is None else p.gap for p in plans], dtype=float)
+        return {"plans": len(plans),
+                "binaries_mean": float(np.mean([p.extras.get("binaries", 0) for p in plans])),
+                "time_limit_share": float(np.mean([p.status == "suboptimal" for p in plans])),
+                "gap_median": float(np.nanmedian(gaps)) if np.isfinite(gaps).any() else None,
+                "solve_time_median_s": float(np.median([p.solve_time_s for p in plans]))}
+
 
 class TwinControlEnv(gym.Env):
     """The task as a gymnasium env for RL baselines: one env step = one decision.

@@ -88,7 +88,9 @@ class ControllerSettings(BaseModel):
     hidden: list[PositiveInt] = Field(default_factory=lambda: [32, 32], description="Policy hidden sizes.")
     iterations: PositiveInt = Field(400, description="Adam steps.")
     batch_size: PositiveInt = Field(64, description="Initial states per step (drawn from the data's starts).")
-    lr: float = Field(5e-3, gt=0, description="Adam learning rate.")
+    lr: float = Field(5e-3, gt=0, description="Adam learning rate at the first step.")
+    final_lr_fraction: float = Field(0.1, gt=0, le=1, description="Cosine decay of the learning rate to this "
+                                                                  "fraction of lr at the last step.")
     start_noise: float = Field(0.1, ge=0, description="Relative noise on the initial states (robustness).")
 
 
@@ -98,6 +100,7 @@ class TrainResult:
 
     losses: list[float]
     train_time_s: float
+    train_cpu_s: float
 
 
 def rollout_policy(surrogate: nn.Module, policy: Callable[[int, torch.Tensor], torch.Tensor], x0: torch.Tensor,
@@ -121,12 +124,12 @@ def train_controller(surrogate: nn.Module, task: TwinTask, starts: np.ndarray, s
         surrogate: A fitted surrogate (``step(x, u)`` in raw units); its weights are frozen here.
         task: The control task.
         starts: Initial observables ``(N, nx)`` to train from (e.g. the data's post-burn-in states).
-        settings: Iterations, batch, learning rate, start noise.
+        settings: Iterations, batch, learning rate and its decay, start noise.
         seed: Seeds the initialisation, batches and noise.
         obs_scale: Observable scale for the policy input (default: mean of ``starts``).
         on_step: Called as ``on_step(iteration, loss)``.
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     starts = np.asarray(starts, dtype=np.float32)
     low, high = task.bounds
     scale = np.maximum(starts.mean(0), 1.0) if obs_scale is None else np.asarray(obs_scale, dtype=float)
@@ -135,6 +138,9 @@ def train_controller(surrogate: nn.Module, task: TwinTask, starts: np.ndarray, s
     for p in surrogate.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(policy.parameters(), lr=settings.lr)
+    # Large steps find the strategy early; the decayed rate settles it instead of jittering around it.
+    frac, n = settings.final_lr_fraction, max(1, settings.iterations - 1)
+    decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: frac + (1 - frac) * 0.5 * (1 + np.cos(np.pi * i / n)))
     gen = torch.Generator().manual_seed(seed)
     x_all = torch.as_tensor(starts)
     losses = []
@@ -147,12 +153,14 @@ def train_controller(surrogate: nn.Module, task: TwinTask, starts: np.ndarray, s
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        decay.step()
         losses.append(loss.item())
         if on_step is not None:
             on_step(it, losses[-1])
     for p in surrogate.parameters():
         p.requires_grad_(True)
-    return NeuralTwinController.from_policy(policy, task), TrainResult(losses, time.perf_counter() - t0)
+    return NeuralTwinController.from_policy(policy, task), TrainResult(losses, time.perf_counter() - t0,
+                                                                  time.process_time() - c0)
 
 
 def mlp_forward(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -233,17 +241,17 @@ class NeuralTwinController(Controller):
             ctrl = cls(data["weights"], data["biases"], data["low"], data["high"], data["obs_scale"],
                        data["horizon"], data["integer"], data["twin"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ControlkitError(f"controller file: {str(path)!r} is not a readable twin controller ({exc}).") from None
+            raise ControlkitError(f"controller_file: {str(path)!r} is not a readable twin controller ({exc}).") from None
         if task is not None:
             if ctrl.twin != task.twin:
-                raise ControlkitError(f"controller file: {str(path)!r} was trained for the {ctrl.twin} twin, "
+                raise ControlkitError(f"controller_file: {str(path)!r} was trained for the {ctrl.twin} twin, "
                                       f"not {task.twin}.")
             low, high = task.bounds
             if ctrl.low.shape != low.shape:
-                raise ControlkitError(f"controller file: {str(path)!r} has {ctrl.low.size} controls, the task "
+                raise ControlkitError(f"controller_file: {str(path)!r} has {ctrl.low.size} controls, the task "
                                       f"{low.size}.")
             if ctrl.horizon != task.decisions:
-                raise ControlkitError(f"controller file: {str(path)!r} was trained for {ctrl.horizon} decisions, "
+                raise ControlkitError(f"controller_file: {str(path)!r} was trained for {ctrl.horizon} decisions, "
                                       f"the task has {task.decisions}.")
         return ctrl
 

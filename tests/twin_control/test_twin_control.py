@@ -145,6 +145,8 @@ def test_baselines_act_within_bounds(fitted):
     mpc = SurrogateMPCController(to_compact(fits["discrete"].model), task, horizon=2, time_limit=2.0)
     ep = run_episode(task, mpc, 3)
     assert np.all((ep.decisions >= 0) & (ep.decisions <= 10)) and len(mpc.solve_times) == 4
+    diag = mpc.diagnose(train.states[:3, 0])
+    assert diag["plans"] == 3 and diag["binaries_mean"] > 0 and 0 <= diag["time_limit_share"] <= 1
     ctrl, table, steps = best_constant(task, levels=2, seeds=[1])
     assert len(table) == 4 and steps == 4 * (60 + 20)
     assert ctrl.u.tolist() == min(table, key=lambda r: r["cost_mean"])["u"]
@@ -172,9 +174,9 @@ def test_controller_file_roundtrip_and_wrong_twin(tmp_path, fitted):
     other = json.loads(path.read_text())
     other["twin"] = "immune"
     (tmp_path / "immune.json").write_text(json.dumps(other))
-    with pytest.raises(ControlkitError, match="controller file.*immune twin"):
+    with pytest.raises(ControlkitError, match="controller_file.*immune twin"):
         NeuralTwinController.load(tmp_path / "immune.json", task)
-    with pytest.raises(ControlkitError, match="controller file.*20 decisions|trained for 10 decisions"):
+    with pytest.raises(ControlkitError, match="controller_file.*trained for 10 decisions, the task has 20"):
         NeuralTwinController.load(path, tiny_task(decisions=20))
 
 
@@ -198,3 +200,40 @@ def test_bad_inputs_name_the_field():
         validate_config({**base, "surrogate": {"width": 3}})
     with pytest.raises(ControlkitError, match="u_high"):
         tiny_task(u_high=(50.0, 5.0))
+
+
+def test_config_refuses_a_controller_file_before_running(tmp_path):
+    """A saved controller of another twin, control size or horizon is refused when the config is validated, naming
+    ``controller_file`` (not after minutes of data collection and fitting)."""
+    base = {"kind": "twin_control", "twin": "predator_prey", "params": TINY, "task": {"decisions": 10}}
+    immune = NeuralTwinController([np.ones((2, 11))], [np.zeros(2)], [0, 0], [1, 1], np.ones(10), 10, False, "immune")
+    with pytest.raises(ControlkitError, match="controller_file.*trained for the immune twin, not predator_prey"):
+        validate_config({**base, "controller_file": str(immune.save(tmp_path / "immune.json"))})
+    one = NeuralTwinController([np.ones((1, 4))], [np.zeros(1)], [0], [10], [1, 1, 1], 10, True, "predator_prey")
+    with pytest.raises(ControlkitError, match="controller_file.*has 1 controls, the task 2"):
+        validate_config({**base, "controller_file": str(one.save(tmp_path / "one.json"))})
+    with pytest.raises(ControlkitError, match="controller_file.*not a readable twin controller"):
+        validate_config({**base, "controller_file": str(tmp_path / "missing.json")})
+    good = NeuralTwinController([np.ones((2, 4))], [np.zeros(2)], [0, 0], [10, 10], [1, 1, 1], 10, True,
+                                "predator_prey")
+    assert validate_config({**base, "controller_file": str(good.save(tmp_path / "ok.json"))}).controller_file
+
+
+def test_ode_solvers_agree_and_bad_solver_names_the_field(data):
+    """RK4 and Euler integrate the same vector field; with many substeps both approach the same solution."""
+    x = torch.as_tensor(data.states[:4, 0], dtype=torch.float32)
+    u = torch.as_tensor(data.actions[:4, 0], dtype=torch.float32)
+    settings = {k: SurrogateSettings(hidden=[16], substeps=n, solver=k) for k, n in (("rk4", 1), ("euler", 64))}
+    models = {k: make_surrogate("ode", 3, 2, s, seed=0) for k, s in settings.items()}
+    for m in models.values():
+        m.fit_normalisation(data)
+        with torch.no_grad():
+            m.f[-1].weight.mul_(20.0)  # a vector field strong enough for the solvers to differ
+    coarse = make_surrogate("ode", 3, 2, SurrogateSettings(hidden=[16], substeps=1, solver="euler"), seed=0)
+    coarse.load_state_dict(models["euler"].state_dict())
+    with torch.no_grad():
+        rk4, fine, rough = models["rk4"].step(x, u), models["euler"].step(x, u), coarse.step(x, u)
+    assert (rk4 - fine).abs().max() < 0.1 * (rough - fine).abs().max()
+    with pytest.raises(ControlkitError, match="surrogate.*solver"):
+        validate_config({"kind": "twin_control", "twin": "predator_prey", "params": TINY,
+                         "surrogate": {"solver": "dopri5"}})
