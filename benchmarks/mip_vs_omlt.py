@@ -1,27 +1,40 @@
 """MIP-MPC compiler vs OMLT's big-M formulation (Pyomo), same network, horizon, solver (HiGHS) and optimum.
 
 For each network and horizon: build and solve the MPC MILP (L1 tracking cost) with
-  - ours: interval bounds, stable neurons eliminated, vectorised assembly, one highspy passModel call;
-  - ours+LP: the same plus LP tightening of every step's unstable neurons (its time counts as build time);
+  - ours: symbolic (zonotope) bounds intersected with interval bounds, stable neurons eliminated, vectorised
+    assembly, one highspy passModel call (the default of ``MIPMPC``);
+  - ours+LP: the same plus LP tightening of every step's unstable neurons within ``--tighten-time`` seconds (its
+    time counts as build time);
   - OMLT: one ``OmltBlock`` with ``ReluBigMFormulation`` per step, chained by Pyomo constraints, solved by Pyomo's
-    ``appsi_highs``. OMLT has no multi-step helper, so each step's network gets our interval state box as its
-    input bounds (OMLT then propagates its own interval bounds inside the network).
+    ``appsi_highs``. OMLT has no multi-step helper, so each step's block gets our interval state box as its input
+    bounds (OMLT then propagates its own interval bounds inside the network). OMLT has one activation per layer:
+    an identity neuron ``a`` is given to it as the always-active ReLU ``relu(a - l) + l`` (``l`` its interval
+    lower bound at that step), which is exact; OMLT gives it a binary that HiGHS's presolve can fix.
+``ibp_binaries`` is what interval bounds alone leave unstable. Cases: random residual MLPs (4 states, 2 inputs,
+``x0 = 0``, goal 0.5, actions in [-1, 1]) and trained sparse models on their own task: the shipped push model
+(``examples/models/push_box.npz``: push the object 10 cm, pusher steps of 3 cm) and, with ``--model``, a
+sparsified Pendulum-v1 model (swing-up from hanging to upright, torque in [-2, 2]).
 Then per-step receding-horizon time with and without the shifted-plan MIP start.
 
-Run:  .venv/bin/python benchmarks/mip_vs_omlt.py            (add --quick for a 2-minute smoke run)
-Trained compact networks (``CompactNetwork.save`` files) can be added with ``--model PATH`` (all-ReLU layers only
-for OMLT, which has one activation per layer).
+Run:  .venv/bin/python benchmarks/mip_vs_omlt.py --model runs/sparsify_pendulum/<run>/compact_model.npz
+      (--quick: the target rows only, under 10 minutes)
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import sys
-import time
-from pathlib import Path
+import os
 
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # one BLAS thread, like HiGHS: the machine is shared and timings compare
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import report  # noqa: E402
@@ -32,9 +45,28 @@ from controlkit._milp_pyomo import configured_solver  # noqa: E402
 from controlkit.mpc import MIPMPC  # noqa: E402
 from controlkit.network import CompactNetwork  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 NX, NU = 4, 2
 REPS = 5  # builds timed per row (median); large build-only OMLT rows are timed once
 LAMBDA = 0.01
+
+
+@dataclasses.dataclass
+class Case:
+    """A network and the MPC problem it is benchmarked on."""
+
+    net: CompactNetwork
+    u_high: np.ndarray
+    x0: np.ndarray
+    goal: np.ndarray
+    x_high: np.ndarray | None = None  # symmetric state bounds, None = unbounded
+    weights: np.ndarray | None = None
+    terminal_weight: float = 1.0
+
+    def mpc(self, horizon: int, **kw) -> MIPMPC:
+        xh = self.x_high
+        return MIPMPC(self.net, horizon, -self.u_high, self.u_high, None if xh is None else -xh, xh,
+                      state_weights=self.weights, control_weight=LAMBDA, terminal_weight=self.terminal_weight, **kw)
 
 
 def random_net(hidden: list[int], seed: int) -> CompactNetwork:
@@ -46,45 +78,81 @@ def random_net(hidden: list[int], seed: int) -> CompactNetwork:
     return CompactNetwork(w, b, [np.ones(h, bool) for h in hidden], NX, NU)
 
 
-def omlt_plan(net: CompactNetwork, horizon: int, x0, goal, time_limit: float, gap: float, solve: bool = True) -> dict:
+def random_case(hidden: list[int], seed: int) -> Case:
+    return Case(random_net(hidden, seed), np.ones(NU), np.zeros(NX), np.full(NX, 0.5))
+
+
+def trained_case(path: str | Path) -> Case:
+    """A trained model on its own task: Push (6 states, 2 actions) or Pendulum (3 states, 1 action)."""
+    net = CompactNetwork.load(path)
+    if net.nx == 6 and net.nu == 2:  # object x, y, cos, sin, pusher x, y (push_mip_mpc.yaml's cost and bounds)
+        return Case(net, np.full(2, 0.03), np.array([0.05, 0.0, 1.0, 0.0, -0.05, 0.0]),
+                    np.array([0.15, 0.05, 1.0, 0.0, 0.1, 0.05]), np.array([0.35, 0.35, 1.0, 1.0, 0.3, 0.3]),
+                    np.array([1.0, 1.0, 0.0, 0.0, 0.2, 0.2]), terminal_weight=5.0)
+    if net.nx == 3 and net.nu == 1:  # cos, sin, angular velocity: swing up from hanging down
+        return Case(net, np.array([2.0]), np.array([-1.0, 0.0, 0.0]), np.array([1.0, 0.0, 0.0]),
+                    np.array([1.0, 1.0, 8.0]))
+    raise SystemExit(f"{path}: no benchmark task for a model with nx={net.nx}, nu={net.nu}")
+
+
+def _omlt_layers(net: CompactNetwork, shift: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """The network as OMLT dense layers; identity neuron ``a`` becomes ``relu(a - l) + l`` with ``l = shift``."""
+    layers, carry = [], np.zeros(net.weights[0].shape[1])
+    for k, (w, b) in enumerate(zip(net.weights, net.biases)):
+        b = b + w @ carry
+        if k == len(net.relu_masks):
+            layers.append((w, b, "linear"))
+            break
+        ident = ~net.relu_masks[k]
+        carry = np.where(ident, shift[k], 0.0)
+        layers.append((w, b - carry, "relu"))
+    return layers
+
+
+def omlt_plan(case: Case, horizon: int, time_limit: float, gap: float, solve: bool = True) -> dict:
     """Build the same MPC problem with OMLT blocks in Pyomo and (unless ``solve`` is False) solve it with HiGHS."""
     import pyomo.environ as pyo
     from omlt import OmltBlock
     from omlt.neuralnet import NetworkDefinition, ReluBigMFormulation
     from omlt.neuralnet.layer import DenseLayer, InputLayer
 
-    mpc = MIPMPC(net, horizon, -np.ones(NU), np.ones(NU), control_weight=LAMBDA)
-    boxes = ibp(mpc.problem, x0)
+    net, x0 = case.net, case.x0
+    nx, nu = net.nx, net.nu
+    mpc = case.mpc(horizon)
+    p = mpc.problem
+    goal, w = p.check_goal(case.goal), p.step_weights
+    boxes = ibp(p, x0)
     t0 = time.perf_counter()
     m = pyo.ConcreteModel()
-    T, S, J = range(horizon), range(NX), range(NU)
-    m.x = pyo.Var(range(horizon + 1), S)
-    m.u = pyo.Var(T, J, bounds=(-1.0, 1.0))
+    T, S, J = range(horizon), range(nx), range(nu)
+    xb = (lambda m, t, i: (None, None)) if case.x_high is None else (
+        lambda m, t, i: (-float(case.x_high[i]), float(case.x_high[i])) if t else (None, None))
+    m.x = pyo.Var(range(horizon + 1), S, bounds=xb)
+    m.u = pyo.Var(T, J, bounds=lambda m, t, j: (-float(case.u_high[j]), float(case.u_high[j])))
     m.e = pyo.Var(T, S, within=pyo.NonNegativeReals)
     m.v = pyo.Var(T, J, within=pyo.NonNegativeReals)
     m.nn = OmltBlock(T)
     for t in T:
-        lo = np.concatenate([boxes.x_lo[t], -np.ones(NU)])
-        hi = np.concatenate([boxes.x_hi[t], np.ones(NU)])
-        nd = NetworkDefinition(scaled_input_bounds={i: (float(lo[i]), float(hi[i])) for i in range(NX + NU)})
-        prev = InputLayer([NX + NU])
+        lo = np.concatenate([boxes.x_lo[t], -case.u_high])
+        hi = np.concatenate([boxes.x_hi[t], case.u_high])
+        nd = NetworkDefinition(scaled_input_bounds={i: (float(lo[i]), float(hi[i])) for i in range(nx + nu)})
+        prev = InputLayer([nx + nu])
         nd.add_layer(prev)
-        for k, (w, b) in enumerate(zip(net.weights, net.biases)):
-            act = "relu" if k < len(net.relu_masks) else "linear"
-            layer = DenseLayer([w.shape[1]], [w.shape[0]], w.T, b, activation=act)
+        for wk, bk, act in _omlt_layers(net, boxes.pre_lo[t]):
+            layer = DenseLayer([wk.shape[1]], [wk.shape[0]], wk.T, bk, activation=act)
             nd.add_layer(layer)
             nd.add_edge(prev, layer)
             prev = layer
         m.nn[t].build_formulation(ReluBigMFormulation(nd))
     m.link_x = pyo.Constraint(T, S, rule=lambda m, t, i: m.nn[t].inputs[i] == m.x[t, i])
-    m.link_u = pyo.Constraint(T, J, rule=lambda m, t, j: m.nn[t].inputs[NX + j] == m.u[t, j])
+    m.link_u = pyo.Constraint(T, J, rule=lambda m, t, j: m.nn[t].inputs[nx + j] == m.u[t, j])
     m.dyn = pyo.Constraint(T, S, rule=lambda m, t, i: m.x[t + 1, i] == m.x[t, i] + m.nn[t].outputs[i])
     m.init = pyo.Constraint(S, rule=lambda m, i: m.x[0, i] == float(x0[i]))
-    m.ep = pyo.Constraint(T, S, rule=lambda m, t, i: m.e[t, i] >= m.x[t + 1, i] - float(goal[i]))
-    m.em = pyo.Constraint(T, S, rule=lambda m, t, i: m.e[t, i] >= float(goal[i]) - m.x[t + 1, i])
+    m.ep = pyo.Constraint(T, S, rule=lambda m, t, i: m.e[t, i] >= m.x[t + 1, i] - float(goal[t, i]))
+    m.em = pyo.Constraint(T, S, rule=lambda m, t, i: m.e[t, i] >= float(goal[t, i]) - m.x[t + 1, i])
     m.vp = pyo.Constraint(T, J, rule=lambda m, t, j: m.v[t, j] >= m.u[t, j])
     m.vm = pyo.Constraint(T, J, rule=lambda m, t, j: m.v[t, j] >= -m.u[t, j])
-    m.obj = pyo.Objective(expr=pyo.quicksum(m.e[t, i] for t in T for i in S)
+    m.obj = pyo.Objective(expr=pyo.quicksum(float(w[t, i]) * m.e[t, i] for t in T for i in S if w[t, i])
                           + LAMBDA * pyo.quicksum(m.v[t, j] for t in T for j in J))
     build = time.perf_counter() - t0
     n_bin = sum(1 for v in m.component_data_objects(pyo.Var) if v.is_binary())
@@ -105,21 +173,21 @@ def omlt_plan(net: CompactNetwork, horizon: int, x0, goal, time_limit: float, ga
     return {"build_s": build, "solve_s": solve, "binaries": n_bin, "objective": obj, "gap": gap, "status": tc}
 
 
-def ours_plan(net, horizon, x0, goal, time_limit, gap, tighten: bool) -> dict:
-    mpc = MIPMPC(net, horizon, -np.ones(net.nu), np.ones(net.nu), control_weight=LAMBDA, time_limit=time_limit,
-                 mip_gap=gap, tighten_steps=horizon if tighten else 0)
-    plan = mpc.plan(x0, goal)
+def ours_plan(case: Case, horizon: int, time_limit: float, gap: float, tighten_time: float | None) -> dict:
+    """Plan once; ``tighten_time`` set = LP tightening of all steps within that budget (counted as build)."""
+    tighten = {} if tighten_time is None else {"tighten_steps": horizon, "tighten_time": tighten_time}
+    plan = case.mpc(horizon, time_limit=time_limit, mip_gap=gap, **tighten).plan(case.x0, case.goal)
     ex = plan.extras
     return {"build_s": ex["bounds_time_s"] + ex["build_time_s"], "solve_s": ex["solver_time_s"],
             "binaries": ex["binaries"], "objective": plan.objective, "gap": plan.gap, "status": plan.status.value}
 
 
-def ours_build(net, horizon, x0, goal) -> dict:
-    """Interval bounds + assembly + passModel, without solving."""
-    mpc = MIPMPC(net, horizon, -np.ones(net.nu), np.ones(net.nu), control_weight=LAMBDA)
+def ours_build(case: Case, horizon: int) -> dict:
+    """Bounds (the default symbolic propagation) + assembly + passModel, without solving."""
+    mpc = case.mpc(horizon)
     t0 = time.perf_counter()
-    bounds = mpc.bounds(x0)
-    milp = HighsMILP(mpc.problem, bounds, x0, mpc.problem.check_goal(goal))
+    bounds = mpc.bounds(case.x0)
+    milp = HighsMILP(mpc.problem, bounds, case.x0, mpc.problem.check_goal(case.goal))
     return {"build_s": time.perf_counter() - t0, "binaries": milp.n_binaries}
 
 
@@ -129,18 +197,17 @@ def median_build(build, *args, reps: int) -> dict:
     return {**runs[0], "build_s": float(np.median([r["build_s"] for r in runs]))}
 
 
-def receding(net, horizon, x0, goal, steps, time_limit, gap, warm: bool, tighten: int) -> dict:
-    mpc = MIPMPC(net, horizon, -np.ones(NU), np.ones(NU), control_weight=LAMBDA, time_limit=time_limit,
-                 mip_gap=gap, goal=goal, warm_start=warm, tighten_steps=tighten)
-    x, times, solves, rebuilt = np.asarray(x0, float), [], [], 0
+def receding(case: Case, horizon: int, steps: int, time_limit: float, gap: float, warm: bool, tighten: int) -> dict:
+    mpc = case.mpc(horizon, time_limit=time_limit, mip_gap=gap, goal=case.goal, warm_start=warm,
+                   tighten_steps=tighten)
+    x, times, rebuilt = case.x0.copy(), [], 0
     for _ in range(steps):
         u = mpc.act(x)
         times.append(mpc.last_step.compute_time_s)
-        solves.append(mpc.last_step.solve_time_s or 0.0)
         rebuilt += bool(mpc.last_plan.extras.get("rebuilt")) if mpc.last_step.fallback is None else 0
-        x = net.step(x, u)
+        x = case.net.step(x, u)
     return {"mean_step_s": float(np.mean(times)), "max_step_s": float(np.max(times)), "rebuilds": rebuilt,
-            "final_error": float(np.abs(x - goal).sum())}
+            "final_error": float(mpc.problem.state_weights @ np.abs(x - case.goal))}
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -171,68 +238,74 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes and horizons only")
-    parser.add_argument("--model", action="append", default=[], help="CompactNetwork .npz to add")
+    parser.add_argument("--quick", action="store_true", help="the target rows only (under 10 minutes)")
+    parser.add_argument("--model", action="append", default=[], help="CompactNetwork .npz to add (push or pendulum)")
     parser.add_argument("--time-limit", type=float, default=30.0)
     parser.add_argument("--gap", type=float, default=1e-4)
+    parser.add_argument("--tighten-time", type=float, default=10.0, help="LP tightening budget of ours+LP")
     parser.add_argument("--step-time-limit", type=float, default=5.0, help="per-step limit in the receding loop")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
     logging.getLogger("pyomo").setLevel(logging.ERROR)  # OMLT's scaled-input initial values trip W1002 warnings
-    nets = {"relu8": random_net([8], 0), "relu16": random_net([16], 1), "relu8x2": random_net([8, 8], 2)}
-    horizons = [5, 10, 20]
+    cases = {"relu8": random_case([8], 0), "relu16": random_case([16], 1), "relu8x2": random_case([8, 8], 2)}
+    horizons = {name: [5, 10, 20] for name in cases}
+    build_only = {"relu64x2": random_case([64, 64], 3), "relu128x2": random_case([128, 128], 4)}
+    models = [ROOT / "examples" / "models" / "push_box.npz", *args.model]
     if args.quick:
-        nets, horizons = {"relu8": nets["relu8"]}, [5, 10]
-    for path in args.model:
-        nets[Path(path).stem] = CompactNetwork.load(path)
-    build_only = {} if args.quick else {"relu64x2": random_net([64, 64], 3), "relu128x2": random_net([128, 128], 4)}
+        cases, horizons = {"relu8": cases["relu8"]}, {"relu8": [5, 10]}
+        build_only = {"relu128x2": build_only["relu128x2"]}
+    for path in models:
+        name = Path(path).stem if Path(path).stem != "compact_model" else Path(path).parent.parent.name
+        cases[name] = trained_case(path)
+        horizons[name] = [5, 10] if args.quick else [5, 10, 20]
     # warm-up: first-call costs (HiGHS instance, Pyomo/OMLT imports) are paid once per process, not per model
-    ours_build(nets["relu8"], 2, np.zeros(NX), np.zeros(NX))
-    omlt_plan(nets["relu8"], 2, np.zeros(NX), np.zeros(NX), 1.0, args.gap, solve=False)
+    warm = random_case([8], 0)
+    ours_build(warm, 2)
+    omlt_plan(warm, 2, 1.0, args.gap, solve=False)
     rows = []
-    for name, net in build_only.items():
-        for H in horizons:
-            ours = median_build(ours_build, net, H, np.zeros(NX), np.full(NX, 0.5), reps=REPS)
-            om = median_build(omlt_plan, net, H, np.zeros(NX), np.full(NX, 0.5), 0.0, args.gap, False, reps=1)
-            row = {"net": name, "relu_per_step": net.n_relu, "H": H, "ours_build_s": ours["build_s"],
+    for name, case in build_only.items():
+        for H in [10] if args.quick else [5, 10, 20]:
+            ours = median_build(ours_build, case, H, reps=REPS)
+            om = median_build(omlt_plan, case, H, 0.0, args.gap, False, reps=1)
+            row = {"net": name, "relu_per_step": case.net.n_relu, "H": H, "ours_build_s": ours["build_s"],
                    "ours_binaries": ours["binaries"], "omlt_build_s": om["build_s"], "omlt_binaries": om["binaries"],
                    "build_speedup": om["build_s"] / ours["build_s"], "solved": False}
             rows.append(row)
             print(row, flush=True)
-    for name, net in nets.items():
-        x0 = np.zeros(net.nx)
-        goal = np.full(net.nx, 0.5)
-        for H in horizons:
-            ours = ours_plan(net, H, x0, goal, args.time_limit, args.gap, tighten=False)
-            lp = ours_plan(net, H, x0, goal, args.time_limit, args.gap, tighten=True)
-            row = {"net": name, "relu_per_step": net.n_relu, "H": H, "solved": True}
-            ours["build_s"] = median_build(ours_build, net, H, x0, goal, reps=REPS)["build_s"]
-            for tag, r in (("ours", ours), ("ours_lp", lp)):
+    for name, case in cases.items():
+        for H in horizons[name]:
+            mpc = case.mpc(H)
+            row = {"net": name, "relu_per_step": case.net.n_relu, "identity_per_step": case.net.n_identity, "H": H,
+                   "solved": True, "ibp_binaries": ibp(mpc.problem, case.x0).count(mpc.problem)["binaries"]}
+            ours = ours_plan(case, H, args.time_limit, args.gap, None)
+            lp = ours_plan(case, H, args.time_limit, args.gap, args.tighten_time)
+            ours["build_s"] = median_build(ours_build, case, H, reps=REPS)["build_s"]
+            om = omlt_plan(case, H, args.time_limit, args.gap)
+            om["build_s"] = median_build(omlt_plan, case, H, 0.0, args.gap, False, reps=REPS - 1)["build_s"]
+            for tag, r in (("ours", ours), ("ours_lp", lp), ("omlt", om)):
                 row.update({f"{tag}_{k}": v for k, v in r.items()})
-            if net.n_identity == 0 and net.nx == NX and net.nu == NU:
-                om = omlt_plan(net, H, x0, goal, args.time_limit, args.gap)
-                om["build_s"] = median_build(omlt_plan, net, H, x0, goal, 0.0, args.gap, False, reps=REPS - 1)["build_s"]
-                row.update({f"omlt_{k}": v for k, v in om.items()})
-                row["build_speedup"] = om["build_s"] / ours["build_s"]
-                row["solve_speedup"] = om["solve_s"] / ours["solve_s"]
-                row["solve_speedup_lp"] = om["solve_s"] / lp["solve_s"]
-                row["obj_rel_diff"] = abs(om["objective"] - ours["objective"]) / max(abs(ours["objective"]), 1e-9)
+            row["build_speedup"] = om["build_s"] / ours["build_s"]
+            row["solve_speedup"] = om["solve_s"] / ours["solve_s"]
+            row["solve_speedup_lp"] = om["solve_s"] / lp["solve_s"]
+            row["obj_rel_diff"] = abs(om["objective"] - ours["objective"]) / max(abs(ours["objective"]), 1e-9)
             rows.append(row)
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     rec_rows = []
-    net = nets["relu8"]
-    for tighten in (0, 10):
-        for warm in (True, False):
-            r = receding(net, 10, np.zeros(NX), np.full(NX, 0.5), 6 if args.quick else 10, args.step_time_limit,
-                         args.gap, warm, tighten)
-            rec_rows.append({"net": "relu8", "H": 10, "lp_tighten_steps": tighten, "warm_start": warm, **r})
-            print(rec_rows[-1], flush=True)
+    steps = 6 if args.quick else 10
+    for name, tightens in (("relu8", (0, 10)), ("push_box", (0,))):
+        for tighten in tightens:
+            for warm_start in (True, False):
+                r = receding(cases[name], 10, steps, args.step_time_limit, args.gap, warm_start, tighten)
+                rec_rows.append({"net": name, "H": 10, "steps": steps, "lp_tighten_steps": tighten,
+                                 "warm_start": warm_start, **r})
+                print(rec_rows[-1], flush=True)
     print()
     report("mip_vs_omlt", rows, extra={"receding_horizon": rec_rows, "time_limit_s": args.time_limit,
-                                       "mip_gap": args.gap, "command": " ".join(sys.argv)})
-    plot(rows, Path(__file__).resolve().parents[1] / "docs" / "img" / "mip_vs_omlt.png")
+                                       "mip_gap": args.gap, "tighten_time_s": args.tighten_time,
+                                       "command": " ".join(sys.argv)})
+    plot(rows, ROOT / "docs" / "img" / "mip_vs_omlt.png")
 
 
 if __name__ == "__main__":
