@@ -146,6 +146,8 @@ class ModelBasedControlConfig(ExperimentConfig):
         from controlkit.sparsify import SparsifySettings
 
         for name, spec in self.planners.items():
+            if spec.type == "sim_mppi" and self.env != "controlkit/Push-v0":
+                raise ValueError(f"planners.{name}: sim_mppi simulates one object; it runs on Push-v0 only")
             allowed = _planner_params(MPPIPlanner if spec.type == "sim_mppi" else _PLANNER_CLASSES[spec.type])
             unknown = sorted(set(spec.kwargs()) - allowed)
             if unknown:
@@ -273,9 +275,10 @@ def learn_model(config: ModelBasedControlConfig, ctx: RunContext) -> tuple[Compa
                       progress=ctx.progress)
     timings["sparsify_s"] = time.perf_counter() - t0
     meta = {"env": "controlkit/Push-v0", "env_kwargs": push_kwargs, "frame": config.model.frame, "seed": ctx.seed}
-    # The dense model too (every neuron ReLU): closed-loop runs on it (model.file=) separate what
-    # sparsification costs from what learning costs.
-    for name, point in (("model_dense.npz", result.dense), ("model.npz", result.best)):
+    # The dense model and every round too: closed-loop runs on them (model.file=) separate what sparsification
+    # costs from what learning costs, and show success against the ReLU budget.
+    points = [("model_dense.npz", result.dense)] + [(f"model_relu{r.n_relu}.npz", r) for r in result.rounds[1:]]
+    for name, point in [*points, ("model.npz", result.best)]:
         model.load_state_dict(point.state)
         net = fold_frame(export_compact(model, point.modes, {**meta, "val_rollout": point.val_rollout}), t)
         net.save(ctx.path(name))
@@ -345,8 +348,6 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
         return GreedyPusher(task.env.shape, step, **kwargs)
     kwargs.setdefault("seed", seed)
     if spec.type == "sim_mppi":
-        if task.sort:
-            raise ControlkitError(f"planners.{name}: sim_mppi simulates one object; it runs on Push-v0 only.")
         from controlkit._push_oracle import SimDynamics
 
         kwargs["sim"] = SimDynamics(task.env.shape, task.env.friction)
