@@ -308,7 +308,55 @@ def _status(h: highspy.Highs) -> tuple[Status, str]:
     return Status.ERROR, text
 
 
-class HighsMILP:
+class CompiledMILP:
+    """What every backend's compiled model shares: the layout, structure checks and complete MIP starts."""
+
+    problem: MPCProblem
+    layout: Layout
+
+    def compatible(self, classes: list[list[np.ndarray]]) -> bool:
+        """Whether new neuron classes fit this structure (an unstable slot accepts any class, others must match)."""
+        return all(
+            bool(np.all((old == UNSTABLE) | (old == new)))
+            for old_t, new_t in zip(self.layout.classes, classes)
+            for old, new in zip(old_t, new_t)
+        )
+
+    def merged_structure(self, classes: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+        """This structure widened so ``classes`` fit: slots whose class changed become UNSTABLE."""
+        return [[np.where(old == new, old, UNSTABLE).astype(np.int8) for old, new in zip(old_t, new_t)]
+                for old_t, new_t in zip(self.layout.classes, classes)]
+
+    def start_vector(self, x0: np.ndarray, actions: np.ndarray, goal: np.ndarray, bounds: Bounds) -> np.ndarray:
+        """A complete MIP start: every column's value implied by rolling ``actions`` through the network."""
+        lay, prob = self.layout, self.problem
+        states = prob.net.rollout(x0, actions)
+        pre = preactivations(prob, states, actions)
+        classes = bounds.classes(prob)
+        val = np.zeros(lay.n_col)
+        val[lay.x_cols] = states
+        val[lay.u_cols] = actions
+        for k, mask in enumerate(prob.net.relu_masks):
+            post = np.where(mask, np.maximum(pre[k], 0), pre[k])
+            for t in range(prob.horizon):
+                old = lay.classes[t][k]
+                kept, uns = np.flatnonzero(old != INACTIVE), np.flatnonzero(old == UNSTABLE)
+                val[lay.h_cols[t][k]] = post[t, kept]
+                z = (pre[k][t, uns] > 0).astype(float)
+                new = classes[t][k][uns]
+                val[lay.z_cols[t][k]] = np.where(new == LINEAR, 1.0, np.where(new == INACTIVE, 0.0, z))
+                val[lay.a_cols[t][k]] = pre[k][t, uns]
+        on = lay.e_cols[0] >= 0
+        val[lay.e_cols[:, on]] = np.abs(states[1:, on] - goal[:, on])
+        if lay.v_cols.size:
+            val[lay.v_cols] = np.abs(actions)
+        for delta, c, (lo, hi) in lay.keep_out:
+            xs = states[1:, c]
+            val[delta] = np.concatenate([xs <= lo, xs >= hi], axis=1).astype(float)
+        return val
+
+
+class HighsMILP(CompiledMILP):
     """One HiGHS instance holding the compiled problem; rebuilt only when the structure must change.
 
     Args:
@@ -357,23 +405,11 @@ class HighsMILP:
         self.h.setOptionValue("time_limit", float("inf") if time_limit is None else float(time_limit))
 
     # --- receding horizon -------------------------------------------------------------------------------------
-    def compatible(self, classes: list[list[np.ndarray]]) -> bool:
-        """Whether new neuron classes fit this structure (an unstable slot accepts any class, others must match)."""
-        return all(
-            bool(np.all((old == UNSTABLE) | (old == new)))
-            for old_t, new_t in zip(self.layout.classes, classes)
-            for old, new in zip(old_t, new_t)
-        )
-
-    def merged_structure(self, classes: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
-        """This structure widened so ``classes`` fit: slots whose class changed become UNSTABLE."""
-        return [[np.where(old == new, old, UNSTABLE).astype(np.int8) for old, new in zip(old_t, new_t)]
-                for old_t, new_t in zip(self.layout.classes, classes)]
-
-    def update(self, x0: np.ndarray, goal: np.ndarray, bounds: Bounds) -> None:
-        """Change x0, goal and bound-dependent data in place (call :meth:`compatible` first)."""
+    def update(self, x0: np.ndarray, goal: np.ndarray, bounds: Bounds) -> bool:
+        """Change x0, goal and bound-dependent data in place (call :meth:`compatible` first); returns True."""
         self.update_neurons(bounds, x0=x0)
         self.set_goal(goal)
+        return True
 
     def update_neurons(self, bounds: Bounds, steps=None, x0: np.ndarray | None = None) -> None:
         """Write ``bounds`` (state boxes, neuron bounds, big-M entries, fixed binaries) into the model in place.
@@ -433,34 +469,6 @@ class HighsMILP:
             self.h.changeRowsBounds(rows.size, rows, lower, np.full(rows.size, np.inf))
 
     # --- solving ----------------------------------------------------------------------------------------------
-    def start_vector(self, x0: np.ndarray, actions: np.ndarray, goal: np.ndarray, bounds: Bounds) -> np.ndarray:
-        """A complete MIP start: every column's value implied by rolling ``actions`` through the network."""
-        lay, prob = self.layout, self.problem
-        states = prob.net.rollout(x0, actions)
-        pre = preactivations(prob, states, actions)
-        classes = bounds.classes(prob)
-        val = np.zeros(lay.n_col)
-        val[lay.x_cols] = states
-        val[lay.u_cols] = actions
-        for k, mask in enumerate(prob.net.relu_masks):
-            post = np.where(mask, np.maximum(pre[k], 0), pre[k])
-            for t in range(prob.horizon):
-                old = lay.classes[t][k]
-                kept, uns = np.flatnonzero(old != INACTIVE), np.flatnonzero(old == UNSTABLE)
-                val[lay.h_cols[t][k]] = post[t, kept]
-                z = (pre[k][t, uns] > 0).astype(float)
-                new = classes[t][k][uns]
-                val[lay.z_cols[t][k]] = np.where(new == LINEAR, 1.0, np.where(new == INACTIVE, 0.0, z))
-                val[lay.a_cols[t][k]] = pre[k][t, uns]
-        on = lay.e_cols[0] >= 0
-        val[lay.e_cols[:, on]] = np.abs(states[1:, on] - goal[:, on])
-        if lay.v_cols.size:
-            val[lay.v_cols] = np.abs(actions)
-        for delta, c, (lo, hi) in lay.keep_out:
-            xs = states[1:, c]
-            val[delta] = np.concatenate([xs <= lo, xs >= hi], axis=1).astype(float)
-        return val
-
     def solve(self, start: np.ndarray | None = None) -> SolveResult:
         """Solve (optionally from a complete MIP start) and read back actions, states, objective and gap."""
         h, lay, prob = self.h, self.layout, self.problem

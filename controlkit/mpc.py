@@ -102,7 +102,7 @@ class MIPMPC(RecedingHorizonPlanner):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_milp"] = None  # a HiGHS instance does not pickle; the next plan rebuilds it
+        state["_milp"] = None  # a solver instance does not pickle; the next plan rebuilds it
         return state
 
     def bounds(self, x0: Any) -> Bounds:
@@ -138,37 +138,36 @@ class MIPMPC(RecedingHorizonPlanner):
             nan_a, nan_x = np.full((p.horizon, p.nu), np.nan), np.full((p.horizon + 1, p.nx), np.nan)
             extras["message"] = "state bounds unreachable from x0 (interval bounds are empty)"
             return Plan(nan_a, nan_x, float("nan"), Status.INFEASIBLE, time.perf_counter() - t0, None, extras)
-        if self.backend == "pyomo":
-            from controlkit._milp_pyomo import solve_pyomo
-
-            # Pyomo rebuilds per plan and gets no MIP start (solver support for one varies).
-            result, build = solve_pyomo(p, bounds, x0, goal, self.solver, self.time_limit, self.mip_gap)
-            extras.update(build_time_s=build, rebuilt=True)
-        else:
-            result = self._solve_highs(bounds, x0, goal, warm_start, extras)
+        result = self._solve_model(bounds, x0, goal, warm_start, extras)
         extras.update(message=result.message, solver_time_s=result.solve_time_s)
         return Plan(result.actions, result.states, result.objective, result.status,
                     time.perf_counter() - t0, result.gap, extras)
 
-    def _solve_highs(self, bounds: Bounds, x0: np.ndarray, goal: np.ndarray, warm_start: np.ndarray | None,
+    def _solve_model(self, bounds: Bounds, x0: np.ndarray, goal: np.ndarray, warm_start: np.ndarray | None,
                      extras: dict[str, Any]):
-        from controlkit._milp_highs import HighsMILP
-
+        """Update the compiled model in place (rebuild it only when its structure must change) and solve it."""
         t0 = time.perf_counter()
         milp = self._milp
         classes = bounds.classes(self.problem)
-        rebuilt = milp is None or not milp.compatible(classes)
+        rebuilt = milp is None or not milp.compatible(classes) or not milp.update(x0, goal, bounds)
         if rebuilt:
             # Widen the old structure where stability changed, so later steps can update this one in place.
             structure = None if milp is None else milp.merged_structure(classes)
-            milp = self._milp = HighsMILP(self.problem, bounds, x0, goal, time_limit=self.time_limit,
-                                          mip_gap=self.mip_gap, threads=self.threads, structure=structure)
-        else:
-            milp.update(x0, goal, bounds)
+            milp = self._milp = self._compile(bounds, x0, goal, structure)
         start = None if warm_start is None else milp.start_vector(x0, warm_start, goal, bounds)
         extras.update(build_time_s=time.perf_counter() - t0, rebuilt=rebuilt, model_binaries=milp.n_binaries,
                       rows=milp.n_rows, cols=milp.n_cols, warm_start=start is not None)
         return milp.solve(start)
+
+    def _compile(self, bounds: Bounds, x0: np.ndarray, goal: np.ndarray, structure):
+        common = dict(time_limit=self.time_limit, mip_gap=self.mip_gap, structure=structure)
+        if self.backend == "pyomo":
+            from controlkit._milp_pyomo import PyomoMILP
+
+            return PyomoMILP(self.problem, bounds, x0, goal, self.solver, **common)
+        from controlkit._milp_highs import HighsMILP
+
+        return HighsMILP(self.problem, bounds, x0, goal, threads=self.threads, **common)
 
 
 _TORCH_PLANNERS = ("CEMPlanner", "GradientPlanner", "MPPIPlanner", "RandomShootingPlanner")
