@@ -49,23 +49,6 @@ def _vec(value, n: int) -> np.ndarray:
     return np.asarray(value, dtype=np.float64).reshape(n)
 
 
-def _csc(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_row: int, n_col: int) -> sp.csc_matrix:
-    """A CSC matrix from triplets, duplicates summed; plain numpy, a fraction of scipy's COO conversion cost."""
-    order = np.lexsort((rows, cols))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    if rows.size:
-        new = np.empty(rows.size, dtype=bool)
-        new[0] = True
-        np.not_equal(rows[1:], rows[:-1], out=new[1:])
-        new[1:] |= cols[1:] != cols[:-1]
-        if not new.all():
-            start = np.flatnonzero(new)
-            rows, cols, vals = rows[start], cols[start], np.add.reduceat(vals, start)
-    indptr = np.zeros(n_col + 1, dtype=np.int32)
-    np.cumsum(np.bincount(cols, minlength=n_col), out=indptr[1:])
-    return sp.csc_matrix((vals, rows.astype(np.int32), indptr), shape=(n_row, n_col))
-
-
 class _Builder:
     """Collects columns and rows as numpy blocks; turns them into CSC arrays at the end."""
 
@@ -108,6 +91,9 @@ class _Builder:
         integ = np.repeat(np.array([p[3] for p in self.col_parts], dtype=np.int32),
                           [p[0].size for p in self.col_parts])
         r, c, v = (np.concatenate([e[i] for e in self.entries]) for i in range(3))
+        a = sp.csc_matrix((v, (r, c)), shape=(self.n_row, self.n_col))
+        a.sum_duplicates()
+        a.indptr, a.indices = a.indptr.astype(np.int32, copy=False), a.indices.astype(np.int32, copy=False)
         return {
             "col_lower": lower,
             "col_upper": upper,
@@ -115,7 +101,7 @@ class _Builder:
             "integrality": integ,
             "row_lower": np.concatenate([p[0] for p in self.row_parts]),
             "row_upper": np.concatenate([p[1] for p in self.row_parts]),
-            "a": _csc(r, c, v, self.n_row, self.n_col),
+            "a": a,
         }
 
 
