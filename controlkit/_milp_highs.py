@@ -299,6 +299,7 @@ class CompiledMILP:
 
     problem: MPCProblem
     layout: Layout
+    warm_start_capable: bool = True  # whether solve() passes a MIP start on to the solver
 
     def compatible(self, classes: list[list[np.ndarray]]) -> bool:
         """Whether new neuron classes fit this structure (an unstable slot accepts any class, others must match)."""

@@ -120,8 +120,10 @@ class PyomoMILP(CompiledMILP):
         cols = np.repeat(np.arange(n), np.diff(a.indptr))[csr_order]
         rl, ru = arrays["row_lower"], arrays["row_upper"]
         self._finite = (np.isfinite(rl), np.isfinite(ru))
-        m.rl = pyo.Param(range(a.shape[0]), mutable=True, initialize=dict(enumerate(np.where(self._finite[0], rl, 0.0).tolist())))
-        m.ru = pyo.Param(range(a.shape[0]), mutable=True, initialize=dict(enumerate(np.where(self._finite[1], ru, 0.0).tolist())))
+        # Row bounds are mutable Params (the goal and the big-M right-hand sides change); infinite ones stay absent.
+        m.rl, m.ru = (pyo.Param(range(a.shape[0]), mutable=True,
+                                initialize=dict(enumerate(np.where(fin, v, 0.0).tolist())))
+                      for fin, v in zip(self._finite, (rl, ru)))
 
         def row(_, i):
             s, e = starts[i], starts[i + 1]

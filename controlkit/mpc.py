@@ -156,7 +156,7 @@ class MIPMPC(RecedingHorizonPlanner):
             milp = self._milp = self._compile(bounds, x0, goal, structure)
         start = None if warm_start is None else milp.start_vector(x0, warm_start, goal, bounds)
         extras.update(build_time_s=time.perf_counter() - t0, rebuilt=rebuilt, model_binaries=milp.n_binaries,
-                      rows=milp.n_rows, cols=milp.n_cols, warm_start=start is not None)
+                      rows=milp.n_rows, cols=milp.n_cols, warm_start=start is not None and milp.warm_start_capable)
         return milp.solve(start)
 
     def _compile(self, bounds: Bounds, x0: np.ndarray, goal: np.ndarray, structure):
