@@ -97,7 +97,7 @@ def _run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
     from controlkit.sparsify import export_compact, export_gap, sparsify
 
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    stage = _StageClock(timings)
     if config.data.file is not None:
         data = load_dataset(config.data.file, field="data.file")
         data_path = str(Path(config.data.file).resolve())
@@ -108,19 +108,17 @@ def _run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
         save_dataset(data, ctx.path(DATA_FILE))
         data_path = DATA_FILE
     train, val = data.split(config.data.val_fraction, seed=ctx.seed)
-    timings["collect_s"] = time.perf_counter() - t0
+    stage.done("collect")
     ctx.log(f"data: {train.n_trajectories} train / {val.n_trajectories} val trajectories, "
             f"{data.n_transitions} transitions, nx={data.nx}, nu={data.nu}")
 
-    t0 = time.perf_counter()
     model, dense_fit = train_dense(train, val, config.model.hidden, config.train, seed=ctx.seed,
                                    residual=config.model.residual, progress=ctx.progress)
-    timings["dense_s"] = time.perf_counter() - t0
+    stage.done("dense")
     ctx.log(f"dense model {config.model.hidden}: {dense_fit.epochs} epochs, "
             f"{config.train.eval_steps}-step val MSE {dense_fit.best_val_error:.3g}")
 
-    t0 = time.perf_counter()
-    last = [t0]
+    last = [time.perf_counter()]
 
     def on_round(r) -> None:
         now = time.perf_counter()
@@ -131,9 +129,8 @@ def _run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
 
     result = sparsify(model, train, val, config.sparsify, config.train, seed=ctx.seed, on_round=on_round,
                       progress=ctx.progress)
-    timings["sparsify_s"] = time.perf_counter() - t0
+    stage.done("sparsify")
 
-    t0 = time.perf_counter()
     best, dense = result.best, result.dense
     model.load_state_dict(best.state)
     net = export_compact(model, best.modes, metadata={
@@ -145,7 +142,7 @@ def _run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
     net.save(ctx.path(MODEL_FILE))
     x_val, u_val, _ = val.transitions()
     export_diff = export_gap(model, best.modes, net, x_val, u_val)
-    timings["export_s"] = time.perf_counter() - t0
+    stage.done("export")
 
     reduction = dense.n_relu / max(best.n_relu, 1)
     ratio = best.val_rollout / dense.val_rollout
@@ -177,6 +174,22 @@ def _run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
     }
     ctx.savefig(plot_curve(summary), "accuracy_sparsity.png")
     return summary
+
+
+class _StageClock:
+    """Writes ``<stage>_s`` (wall) and ``<stage>_cpu_s`` (this process's CPU) for consecutive stages.
+
+    CPU seconds are what a stage would take on an idle core; wall seconds on a shared machine include waiting.
+    """
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def done(self, stage: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.timings[f"{stage}_s"], self.timings[f"{stage}_cpu_s"] = wall - self.wall, cpu - self.cpu
+        self.wall, self.cpu = wall, cpu
 
 
 def plot_curve(summary: dict[str, Any]):

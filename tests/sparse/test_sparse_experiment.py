@@ -47,6 +47,8 @@ def test_tiny_sparsify_run(tmp_path, capsys):
     net = CompactNetwork.load(run / summary["model_path"])
     assert net.n_relu == summary["relus_sparse"] and net.metadata["env"] == "Pendulum-v1"
     assert summary["export_max_abs_diff"] < 1e-5
+    stages = ("collect", "dense", "sparsify", "export")
+    assert {f"{s}_{kind}" for s in stages for kind in ("s", "cpu_s")} <= set(summary["timings"])
     assert (run / "accuracy_sparsity.png").read_bytes()[:4] == b"\x89PNG"
     assert "sparse model:" in capsys.readouterr().out
     # The run's own dataset can feed another run.
