@@ -49,6 +49,12 @@ class SparsifySettings(BaseModel):
     gate_lr: float = Field(0.05, gt=0, description="Adam learning rate of the gate logits.")
     init_logit: float = Field(2.0, ge=0, description="Logit of a neuron's current form when a round starts.")
     tolerance: float = Field(1.5, ge=1, description="Operating point: fewest ReLUs with val error <= tolerance x dense.")
+    final_finetune_epochs: NonNegativeInt = Field(
+        0, description="After the schedule, fine-tune ONE round this many more epochs (0: off): the one with the "
+        "fewest ReLUs that misses the tolerance but is within final_finetune_within x dense and has fewer ReLUs "
+        "than the current operating point. It replaces that round if it got better.")
+    final_finetune_within: float = Field(
+        3.0, ge=1, description="Error bound (x dense) for a round to get the final fine-tune.")
     min_neurons_per_layer: NonNegativeInt = Field(1, description="Never remove the last neurons of a layer.")
 
     @field_validator("schedule")
@@ -179,6 +185,7 @@ class RoundResult:
     epochs: int
     state: dict[str, Any] = dataclasses.field(repr=False)
     modes: list[np.ndarray] = dataclasses.field(repr=False)
+    final_finetune: bool = False
 
     def row(self) -> dict[str, Any]:
         """The round as a flat metrics row."""
@@ -239,7 +246,8 @@ def sparsify(
     on_round: Callable[[RoundResult], None] | None = None,
     progress: Callable | None = None,
 ) -> SparsifyResult:
-    """Run the schedule on a trained dense ``model`` (modified in place; it ends at the last round).
+    """Run the schedule on a trained dense ``model`` (modified in place; it ends at the last round, or at the
+    round that got the final fine-tune if ``settings.final_finetune_epochs`` is set).
 
     Args:
         model: Trained dense model.
@@ -248,7 +256,8 @@ def sparsify(
         settings: Schedule, relaxation, penalty.
         train_settings: Batch size, learning rate, rollout loss, patience, evaluation horizon.
         seed: Seeds the Gumbel noise and minibatch order.
-        on_round: Called with each :class:`RoundResult` as it completes (round 0 = dense).
+        on_round: Called with each :class:`RoundResult` as it completes (round 0 = dense), and once more for the
+            final fine-tune's result (``final_finetune`` True), kept in ``rounds`` only if it is better.
         progress: Optional iterator wrapper for the rounds.
 
     Raises:
@@ -277,7 +286,34 @@ def sparsify(
         rounds.append(_record(model, gates, val, steps, index, target, settings.search_epochs + tuned.epochs))
         if on_round:
             on_round(rounds[-1])
+    if settings.final_finetune_epochs:
+        _final_finetune(model, gates, rounds, train, val, settings, train_settings, seed + 2 * len(rounds), on_round)
     return SparsifyResult(rounds, select_operating_point(rounds, settings.tolerance), settings.tolerance)
+
+
+def _final_finetune(model: DynamicsModel, gates: NeuronGates, rounds: list[RoundResult], train: TransitionData,
+                    val: TransitionData, settings: SparsifySettings, train_settings: TrainSettings, seed: int,
+                    on_round: Callable[[RoundResult], None] | None) -> None:
+    # The rounds' fine-tunes are short to keep the curve cheap; the budget goes to the one round that could
+    # move the operating point to fewer ReLUs.
+    dense, selected = rounds[0].val_rollout, rounds[select_operating_point(rounds, settings.tolerance)]
+    candidates = [i for i, r in enumerate(rounds) if i > 0 and r.n_relu < selected.n_relu
+                  and settings.tolerance * dense < r.val_rollout <= settings.final_finetune_within * dense]
+    if not candidates:
+        return
+    i = min(candidates, key=lambda j: rounds[j].n_relu)
+    model.load_state_dict(rounds[i].state)
+    for mode, saved in zip(gates.modes, rounds[i].modes):
+        mode.copy_(torch.as_tensor(saved))
+    tuned = fit(model, train, val, train_settings, seed=seed, gates=gates, epochs=settings.final_finetune_epochs,
+                lr=settings.weight_lr)
+    again = _record(model, gates, val, train_settings.eval_steps, rounds[i].round, rounds[i].target,
+                    rounds[i].epochs + tuned.epochs)
+    again.final_finetune = True
+    if on_round:
+        on_round(again)
+    if again.val_rollout < rounds[i].val_rollout:
+        rounds[i] = again
 
 
 def export_compact(model: DynamicsModel, modes: Sequence[np.ndarray | torch.Tensor],

@@ -164,7 +164,7 @@ def _run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
         "selected_round": best.round,
         "dense_epochs": dense_fit.epochs,
         "curve": [{"n_relu": r.n_relu, "n_identity": r.n_identity, "val_error": r.val_rollout,
-                   "val_one_step": r.val_one_step} for r in result.rounds],
+                   "val_one_step": r.val_one_step, "final_finetune": r.final_finetune} for r in result.rounds],
         "export_max_abs_diff": export_diff,
         "model_path": MODEL_FILE,
         "dataset_path": data_path,
