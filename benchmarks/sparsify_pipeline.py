@@ -42,6 +42,8 @@ def main() -> None:
                    help="capacity probe: train the 32-ReLU shapes of CAPACITY_NETS with fixed forms on N fresh "
                         "trajectories (0: skip)")
     p.add_argument("--capacity-epochs", type=int, default=40)
+    p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "sparsify_pipeline.json"),
+                   help="where to write the results")
     args = p.parse_args()
 
     results = []
@@ -100,7 +102,7 @@ def main() -> None:
         for c in capacity:
             print(f"{c['relus']:>6} ReLUs {c['val_error']:10.3g}  {c['val_error'] / results[0]['val_error_dense']:6.1f}"
                   f" x dense  ({c['name']})")
-    out = atomic_write_json(ROOT / "benchmarks" / "results" / "sparsify_pipeline.json", {
+    out = atomic_write_json(args.json, {
         "config": str(Path(args.config).relative_to(ROOT)) if Path(args.config).is_relative_to(ROOT) else args.config,
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
