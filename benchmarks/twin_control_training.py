@@ -103,7 +103,11 @@ def main() -> None:
     args = p.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    rows = [measure(name, t, args.set, args.evaluate, cache) for name in args.twins for t in args.threads]
+    rows = []
+    for name in args.twins:
+        for threads in args.threads:
+            rows.append(measure(name, threads, args.set, args.evaluate, cache))
+            print(rows[-1], flush=True)  # a long run shows each twin as it finishes
     report("twin_control_training", rows, {"limit_s": LIMIT_S, "overrides": args.set,
                                            "command": " ".join(["benchmarks/twin_control_training.py", *sys.argv[1:]])})
 
