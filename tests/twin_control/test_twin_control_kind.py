@@ -31,7 +31,9 @@ def test_twin_control_kind_runs_from_config(tmp_path):
     assert s["methods"]["neural"]["abm_steps"] == 8 * (40 + 30)
     assert set(s["surrogates"]) == {"discrete", "ode"} and len(s["surrogates"]["ode"]["val_nrmse"]) == 3
     assert "neural_over_constant" in s["targets"] and "neural" in s["timings"]["methods"]
-    for name in ("trajectories.png", "costs.png", "surrogate_fit.png", "controller.json", "metrics.csv"):
+    split = s["timings"]["neural"]
+    assert split["surrogate"] == "discrete" and split["fit_s"] > 0 and split["controller_s"] > 0
+    for name in ("trajectories.png", "costs.png", "surrogate_fit.png", "controller.json", "metrics.csv", "data.npz"):
         assert (result.run_dir / name).is_file()
     # the saved controller deploys from a file instead of being trained
     again = validate_config({**config.model_dump(), "controller_file": str(result.run_dir / "controller.json"),
