@@ -10,8 +10,11 @@ on the same data with the same ReLU count (``--baselines``, hidden sizes per net
 settings but ``--baseline-epochs`` epochs. The table puts its 10-step validation error beside the sparse round
 with that many ReLUs.
 
-    .venv/bin/python benchmarks/sparsify_pipeline.py                       # threads 1, baselines 32,32 and 16,16
-    .venv/bin/python benchmarks/sparsify_pipeline.py --threads 1 2 --baselines
+``--capacity N`` adds a probe: 32-ReLU layouts with fixed forms trained from scratch on N fresh trajectories.
+
+    .venv/bin/python benchmarks/sparsify_pipeline.py --baselines 16,16 8,8,8,8   # the committed JSON
+    .venv/bin/python benchmarks/sparsify_pipeline.py --baselines --json /tmp/t.json   # timing only
+    .venv/bin/python benchmarks/sparsify_pipeline.py --threads 1 2 --baselines --capacity 1200
 """
 
 from __future__ import annotations
