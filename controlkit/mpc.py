@@ -42,6 +42,9 @@ class MIPMPC(RecedingHorizonPlanner):
             ``x0``, tightest; ``k`` = the last ``k`` steps from their state box: LP size independent of the
             horizon, so the tightening cost grows linearly instead of quadratically in ``H``).
         threads: Solver threads.
+        polish_lps: Before branch and bound, improve the MIP start by a descent over activation regions (one LP
+            per region, at most this many; HiGHS backend; 0 = off). Local: it only gives the solver a better start.
+        polish_time: Seconds the descent may take per plan (``None`` = no budget).
         **kwargs: ``terminal_weight``, ``state_constraints``, ``keep_out``, ``goal``, ``safe_action``,
             ``max_fallback``, ``state_fn``, ``warm_start``, ``nx``, ``nu`` (see the base class).
 
@@ -73,6 +76,8 @@ class MIPMPC(RecedingHorizonPlanner):
         bound_method: str = "symbolic",
         tighten_time: float | None = None,
         tighten_window: int | None = None,
+        polish_lps: int = 0,
+        polish_time: float | None = None,
         **kwargs: Any,
     ) -> None:
         if backend not in BACKENDS:
@@ -89,6 +94,12 @@ class MIPMPC(RecedingHorizonPlanner):
             raise ControlkitError(f"tighten_time: must be > 0 seconds or None, got {tighten_time!r}.")
         if tighten_window is not None and (int(tighten_window) != tighten_window or tighten_window < 1):
             raise ControlkitError(f"tighten_window: must be an integer >= 1 or None, got {tighten_window!r}.")
+        if int(polish_lps) != polish_lps or polish_lps < 0:
+            raise ControlkitError(f"polish_lps: must be an integer >= 0, got {polish_lps!r}.")
+        if polish_lps and backend != "highs":
+            raise ControlkitError("polish_lps: the region descent needs backend='highs'.")
+        if polish_time is not None and not polish_time > 0:
+            raise ControlkitError(f"polish_time: must be > 0 seconds or None, got {polish_time!r}.")
         super().__init__(model, horizon, u_low, u_high, x_low, x_high, residual, state_weights, control_weight,
                          **kwargs)
         self.backend, self.time_limit, self.mip_gap = backend, time_limit, float(mip_gap)
@@ -98,6 +109,7 @@ class MIPMPC(RecedingHorizonPlanner):
             from controlkit._milp_pyomo import check_solver
 
             check_solver(solver)
+        self.polish_lps, self.polish_time = int(polish_lps), polish_time
         self._milp = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -154,9 +166,14 @@ class MIPMPC(RecedingHorizonPlanner):
             # Widen the old structure where stability changed, so later steps can update this one in place.
             structure = None if milp is None else milp.merged_structure(classes)
             milp = self._milp = self._compile(bounds, x0, goal, structure)
-        start = None if warm_start is None else milp.start_vector(x0, warm_start, goal, bounds)
         extras.update(build_time_s=time.perf_counter() - t0, rebuilt=rebuilt, model_binaries=milp.n_binaries,
-                      rows=milp.n_rows, cols=milp.n_cols, warm_start=start is not None and milp.warm_start_capable)
+                      rows=milp.n_rows, cols=milp.n_cols)
+        if warm_start is not None and self.polish_lps:
+            t1 = time.perf_counter()
+            warm_start, obj, n_lp = milp.polish(x0, warm_start, goal, bounds, self.polish_lps, self.polish_time)
+            extras.update(polish_lps=n_lp, polish_objective=obj, polish_time_s=time.perf_counter() - t1)
+        start = None if warm_start is None else milp.start_vector(x0, warm_start, goal, bounds)
+        extras["warm_start"] = start is not None and milp.warm_start_capable
         return milp.solve(start)
 
     def _compile(self, bounds: Bounds, x0: np.ndarray, goal: np.ndarray, structure):

@@ -240,6 +240,9 @@ def test_act_without_goal_and_with_nan_obs_falls_back(small_net):
         ({"horizon": 0}, "horizon"),
         ({"state_weights": [1.0, -1.0, 1.0]}, "state_weights"),
         ({"time_limit": -1.0}, "time_limit"),
+        ({"polish_lps": -1}, "polish_lps"),
+        ({"polish_lps": 5, "backend": "pyomo"}, "polish_lps"),
+        ({"polish_time": 0.0}, "polish_time"),
         ({"keep_out": [KeepOut((0, 1), (0.0, 0.0), (1.0, 1.0))]}, "keep_out"),
     ],
 )
@@ -311,3 +314,21 @@ def test_planner_pickles_and_plans_after_unpickling(small_net):
     mpc.act(np.ones(3) * 0.1)
     clone = pickle.loads(pickle.dumps(mpc))
     assert clone.plan(np.zeros(3), np.ones(3)).objective == pytest.approx(mpc.plan(np.zeros(3), np.ones(3)).objective)
+
+
+def test_region_descent_improves_the_start_and_leaves_the_model_intact(make_net):
+    net = make_net([8], nx=4, nu=2, seed=7, scale=1.0)
+    x0, goal, H = np.zeros(4), np.full(4, 0.8), 4
+    zeros = np.zeros((H, 2))
+    plain = MIPMPC(net, H, -np.ones(2), np.ones(2))
+    polished = MIPMPC(net, H, -np.ones(2), np.ones(2), polish_lps=50, time_limit=0.001)
+    p = polished.plan(x0, goal, warm_start=zeros)
+    start_cost = polished.problem.cost(net.rollout(x0, zeros), zeros, polished.problem.check_goal(goal))
+    assert p.extras["polish_lps"] >= 2  # left the start's region at least once
+    assert p.extras["polish_objective"] < start_cost - 1e-6
+    assert p.objective <= p.extras["polish_objective"] + 1e-6  # the MILP starts from the polished plan
+    np.testing.assert_allclose(p.states, net.rollout(x0, p.actions), atol=1e-6)  # a real plan of the network
+    # After the descent the model is the full MILP again: without a time limit it proves the same optimum.
+    polished._milp.set_time_limit(None)
+    again = polished._milp.solve()
+    assert again.objective == pytest.approx(plain.plan(x0, goal).objective, rel=2e-4, abs=1e-6)
