@@ -41,6 +41,7 @@ COST = CostConfig(horizon=10, position_weight=1.0, orientation_weight=0.0, pushe
 PLANNERS = {
     "mip_mpc_0.08s": PlannerSpec(type="mip_mpc", time_limit=0.08, mip_gap=1e-3),
     "mip_mpc_0.3s": PlannerSpec(type="mip_mpc", time_limit=0.3, mip_gap=1e-3),
+    "mip_mpc_polish": PlannerSpec(type="mip_mpc", time_limit=0.02, mip_gap=1e-3, polish_lps=100),
     "mppi": PlannerSpec(type="mppi", n_samples=500, iterations=5, temperature=0.003, noise_std=0.3),
 }
 
