@@ -190,3 +190,22 @@ def test_sim_mppi_is_refused_on_sort():
                planners={"oracle": {"type": "sim_mppi", "n_samples": 4, "iterations": 1}})
     with pytest.raises(ControlkitError, match="planners.oracle: sim_mppi"):
         validate_config(cfg)
+
+
+def test_mip_start_stays_feasible_when_the_model_drifts_cos_past_one():
+    """A learned model predicts cos θ slightly beyond ±1; the pipeline's state box must still admit its rollouts,
+    or every MIP start is infeasible and MIP-MPC falls back to the safe action for the whole episode."""
+    from controlkit.model_based_control import PlannerSpec, make_planner
+
+    env = PushEnv(goal_in_obs=False)
+    env.reset(options={"object": [0.0, 0.0, 0.0], "goal": [0.08, 0.0, 0.0], "pusher": [-0.07, 0.0]})
+    task = Task(env, CostConfig(horizon=3))
+    drift = np.zeros(6)
+    drift[2] = 1e-3  # cos θ grows by 1e-3 per step, whatever the input
+    net = CompactNetwork([np.zeros((4, 8)), np.zeros((6, 4))], [np.zeros(4), drift], [np.ones(4, bool)], 6, 2,
+                         residual=True)
+    mip = make_planner("m", PlannerSpec(type="mip_mpc", time_limit=2.0), net, task, seed=0)
+    x, goal = task.state_goal()
+    assert x[2] == pytest.approx(1.0)
+    plan = mip.plan(x, goal, warm_start=np.zeros((3, 2)))
+    assert plan.status.value in ("ok", "suboptimal") and plan.states[-1, 2] > 1.0
