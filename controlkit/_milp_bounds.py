@@ -80,6 +80,27 @@ def _affine_box(w: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) ->
     return c - r, c + r
 
 
+def _meet_prior(lo: np.ndarray, hi: np.ndarray, prior: Bounds | None, t: int, k: int):
+    """Pre-activation bounds of layer ``k`` at step ``t`` intersected with ``prior``'s."""
+    if prior is None:
+        return lo, hi
+    return np.maximum(lo, prior.pre_lo[t][k]), np.minimum(hi, prior.pre_hi[t][k])
+
+
+def _relu_box(mask: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """Post-activation box: ReLU neurons (``mask``) clipped at 0, identity neurons unchanged."""
+    return np.where(mask, np.maximum(lo, 0), lo), np.where(mask, np.maximum(hi, 0), hi)
+
+
+def _state_box(problem: MPCProblem, prior: Bounds | None, t: int, lo: np.ndarray, hi: np.ndarray):
+    """The box of ``x_t`` intersected with the user's state bounds and ``prior``'s box (sound: the MILP enforces
+    them on every feasible point)."""
+    lo, hi = np.maximum(lo, problem.x_low), np.minimum(hi, problem.x_high)
+    if prior is None:
+        return lo, hi
+    return np.maximum(lo, prior.x_lo[t]), np.minimum(hi, prior.x_hi[t])
+
+
 def ibp(problem: MPCProblem, x0: np.ndarray, prior: Bounds | None = None) -> Bounds:
     """Interval bounds from ``x0`` and the action box, intersected with ``prior`` (e.g. LP-tightened) bounds."""
     net, H = problem.net, problem.horizon
@@ -97,19 +118,13 @@ def ibp(problem: MPCProblem, x0: np.ndarray, prior: Bounds | None = None) -> Bou
             lo, hi = _affine_box(w, b, lo, hi)
             if k == n_hidden:
                 break
-            if prior is not None:
-                lo, hi = np.maximum(lo, prior.pre_lo[t][k]), np.minimum(hi, prior.pre_hi[t][k])
+            lo, hi = _meet_prior(lo, hi, prior, t, k)
             pre_lo[t].append(lo)
             pre_hi[t].append(hi)
-            mask = net.relu_masks[k]
-            lo, hi = np.where(mask, np.maximum(lo, 0), lo), np.where(mask, np.maximum(hi, 0), hi)
+            lo, hi = _relu_box(net.relu_masks[k], lo, hi)
         if net.residual:
             lo, hi = lo + x_lo[t], hi + x_hi[t]
-        x_lo[t + 1] = np.maximum(lo, problem.x_low)
-        x_hi[t + 1] = np.minimum(hi, problem.x_high)
-        if prior is not None:
-            x_lo[t + 1] = np.maximum(x_lo[t + 1], prior.x_lo[t + 1])
-            x_hi[t + 1] = np.minimum(x_hi[t + 1], prior.x_hi[t + 1])
+        x_lo[t + 1], x_hi[t + 1] = _state_box(problem, prior, t + 1, lo, hi)
     empty = bool((x_lo > x_hi).any())
     return Bounds(pre_lo, pre_hi, x_lo, x_hi, empty=empty)
 
@@ -176,8 +191,7 @@ def symbolic(problem: MPCProblem, x0: np.ndarray, prior: Bounds | None = None, m
             lo, hi = np.maximum(mid - rad, c - r), np.minimum(mid + rad, c + r)
             if k == n_hidden:
                 break
-            if prior is not None:
-                lo, hi = np.maximum(lo, prior.pre_lo[t][k]), np.minimum(hi, prior.pre_hi[t][k])
+            lo, hi = _meet_prior(lo, hi, prior, t, k)
             pre_lo[t].append(lo)
             pre_hi[t].append(hi)
             mask = net.relu_masks[k]
@@ -190,18 +204,14 @@ def symbolic(problem: MPCProblem, x0: np.ndarray, prior: Bounds | None = None, m
             fresh = np.zeros((len(c), uns.size))
             fresh[uns, np.arange(uns.size)] = mu
             g = np.concatenate([g, fresh], axis=1)
-            lo, hi = np.where(mask, np.maximum(lo, 0), lo), np.where(mask, np.maximum(hi, 0), hi)
+            lo, hi = _relu_box(mask, lo, hi)
             mid, rad = (lo + hi) / 2, (hi - lo) / 2
         if net.residual:
             c, g = c + cx, g.copy()
             g[:, : gx.shape[1]] += gx
             r = np.abs(g).sum(axis=1)
             lo, hi = np.maximum(lo + x_lo[t], c - r), np.minimum(hi + x_hi[t], c + r)
-        x_lo[t + 1] = np.maximum(lo, problem.x_low)
-        x_hi[t + 1] = np.minimum(hi, problem.x_high)
-        if prior is not None:
-            x_lo[t + 1] = np.maximum(x_lo[t + 1], prior.x_lo[t + 1])
-            x_hi[t + 1] = np.minimum(x_hi[t + 1], prior.x_hi[t + 1])
+        x_lo[t + 1], x_hi[t + 1] = _state_box(problem, prior, t + 1, lo, hi)
         cx, gx = c, _reduce(n_u, g, max_noise)
     return Bounds(pre_lo, pre_hi, x_lo, x_hi, empty=bool((x_lo > x_hi).any()))
 

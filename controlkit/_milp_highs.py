@@ -497,9 +497,7 @@ class HighsMILP(CompiledMILP):
         """
         h, lay, prob = self.h, self.layout, self.problem
         ints = self._int_cols
-        lp = h.getLp()
-        saved_lo = np.asarray(lp.col_lower_)[ints]
-        saved_hi = np.asarray(lp.col_upper_)[ints]
+        _, _, _, saved_lo, saved_hi, _ = h.getCols(ints.size, ints)  # only the binaries, not a copy of the LP
         cont = np.full(ints.size, highspy.HighsVarType.kContinuous)
         h.changeColsIntegrality(ints.size, ints, cont)
         best_obj, best, n_lp, t0 = np.inf, np.asarray(actions, dtype=np.float64), 0, time.perf_counter()
