@@ -104,10 +104,12 @@ class RecedingHorizonPlanner(Planner):
         self._fallbacks = 0
 
     def _warm_actions(self) -> np.ndarray | None:
-        """The last good plan shifted to start at the current step, its last action repeated.
+        """The last good plan shifted to start at the current step, the new tail steps padded with the safe action.
 
         Before the first good plan it is the safe action held over the horizon: a complete MIP start that gives a
-        time-limited first solve an incumbent (when that sequence satisfies the state constraints).
+        time-limited first solve an incumbent (when that sequence satisfies the state constraints). The tail gets
+        the safe action rather than a repeat of the plan's last action: a repeated push can carry the predicted
+        state out of the state box, which makes the whole MIP start infeasible (no incumbent at the time limit).
         """
         if not self.warm_start:
             return None
@@ -115,7 +117,7 @@ class RecedingHorizonPlanner(Planner):
             return np.tile(self.safe_action, (self.horizon, 1))
         a = self.last_plan.actions
         shift = min(self._fallbacks + 1, len(a))
-        return np.concatenate([a[shift:], np.repeat(a[-1:], shift, axis=0)])
+        return np.concatenate([a[shift:], np.tile(self.safe_action, (shift, 1))])
 
     @abc.abstractmethod
     def plan(self, x0: Any, goal: Any, warm_start: np.ndarray | None = None) -> Plan:

@@ -32,13 +32,14 @@ import gymnasium as gym
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
+from controlkit._push_mip import PipelineMIP
 from controlkit._push_oracle import GreedyPusher, PushThroughExplorer, pre_push_point
 from controlkit.config import EnvId, ExperimentConfig, check_env_kwargs
 from controlkit.controller import Controller, StepInfo
 from controlkit.envs._tabletop import TABLE_HALF
 from controlkit.errors import ControlkitError
 from controlkit.kinds import ExperimentKind
-from controlkit.mpc import MIPMPC, CEMPlanner, GradientPlanner, KeepOut, MPPIPlanner, RandomShootingPlanner
+from controlkit.mpc import CEMPlanner, GradientPlanner, KeepOut, MPPIPlanner, RandomShootingPlanner
 from controlkit.network import CompactNetwork
 from controlkit.run import RunContext
 from controlkit.stats import mean_ci95
@@ -349,6 +350,8 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     if spec.type == "greedy":
         return GreedyPusher(task.env.shape, step, **kwargs)
     kwargs.setdefault("seed", seed)
+    if spec.type == "mip_mpc":
+        kwargs["shape"] = task.env.shape  # for the greedy candidate start
     if spec.type == "sim_mppi":
         from controlkit._push_oracle import SimDynamics
 
@@ -373,47 +376,13 @@ def _planner_params(cls: type) -> set[str]:
     return names - _PIPELINE_SET
 
 
-class _PipelineMIP(MIPMPC):
-    """MIP-MPC as the pipeline runs it: every solve gets a complete MIP start, so a time-limited solve always
-    returns an incumbent. The start is the shifted last plan (all zeros at an episode's first step); with
-    ``warm_samples > 0`` an MPPI pass of that many samples per iteration first improves it, and the MILP then
-    searches for better plans and a certified gap from there. The step time includes that pass.
-    """
-
-    def __init__(self, *args: Any, warm_samples: int = 0, seed: int = 0, **kwargs: Any) -> None:
-        if int(warm_samples) != warm_samples or warm_samples < 0:
-            raise ControlkitError(f"warm_samples: must be an integer >= 0, got {warm_samples!r}.")
-        self._helper = None
-        super().__init__(*args, **kwargs)
-        if warm_samples:
-            p = self.problem
-            self._helper = MPPIPlanner(p.net, p.horizon, p.u_low, p.u_high, p.x_low, p.x_high,
-                                       state_weights=p.state_weights, terminal_weight=p.terminal_weight,
-                                       keep_out=p.keep_out, n_samples=int(warm_samples), iterations=5,
-                                       temperature=0.003, seed=seed)
-
-    def reset(self, seed: int | None = None) -> None:
-        super().reset(seed)
-        if getattr(self, "_helper", None) is not None:
-            self._helper.reset(seed)
-
-    def _warm_actions(self):
-        warm = super()._warm_actions()
-        return np.zeros((self.horizon, self.problem.nu)) if warm is None else warm
-
-    def plan(self, x0: Any, goal: Any, warm_start: np.ndarray | None = None):
-        if self._helper is not None:
-            warm_start = self._helper.plan(x0, goal, warm_start=warm_start).actions
-        return super().plan(x0, goal, warm_start=warm_start)
-
-
 def _sim_mppi(*args: Any, **kwargs: Any) -> Controller:
     from controlkit._push_sim import SimMPPIPlanner  # torch: loaded only when this planner is asked for
 
     return SimMPPIPlanner(*args, **kwargs)
 
 
-_PLANNER_CLASSES = {"mip_mpc": _PipelineMIP, "mppi": MPPIPlanner, "cem": CEMPlanner, "gradient": GradientPlanner,
+_PLANNER_CLASSES = {"mip_mpc": PipelineMIP, "mppi": MPPIPlanner, "cem": CEMPlanner, "gradient": GradientPlanner,
                     "random": RandomShootingPlanner, "greedy": GreedyPusher, "sim_mppi": _sim_mppi}
 # Set by the pipeline from the env and the cost block, identical for every planner.
 _PIPELINE_SET = {"self", "model", "horizon", "u_low", "u_high", "x_low", "x_high", "residual", "state_weights",

@@ -1,0 +1,100 @@
+"""The pipeline's MIP-MPC: the shifted warm start, the candidate starts and the guarantee on the returned plan."""
+
+import numpy as np
+import pytest
+from controlkit.envs.push import PushEnv
+
+import controlkit  # noqa: F401
+from controlkit.controller import Plan, Status
+from controlkit.errors import ControlkitError
+from controlkit.model_based_control import CostConfig, PlannerSpec, Task, load_network, make_planner
+from controlkit.network import CompactNetwork
+
+MODEL = "benchmarks/results/push_mip_step_model.npz"  # the 16-ReLU push model the pipeline learns (seed 0)
+
+
+def _task(horizon=3, pusher=(-0.07, 0.0)):
+    env = PushEnv(goal_in_obs=False)
+    env.reset(options={"object": [0.0, 0.0, 0.0], "goal": [0.08, 0.02, 0.0], "pusher": list(pusher)})
+    return Task(env, CostConfig(horizon=horizon, terminal_weight=5.0))
+
+
+def _pusher_only_net():
+    """The pusher moves by the action, the object stays: a linear network (two identity neurons)."""
+    return CompactNetwork([np.hstack([np.zeros((2, 6)), np.eye(2)]), np.vstack([np.zeros((4, 2)), np.eye(2)])],
+                          [np.zeros(2), np.zeros(6)], [np.zeros(2, bool)], 6, 2, residual=True)
+
+
+def test_shifted_start_pads_the_new_tail_step_with_the_safe_action():
+    """Repeating the last planned push for the new tail step can drive the predicted pusher off the state box
+    (an infeasible MIP start, no incumbent); the tail must be the safe action."""
+    task = _task()
+    mip = make_planner("m", PlannerSpec(type="mip_mpc", time_limit=1.0), _pusher_only_net(), task, seed=0)
+    last = np.array([[0.01, 0.0], [0.02, 0.0], [0.03, 0.03]])
+    mip.last_plan = Plan(last, np.zeros((4, 6)), 0.0, Status.OK, 0.0)
+    np.testing.assert_array_equal(mip._warm_actions(), [[0.02, 0.0], [0.03, 0.03], [0.0, 0.0]])
+    mip._fallbacks = 1  # one step was applied from the old plan's second action already
+    np.testing.assert_array_equal(mip._warm_actions(), [[0.03, 0.03], [0.0, 0.0], [0.0, 0.0]])
+
+
+def test_shifted_start_stays_feasible_at_the_edge_of_the_state_box():
+    # The pusher sits 1.5 cm inside the table's state box and the last plan pushed outwards: holding that push for
+    # the tail would leave the box; the safe tail keeps the start feasible, so the solve has an incumbent.
+    task = _task(pusher=(-0.07, 0.0))
+    mip = make_planner("m", PlannerSpec(type="mip_mpc", time_limit=1.0), _pusher_only_net(), task, seed=0)
+    x, goal = task.state_goal()
+    x[4] = -mip.problem.x_high[4] + 0.015
+    mip.set_goal(goal)
+    mip.last_plan = Plan(np.array([[0.0, 0.0], [0.0, 0.0], [-0.01, 0.0]]), np.zeros((4, 6)), 0.0, Status.OK, 0.0)
+    start = mip._warm_actions()
+    assert mip.problem.violation(mip.problem.net.rollout(x, start)) == 0
+    mip.act(x)
+    assert mip.last_step.fallback is None and mip.last_step.status in (Status.OK, Status.SUBOPTIMAL)
+
+
+@pytest.fixture(scope="module")
+def push_net():
+    return load_network(MODEL)
+
+
+def test_best_candidate_start_wins_and_the_plan_is_never_worse(push_net):
+    task = _task(horizon=5)
+    spec = PlannerSpec(type="mip_mpc", time_limit=0.05, mip_gap=1e-3, polish_lps=20, starts=["safe", "greedy"],
+                       warm_samples=32, warm_iterations=2)
+    mip = make_planner("m", spec, push_net, task, seed=0)
+    mip.reset(seed=0)
+    x, goal = task.state_goal()
+    plan = mip.plan(x, goal)
+    scores = plan.extras["start_scores"]
+    assert set(scores) == {"shifted", "safe", "greedy", "mppi"}
+    assert plan.extras["start"] == min(scores, key=scores.get)
+    assert plan.status in (Status.OK, Status.SUBOPTIMAL) and plan.gap is not None
+    # The returned plan is a MILP solution: its objective is the model cost of its own rollout ...
+    p = mip.problem
+    g = p.check_goal(goal)
+    rolled = p.net.rollout(x, plan.actions)
+    assert float(p.cost(rolled, plan.actions, g)) == pytest.approx(plan.objective, abs=1e-5)
+    # ... and never above any candidate's.
+    assert plan.objective <= min(scores.values()) + 1e-6
+    # Pushing the box towards a goal 8 cm away: the greedy start beats standing still.
+    assert scores["greedy"] < scores["safe"]
+
+
+def test_greedy_candidate_runs_the_greedy_pusher_on_the_model(push_net):
+    task = _task(horizon=4)
+    mip = make_planner("m", PlannerSpec(type="mip_mpc", starts=["greedy"]), push_net, task, seed=0)
+    x, goal = task.state_goal()
+    actions = mip.greedy_actions(x, mip.problem.check_goal(goal))
+    assert actions.shape == (4, 2) and np.abs(actions).max() <= task.env.step_size + 1e-12
+    # The first action is the greedy pusher's action from the real state.
+    np.testing.assert_allclose(actions[0], mip._greedy.action(x, goal[:2]))
+
+
+@pytest.mark.parametrize("kw, field", [
+    ({"starts": ["zeros"]}, "starts"),
+    ({"warm_samples": 1.5}, "warm_samples"),
+    ({"warm_iterations": 0}, "warm_iterations"),
+])
+def test_bad_start_options_name_the_field(kw, field, push_net):
+    with pytest.raises(ControlkitError, match=field):
+        make_planner("m", PlannerSpec(type="mip_mpc", **kw), push_net, _task(), seed=0)
