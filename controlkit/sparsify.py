@@ -21,8 +21,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
 from torch import nn
 
+from controlkit._sparse_compact import narrow_copy, write_back
 from controlkit.data import TransitionData
-from controlkit.dynamics import DynamicsModel, Gates, TrainSettings, fit, rollout_mse
+from controlkit.dynamics import DynamicsModel, FitResult, Gates, TrainSettings, fit, polish, rollout_mse
 from controlkit.errors import ControlkitError
 from controlkit.network import CompactNetwork
 
@@ -55,6 +56,11 @@ class SparsifySettings(BaseModel):
         "than the current operating point. It replaces that round if it got better.")
     final_finetune_within: float = Field(
         3.0, ge=1, description="Error bound (x dense) for a round to get the final fine-tune.")
+    polish_iterations: NonNegativeInt = Field(
+        0, description="Full-batch L-BFGS iterations after each round's fine-tune (0: none); see "
+        "controlkit.dynamics.polish.")
+    final_polish_iterations: NonNegativeInt = Field(
+        0, description="Full-batch L-BFGS iterations after the final fine-tune's Adam epochs (0: none).")
     min_neurons_per_layer: NonNegativeInt = Field(1, description="Never remove the last neurons of a layer.")
 
     @field_validator("schedule")
@@ -185,6 +191,7 @@ class RoundResult:
     epochs: int
     state: dict[str, Any] = dataclasses.field(repr=False)
     modes: list[np.ndarray] = dataclasses.field(repr=False)
+    polish_iterations: int = 0
     final_finetune: bool = False
 
     def row(self) -> dict[str, Any]:
@@ -214,14 +221,37 @@ class SparsifyResult:
         return self.selected > 0
 
 
+class _FixedForms:
+    """A :class:`~controlkit.dynamics.GateSource` with fixed forms only (nothing to learn)."""
+
+    def __init__(self, modes: Sequence[np.ndarray | torch.Tensor]) -> None:
+        self._gates = fixed_gates(modes)
+
+    def fixed(self) -> Gates:
+        return self._gates
+
+
+def _finetune(model: DynamicsModel, modes: Sequence[torch.Tensor], train: TransitionData, val: TransitionData,
+              settings: TrainSettings, seed: int, epochs: int, lr: float, polish_iterations: int) -> FitResult:
+    # Fixed forms: train only the kept neurons (a narrow copy, same gradients), then the optional L-BFGS polish.
+    keep = [m != REMOVED for m in modes]
+    small = narrow_copy(model, keep)
+    forms = _FixedForms([m[k] for m, k in zip(modes, keep)])
+    result = fit(small, train, val, settings, seed=seed, gates=forms, epochs=epochs, lr=lr)
+    if polish_iterations:
+        result = polish(small, train, val, settings, gates=forms, iterations=polish_iterations, previous=result)
+    write_back(model, small, keep)
+    return result
+
+
 def _record(model: DynamicsModel, gates: NeuronGates, val: TransitionData, steps: int, index: int, target: int,
-            epochs: int) -> RoundResult:
+            epochs: int, polish_iterations: int = 0) -> RoundResult:
     fixed = gates.fixed()
     counts = gates.counts()
     return RoundResult(
         round=index, target=target, n_relu=counts["relu"], n_identity=counts["identity"],
         n_removed=counts["removed"], val_one_step=rollout_mse(model, val, 1, fixed),
-        val_rollout=rollout_mse(model, val, steps, fixed), epochs=epochs,
+        val_rollout=rollout_mse(model, val, steps, fixed), epochs=epochs, polish_iterations=polish_iterations,
         state=copy.deepcopy(model.state_dict()), modes=[m.numpy().copy() for m in gates.modes],
     )
 
@@ -281,9 +311,10 @@ def sparsify(
         fit(model, train, val, train_settings, seed=seed + 2 * index, gates=gates, learn_gates=True,
             epochs=settings.search_epochs, lr=settings.weight_lr, gate_lr=settings.gate_lr, on_epoch=anneal)
         gates.commit(target)
-        tuned = fit(model, train, val, train_settings, seed=seed + 2 * index + 1, gates=gates,
-                    epochs=settings.finetune_epochs, lr=settings.weight_lr)
-        rounds.append(_record(model, gates, val, steps, index, target, settings.search_epochs + tuned.epochs))
+        tuned = _finetune(model, gates.modes, train, val, train_settings, seed=seed + 2 * index + 1, epochs=settings.finetune_epochs, lr=settings.weight_lr,
+                                polish_iterations=settings.polish_iterations)
+        rounds.append(_record(model, gates, val, steps, index, target, settings.search_epochs + tuned.epochs,
+                              tuned.polish_iterations))
         if on_round:
             on_round(rounds[-1])
     if settings.final_finetune_epochs:
@@ -305,10 +336,11 @@ def _final_finetune(model: DynamicsModel, gates: NeuronGates, rounds: list[Round
     model.load_state_dict(rounds[i].state)
     for mode, saved in zip(gates.modes, rounds[i].modes):
         mode.copy_(torch.as_tensor(saved))
-    tuned = fit(model, train, val, train_settings, seed=seed, gates=gates, epochs=settings.final_finetune_epochs,
-                lr=settings.weight_lr)
+    tuned = _finetune(model, gates.modes, train, val, train_settings, seed=seed,
+                            epochs=settings.final_finetune_epochs, lr=settings.weight_lr,
+                            polish_iterations=settings.final_polish_iterations)
     again = _record(model, gates, val, train_settings.eval_steps, rounds[i].round, rounds[i].target,
-                    rounds[i].epochs + tuned.epochs)
+                    rounds[i].epochs + tuned.epochs, rounds[i].polish_iterations + tuned.polish_iterations)
     again.final_finetune = True
     if on_round:
         on_round(again)
