@@ -22,6 +22,14 @@ from controlkit._mpc_problem import MPCProblem
 INACTIVE, LINEAR, UNSTABLE = 0, 1, 2
 
 
+def classify(mask: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Neuron classes from pre-activation bounds (any leading shape, neurons last; ``mask`` True = ReLU)."""
+    cls = np.full(lo.shape, LINEAR, dtype=np.int8)
+    cls[mask & (hi <= 0)] = INACTIVE
+    cls[mask & (lo < 0) & (hi > 0)] = UNSTABLE
+    return cls
+
+
 @dataclasses.dataclass
 class Bounds:
     """Pre-activation bounds ``pre_lo[t][k]``/``pre_hi[t][k]`` (hidden layer k at step t) and state boxes.
@@ -40,18 +48,16 @@ class Bounds:
     x_hi: np.ndarray
     empty: bool = False
 
+    def layer(self, k: int, steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Pre-activation bounds of hidden layer ``k`` over the first ``steps`` steps, as ``(steps, n_k)`` arrays."""
+        steps = len(self.pre_lo) if steps is None else steps
+        return (np.array([lo_t[k] for lo_t in self.pre_lo[:steps]]),
+                np.array([hi_t[k] for hi_t in self.pre_hi[:steps]]))
+
     def classes(self, problem: MPCProblem) -> list[list[np.ndarray]]:
         """Per step and hidden layer: INACTIVE (ReLU, hi <= 0), LINEAR (identity or ReLU with lo >= 0), UNSTABLE."""
-        out = []
-        for lo_t, hi_t in zip(self.pre_lo, self.pre_hi):
-            row = []
-            for mask, lo, hi in zip(problem.net.relu_masks, lo_t, hi_t):
-                cls = np.full(mask.shape, LINEAR, dtype=np.int8)
-                cls[mask & (hi <= 0)] = INACTIVE
-                cls[mask & (lo < 0) & (hi > 0)] = UNSTABLE
-                row.append(cls)
-            out.append(row)
-        return out
+        per_layer = [classify(mask, *self.layer(k)) for k, mask in enumerate(problem.net.relu_masks)]
+        return [[cls[t] for cls in per_layer] for t in range(len(self.pre_lo))]
 
     def window(self, start: int) -> Bounds:
         """The bounds of steps ``start..H``, as if the problem began at step ``start`` with its state box."""
@@ -166,53 +172,67 @@ def symbolic(problem: MPCProblem, x0: np.ndarray, prior: Bounds | None = None, m
         max_noise: Noise columns carried from one step to the next (the rest are boxed).
     """
     net, H = problem.net, problem.horizon
-    nx, nu, n_u = net.nx, net.nu, H * net.nu
+    nx, nu = net.nx, net.nu
     n_hidden = len(net.relu_masks)
     abs_w = [np.abs(w) for w in net.weights]
+    # the post-activation box is max(pre, floor): ReLU neurons are clipped at 0, identity neurons (floor -inf) not
+    floors = [np.where(m, 0.0, -np.inf) for m in net.relu_masks]
     u_mid, u_rad = (problem.u_low + problem.u_high) / 2, (problem.u_high - problem.u_low) / 2
     x_lo, x_hi = np.empty((H + 1, nx)), np.empty((H + 1, nx))
     x_lo[0] = x_hi[0] = x0
-    cx, gx = np.asarray(x0, dtype=np.float64), np.zeros((nx, n_u))
+    # One matrix per quantity: column 0 the form's centre c, column 1 the interval midpoint (so one product maps
+    # both), then the generators G: H nu action columns, then noise columns. Few large numpy calls instead of many
+    # small ones: on small networks the propagation costs what its calls cost.
+    n_fix = 2 + H * nu
+    fx = np.zeros((nx, n_fix))
+    fx[:, 0] = x0
+    # the action rows of every step's input form: centre and midpoint u_mid, generator u_rad on that step's columns
+    u_forms = np.zeros((H, nu, n_fix))
+    u_forms[:, :, :2] = u_mid[:, None]
+    u_forms[np.arange(H)[:, None], np.arange(nu), 2 + np.arange(H * nu).reshape(H, nu)] = u_rad
+    identity = [~m for m in net.relu_masks]
     pre_lo: list[list[np.ndarray]] = [[] for _ in range(H)]
     pre_hi: list[list[np.ndarray]] = [[] for _ in range(H)]
-    diag_u = nx + np.arange(nu)
     for t in range(H):
-        mid = np.concatenate([(x_lo[t] + x_hi[t]) / 2, u_mid])
-        rad = np.concatenate([(x_hi[t] - x_lo[t]) / 2, u_rad])
-        c = np.concatenate([cx, u_mid])
-        g = np.zeros((nx + nu, gx.shape[1]))
-        g[:nx] = gx
-        g[diag_u, t * nu + np.arange(nu)] = u_rad
+        f = np.zeros((nx + nu, fx.shape[1]))
+        f[:nx] = fx
+        f[:nx, 1] = (x_lo[t] + x_hi[t]) * 0.5
+        f[nx:, :n_fix] = u_forms[t]
+        rad = np.concatenate([(x_hi[t] - x_lo[t]) * 0.5, u_rad])
         for k in range(n_hidden + 1):
-            w, b = net.weights[k], net.biases[k]
-            mid, rad = w @ mid + b, abs_w[k] @ rad
-            c, g = w @ c + b, w @ g
-            r = np.abs(g).sum(axis=1)
-            lo, hi = np.maximum(mid - rad, c - r), np.minimum(mid + rad, c + r)
+            f = net.weights[k] @ f
+            f[:, :2] += net.biases[k][:, None]
+            rad = abs_w[k] @ rad
+            r = np.add.reduce(np.abs(f[:, 2:]), axis=1)
+            lo, hi = np.maximum(f[:, 1] - rad, f[:, 0] - r), np.minimum(f[:, 1] + rad, f[:, 0] + r)
             if k == n_hidden:
                 break
-            lo, hi = _meet_prior(lo, hi, prior, t, k)
+            if prior is not None:
+                lo, hi = np.maximum(lo, prior.pre_lo[t][k]), np.minimum(hi, prior.pre_hi[t][k])
             pre_lo[t].append(lo)
             pre_hi[t].append(hi)
-            mask = net.relu_masks[k]
             # lam = 1 for identity and active, 0 for inactive, u / (u - l) for unstable neurons
-            lam = np.where(mask, np.clip(hi / np.maximum(hi - lo, 1e-300), 0.0, 1.0), 1.0)
-            uns = np.flatnonzero(mask & (lo < 0) & (hi > 0))
-            mu = -lam[uns] * lo[uns] / 2
-            c, g = lam * c, lam[:, None] * g
-            c[uns] += mu
-            fresh = np.zeros((len(c), uns.size))
-            fresh[uns, np.arange(uns.size)] = mu
-            g = np.concatenate([g, fresh], axis=1)
-            lo, hi = _relu_box(mask, lo, hi)
-            mid, rad = (lo + hi) / 2, (hi - lo) / 2
+            positive = hi > 0
+            uns = np.flatnonzero(net.relu_masks[k] & (lo < 0) & positive)
+            lam = (identity[k] | ((lo >= 0) & positive)).astype(np.float64)
+            lo_u, hi_u = lo[uns], hi[uns]
+            lam_u = hi_u / (hi_u - lo_u)
+            lam[uns] = lam_u
+            mu = lam_u * lo_u * -0.5
+            m = f.shape[1]
+            g = np.zeros((len(lam), m + uns.size))
+            np.multiply(f, lam[:, None], out=g[:, :m])
+            g[uns, 0] += mu
+            g[uns, m + np.arange(uns.size)] = mu
+            lo, hi = np.maximum(lo, floors[k]), np.maximum(hi, floors[k])
+            g[:, 1], rad = (lo + hi) * 0.5, (hi - lo) * 0.5
+            f = g
         if net.residual:
-            c, g = c + cx, g.copy()
-            g[:, : gx.shape[1]] += gx
-            r = np.abs(g).sum(axis=1)
-            lo, hi = np.maximum(lo + x_lo[t], c - r), np.minimum(hi + x_hi[t], c + r)
+            f[:, : fx.shape[1]] += fx
+            r = np.add.reduce(np.abs(f[:, 2:]), axis=1)
+            lo, hi = np.maximum(lo + x_lo[t], f[:, 0] - r), np.minimum(hi + x_hi[t], f[:, 0] + r)
         x_lo[t + 1], x_hi[t + 1] = _state_box(problem, prior, t + 1, lo, hi)
-        cx, gx = c, _reduce(n_u, g, max_noise)
+        fx = _reduce(n_fix, f, max_noise)
     return Bounds(pre_lo, pre_hi, x_lo, x_hi, empty=bool((x_lo > x_hi).any()))
 
 

@@ -16,6 +16,7 @@ depends on ``x0``, the goal and the bounds, in place.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from controlkit._milp_bounds import INACTIVE, LINEAR, UNSTABLE, Bounds, preactivations
+from controlkit._milp_bounds import INACTIVE, LINEAR, UNSTABLE, Bounds, classify, preactivations
 from controlkit._mpc_problem import MPCProblem
 from controlkit.controller import Status
 
@@ -42,87 +43,152 @@ class SolveResult:
     message: str
 
 
-def _vec(value, n: int) -> np.ndarray:
-    """``value`` (a scalar or ``n`` values) as a flat float array of length ``n``."""
-    if np.ndim(value) == 0:
-        return np.full(n, float(value))
-    return np.asarray(value, dtype=np.float64).reshape(n)
+@dataclasses.dataclass
+class CSC:
+    """A sparse matrix in compressed-column form, as HiGHS takes it (sorted row indices, no duplicates).
+
+    The fields have scipy's names; a scipy matrix is a :meth:`to_scipy` away, but building one checks and copies
+    more than a millisecond build can afford.
+    """
+
+    data: np.ndarray
+    indices: np.ndarray  # int32 row of each entry
+    indptr: np.ndarray  # int32, n_col + 1 column starts
+    shape: tuple[int, int]
+
+    @property
+    def nnz(self) -> int:
+        return int(self.data.size)
+
+    def to_scipy(self) -> sp.csc_matrix:
+        return sp.csc_matrix((self.data, self.indices, self.indptr), shape=self.shape)
+
+    def toarray(self) -> np.ndarray:
+        return self.to_scipy().toarray()
 
 
 class _Builder:
-    """Collects columns and rows as numpy blocks; turns them into CSC arrays at the end."""
+    """Collects columns, rows and entries as numpy blocks (or scalars); turns them into CSC arrays at the end.
+
+    Blocks are only recorded here and written into preallocated arrays once, in :meth:`arrays`: on small models
+    the build costs what its numpy calls cost, so each block costs a few slice assignments and nothing else.
+    """
 
     def __init__(self) -> None:
         self.n_col = 0
         self.n_row = 0
-        self.col_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []  # lower, upper, cost, integer
-        self.row_parts: list[tuple[np.ndarray, np.ndarray]] = []
-        self.entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.nnz = 0
+        self.col_parts: list[tuple[int, int, object, object, object, bool]] = []  # start, stop, lower, upper, cost, int
+        self.row_parts: list[tuple[int, int, object, object]] = []
+        self.entries: list[tuple[int, int, np.ndarray, np.ndarray, object]] = []
 
-    def cols(self, lower, upper, cost=0.0, integer: bool = False) -> np.ndarray:
-        lower = np.asarray(lower, dtype=np.float64).reshape(-1)
-        n = lower.size
-        idx = np.arange(self.n_col, self.n_col + n)
+    def cols(self, n: int, lower, upper, cost=0.0, integer: bool = False) -> np.ndarray:
+        """``n`` columns; ``lower``/``upper``/``cost`` are scalars or flat arrays of length ``n``."""
+        start = self.n_col
         self.n_col += n
-        self.col_parts.append((lower, _vec(upper, n), _vec(cost, n), int(integer)))
-        return idx
+        self.col_parts.append((start, self.n_col, lower, upper, cost, integer))
+        return np.arange(start, self.n_col)
 
-    def rows(self, lower, upper, n: int) -> np.ndarray:
-        idx = np.arange(self.n_row, self.n_row + n)
+    def rows(self, n: int, lower, upper) -> np.ndarray:
+        """``n`` rows; ``lower``/``upper`` are scalars or flat arrays of length ``n``."""
+        start = self.n_row
         self.n_row += n
-        self.row_parts.append((_vec(lower, n), _vec(upper, n)))
-        return idx
+        self.row_parts.append((start, self.n_row, lower, upper))
+        return np.arange(start, self.n_row)
 
     def coef(self, rows: np.ndarray, cols: np.ndarray, vals) -> None:
-        """Entries at ``(rows[i], cols[i])``; rows/cols/vals broadcast against each other."""
-        rows, cols = np.asarray(rows), np.asarray(cols)
-        if rows.shape != cols.shape:
-            rows, cols = np.broadcast_arrays(rows, cols)
-        vals = np.ravel(vals) if np.shape(vals) == rows.shape else np.broadcast_to(vals, rows.shape).ravel()
-        self.entries.append((rows.ravel(), cols.ravel(), vals.astype(np.float64, copy=False)))
+        """Entries at ``(rows[i], cols[i])`` (arrays of one shape); ``vals`` a scalar or an array of that shape."""
+        start = self.nnz
+        self.nnz += rows.size
+        self.entries.append((start, self.nnz, rows, cols, vals))
 
     def dense(self, rows: np.ndarray, cols: np.ndarray, mat: np.ndarray) -> None:
         """A dense block ``mat`` (rows x cols), keeping its nonzeros only."""
         r, c = np.nonzero(mat)
-        self.entries.append((rows[r], cols[c], mat[r, c]))
+        self.coef(rows[r], cols[c], mat[r, c])
 
     def arrays(self) -> dict[str, np.ndarray]:
-        lower, upper, cost = (np.concatenate([p[i] for p in self.col_parts]) for i in range(3))
-        integ = np.repeat(np.array([p[3] for p in self.col_parts], dtype=np.int32),
-                          [p[0].size for p in self.col_parts])
-        r, c, v = (np.concatenate([e[i] for e in self.entries]) for i in range(3))
-        a = sp.csc_matrix((v, (r, c)), shape=(self.n_row, self.n_col))
-        a.sum_duplicates()
-        a.indptr, a.indices = a.indptr.astype(np.int32, copy=False), a.indices.astype(np.int32, copy=False)
-        return {
-            "col_lower": lower,
-            "col_upper": upper,
-            "col_cost": cost,
-            "integrality": integ,
-            "row_lower": np.concatenate([p[0] for p in self.row_parts]),
-            "row_upper": np.concatenate([p[1] for p in self.row_parts]),
-            "a": a,
-        }
+        n, m = self.n_col, self.n_row
+        lower, upper, cost = np.empty(n), np.empty(n), np.empty(n)
+        integ = np.zeros(n, dtype=np.int32)
+        for s, e, lo, up, co, is_int in self.col_parts:
+            lower[s:e], upper[s:e], cost[s:e] = lo, up, co
+            if is_int:
+                integ[s:e] = 1
+        row_lower, row_upper = np.empty(m), np.empty(m)
+        for s, e, lo, up in self.row_parts:
+            row_lower[s:e], row_upper[s:e] = lo, up
+        r, c, v = np.empty(self.nnz, dtype=np.int64), np.empty(self.nnz, dtype=np.int64), np.empty(self.nnz)
+        for s, e, rows, cols, vals in self.entries:
+            r[s:e], c[s:e] = rows.reshape(-1), cols.reshape(-1)
+            v[s:e] = vals if np.ndim(vals) == 0 else vals.reshape(-1)
+        # CSC by hand (column-major order of the entries, duplicates summed): scipy's COO conversion checks and
+        # converts more than this needs, which costs a tenth of a millisecond on every build.
+        key = c * m + r
+        order = np.argsort(key, kind="stable")
+        key, v = key[order], v[order]
+        first = np.ones(key.size, dtype=bool)
+        first[1:] = key[1:] != key[:-1]
+        if not first.all():
+            v = np.add.reduceat(v, np.flatnonzero(first))
+            key = key[first]
+        col = key // m
+        indptr = np.searchsorted(col, np.arange(n + 1)).astype(np.int32)
+        a = CSC(v, (key - col * m).astype(np.int32), indptr, (m, n))
+        return {"col_lower": lower, "col_upper": upper, "col_cost": cost, "integrality": integ,
+                "row_lower": row_lower, "row_upper": row_upper, "a": a}
+
+
+def _present(table: np.ndarray) -> list[np.ndarray]:
+    """Per step, the ids of an id table ``(T, n)`` that exist (-1 = absent), in index order."""
+    return [row[row >= 0] for row in table]
 
 
 @dataclasses.dataclass
 class Layout:
-    """Where every part of the problem lives in the column/row arrays (used by updates and MIP starts)."""
+    """Where every part of the problem lives in the column/row arrays (used by updates and MIP starts).
+
+    Neuron ids are kept as one table ``(T, n_k)`` per hidden layer (-1 where a neuron has no such column or row);
+    the per-step lists (``h_cols[t][k]``, ...) are derived from them on first use, outside the build.
+    """
 
     classes: list[list[np.ndarray]]
     x_cols: np.ndarray  # (T + 1, nx)
     u_cols: np.ndarray  # (T, nu)
-    h_cols: list[list[np.ndarray]]  # per step/layer: columns of kept neurons (class != INACTIVE), in index order
-    z_cols: list[list[np.ndarray]]  # per step/layer: binaries of unstable neurons
-    a_cols: list[list[np.ndarray]]  # per step/layer: pre-activations of unstable neurons
-    in_cols: list[list[np.ndarray]]  # per step/layer: input columns of the layer
-    in_sel: list[list[np.ndarray]]  # per step/layer: which inputs of W_k those columns are
-    bigm_rows: list[list[tuple[np.ndarray, np.ndarray]]]  # per step/layer: rows (y <= a - l(1-z), y <= u z)
+    h_ids: list[np.ndarray]  # per layer: post-activation columns of kept neurons (class != INACTIVE)
+    z_ids: list[np.ndarray]  # per layer: binaries of unstable slots
+    a_ids: list[np.ndarray]  # per layer: pre-activation columns of unstable slots
+    bigm_ids: list[tuple[np.ndarray, np.ndarray]]  # per layer: rows y <= a - l(1-z) and y <= u z of unstable slots
     e_cols: np.ndarray  # (T, nx) or -1 where the state weight is 0
     e_rows: np.ndarray  # (2, T, nx): rows e - x >= -g and e + x >= g
     v_cols: np.ndarray  # (T, nu) or empty
     keep_out: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per box: (delta cols (T, 2d), coords, sides)
     n_col: int
+
+    def _per_step(self, tables: list[np.ndarray]) -> list[list[np.ndarray]]:
+        per_layer = [_present(tab) for tab in tables]
+        return [[ids[t] for ids in per_layer] for t in range(len(self.classes))]
+
+    @functools.cached_property
+    def h_cols(self) -> list[list[np.ndarray]]:
+        """Per step and layer: columns of kept neurons, in neuron order."""
+        return self._per_step(self.h_ids)
+
+    @functools.cached_property
+    def z_cols(self) -> list[list[np.ndarray]]:
+        """Per step and layer: binaries of unstable slots, in neuron order."""
+        return self._per_step(self.z_ids)
+
+    @functools.cached_property
+    def a_cols(self) -> list[list[np.ndarray]]:
+        """Per step and layer: pre-activation columns of unstable slots, in neuron order."""
+        return self._per_step(self.a_ids)
+
+    @functools.cached_property
+    def bigm_rows(self) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """Per step and layer: the big-M rows ``(y <= a - l(1-z), y <= u z)`` of unstable slots."""
+        r2, r3 = self._per_step([r for r, _ in self.bigm_ids]), self._per_step([r for _, r in self.bigm_ids])
+        return [[(a, b) for a, b in zip(r2_t, r3_t)] for r2_t, r3_t in zip(r2, r3)]
 
 
 def _ids(mask: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -135,7 +201,7 @@ def _ids(mask: np.ndarray, ids: np.ndarray) -> np.ndarray:
 def _dense3(bld: _Builder, rows: np.ndarray, cols: np.ndarray, mat: np.ndarray) -> None:
     """The block ``mat`` repeated for every step: ``rows`` (T, m) and ``cols`` (T, n) id tables, -1 = absent."""
     t, i, j = np.nonzero((rows[:, :, None] >= 0) & (cols[:, None, :] >= 0) & (mat != 0)[None])
-    bld.entries.append((rows[t, i], cols[t, j], mat[i, j]))
+    bld.coef(rows[t, i], cols[t, j], mat[i, j])
 
 
 def assemble(
@@ -151,59 +217,57 @@ def assemble(
     net = problem.net
     T = problem.horizon if n_steps is None else n_steps
     nx, nu = net.nx, net.nu
-    actual = bounds.classes(problem)[:T]
-    classes = actual if structure is None else structure[:T]
     bld = _Builder()
     x_lo, x_hi = bounds.x_lo[: T + 1].copy(), bounds.x_hi[: T + 1].copy()
     if x0 is not None:  # None: the first state keeps its box (a relaxation window starting at a later step)
         x_lo[0] = x_hi[0] = x0
-    x_cols = bld.cols(x_lo, x_hi.reshape(-1)).reshape(T + 1, nx)
-    u_cols = bld.cols(np.tile(problem.u_low, T), np.tile(problem.u_high, T)).reshape(T, nu)
-    h_cols, z_cols, a_cols, in_cols_all, in_sel_all, bigm = ([[] for _ in range(T)] for _ in range(6))
+    x_cols = bld.cols((T + 1) * nx, x_lo.reshape(-1), x_hi.reshape(-1)).reshape(T + 1, nx)
+    u_cols = bld.cols(T * nu, np.tile(problem.u_low, T), np.tile(problem.u_high, T)).reshape(T, nu)
+    h_ids, z_ids, a_ids, bigm_ids, layer_classes = [], [], [], [], []
     # One pass per layer over all steps at once: id tables (T, n) hold each neuron's column/row, -1 where absent.
     prev = np.concatenate([x_cols[:-1], u_cols], axis=1)
-    for k in range(len(net.relu_masks)):
+    for k, mask in enumerate(net.relu_masks):
         w, b = net.weights[k], net.biases[k]
-        cls = np.stack([classes[t][k] for t in range(T)])
-        now = np.stack([actual[t][k] for t in range(T)])
-        raw_lo = np.stack([bounds.pre_lo[t][k] for t in range(T)])
-        raw_hi = np.stack([bounds.pre_hi[t][k] for t in range(T)])
+        raw_lo, raw_hi = bounds.layer(k, T)
+        now = classify(mask, raw_lo, raw_hi)
+        cls = now if structure is None else np.stack([structure[t][k] for t in range(T)])
+        layer_classes.append(cls)
         # big-M bounds clipped at 0 so the rows stay valid for stable neurons in unstable slots
         lo, hi = np.minimum(raw_lo, 0.0), np.maximum(raw_hi, 0.0)
         kept, lin, uns = cls != INACTIVE, cls == LINEAR, cls == UNSTABLE
+        n_kept, n_lin, n_uns = int(kept.sum()), int(lin.sum()), int(uns.sum())
         bt = np.broadcast_to(b, cls.shape)
-        h_id = _ids(kept, bld.cols(np.where(uns, np.maximum(raw_lo, 0.0), raw_lo)[kept],
+        h_id = _ids(kept, bld.cols(n_kept, np.where(uns, np.maximum(raw_lo, 0.0), raw_lo)[kept],
                                    np.where(uns, hi, raw_hi)[kept]))
-        z_id = _ids(uns, bld.cols((now == LINEAR)[uns].astype(float), (now != INACTIVE)[uns].astype(float),
+        lo_u, hi_u, now_u = lo[uns], hi[uns], now[uns]
+        z_id = _ids(uns, bld.cols(n_uns, (now_u == LINEAR).astype(float), (now_u != INACTIVE).astype(float),
                                   integer=not relax))
         # linear neurons: h - W h_in = b
-        r_lin = _ids(lin, bld.rows(bt[lin], bt[lin], int(lin.sum())))
+        b_lin = bt[lin]
+        r_lin = _ids(lin, bld.rows(n_lin, b_lin, b_lin))
         bld.coef(r_lin[lin], h_id[lin], 1.0)
         _dense3(bld, r_lin, prev, -w)
         # unstable: an explicit pre-activation a = W h_in + b in [l, u] keeps W once and the big-M rows short:
         # y - a >= 0 ; y - a - l z <= -l ; y - u z <= 0
-        n_uns = int(uns.sum())
-        a_id = _ids(uns, bld.cols(raw_lo[uns], raw_hi[uns]))
-        r0 = _ids(uns, bld.rows(bt[uns], bt[uns], n_uns))
-        bld.coef(r0[uns], a_id[uns], 1.0)
-        _dense3(bld, r0, prev, -w)
-        r1 = bld.rows(0.0, np.inf, n_uns)
-        r2 = _ids(uns, bld.rows(-np.inf, -lo[uns], n_uns))
-        r3 = _ids(uns, bld.rows(-np.inf, 0.0, n_uns))
+        a_id = _ids(uns, bld.cols(n_uns, raw_lo[uns], raw_hi[uns]))
+        b_uns = bt[uns]
+        r0 = _ids(uns, bld.rows(n_uns, b_uns, b_uns))
         y, a, z = h_id[uns], a_id[uns], z_id[uns]
-        for rr in (r1, r2[uns], r3[uns]):
-            bld.coef(rr, y, 1.0)
-        bld.coef(np.concatenate([r1, r2[uns]]), np.concatenate([a, a]), -1.0)
-        bld.coef(r2[uns], z, -lo[uns])
-        bld.coef(r3[uns], z, -hi[uns])
-        for t in range(T):
-            present = prev[t] >= 0
-            h_cols[t].append(h_id[t][kept[t]]), z_cols[t].append(z_id[t][uns[t]]), a_cols[t].append(a_id[t][uns[t]])
-            in_cols_all[t].append(prev[t][present]), in_sel_all[t].append(np.flatnonzero(present))
-            bigm[t].append((r2[t][uns[t]], r3[t][uns[t]]))
+        bld.coef(r0[uns], a, 1.0)
+        _dense3(bld, r0, prev, -w)
+        r1 = bld.rows(n_uns, 0.0, np.inf)
+        r2 = _ids(uns, bld.rows(n_uns, -np.inf, -lo_u))
+        r3 = _ids(uns, bld.rows(n_uns, -np.inf, 0.0))
+        r2u, r3u = r2[uns], r3[uns]
+        bld.coef(np.concatenate([r1, r2u, r3u]), np.concatenate([y, y, y]), 1.0)
+        bld.coef(np.concatenate([r1, r2u]), np.concatenate([a, a]), -1.0)
+        bld.coef(r2u, z, -lo_u)
+        bld.coef(r3u, z, -hi_u)
+        h_ids.append(h_id), z_ids.append(z_id), a_ids.append(a_id), bigm_ids.append((r2, r3))
         prev = h_id
     # output: x_{t+1} - [x_t] - W_L h = b_L
-    r_out = bld.rows(np.tile(net.biases[-1], T), np.tile(net.biases[-1], T), T * nx).reshape(T, nx)
+    b_out = np.tile(net.biases[-1], T)
+    r_out = bld.rows(T * nx, b_out, b_out).reshape(T, nx)
     bld.coef(r_out, x_cols[1:], 1.0)
     if net.residual:
         bld.coef(r_out, x_cols[:-1], -1.0)
@@ -217,47 +281,52 @@ def assemble(
         w = problem.step_weights[:T]
         on = problem.state_weights > 0
         if on.any():
-            e = bld.cols(np.zeros(int(on.sum()) * T), np.inf, cost=w[:, on].reshape(-1)).reshape(T, -1)
+            n_e = int(on.sum()) * T
+            e = bld.cols(n_e, 0.0, np.inf, cost=w[:, on].reshape(-1)).reshape(T, -1)
             xs = x_cols[1:, on]
-            rm = bld.rows(-g[:, on].reshape(-1), np.inf, e.size).reshape(e.shape)
-            rp = bld.rows(g[:, on].reshape(-1), np.inf, e.size).reshape(e.shape)
+            g_on = g[:, on].reshape(-1)
+            rm = bld.rows(n_e, -g_on, np.inf).reshape(e.shape)
+            rp = bld.rows(n_e, g_on, np.inf).reshape(e.shape)
             bld.coef(np.concatenate([rm, rp]), np.concatenate([e, e]), 1.0)
             bld.coef(rm, xs, -1.0)
             bld.coef(rp, xs, 1.0)
             e_cols[:, on], e_rows[0][:, on], e_rows[1][:, on] = e, rm, rp
         if problem.control_weight > 0:
-            v_cols = bld.cols(np.zeros(T * nu), np.inf, cost=problem.control_weight).reshape(T, nu)
-            rm = bld.rows(0.0, np.inf, T * nu).reshape(T, nu)
-            rp = bld.rows(0.0, np.inf, T * nu).reshape(T, nu)
+            v_cols = bld.cols(T * nu, 0.0, np.inf, cost=problem.control_weight).reshape(T, nu)
+            rm = bld.rows(T * nu, 0.0, np.inf).reshape(T, nu)
+            rp = bld.rows(T * nu, 0.0, np.inf).reshape(T, nu)
             bld.coef(np.concatenate([rm, rp]), np.concatenate([v_cols, v_cols]), 1.0)
             bld.coef(rm, u_cols, -1.0)
             bld.coef(rp, u_cols, 1.0)
     if len(problem.b_state):
         m = len(problem.b_state)
-        r = bld.rows(-np.inf, np.tile(problem.b_state, T), T * m).reshape(T, m)
-        for t in range(T):
-            bld.dense(r[t], x_cols[t + 1], problem.a_state)
+        r = bld.rows(T * m, -np.inf, np.tile(problem.b_state, T)).reshape(T, m)
+        _dense3(bld, r, x_cols[1:], problem.a_state)
     if not relax:
         for box in problem.keep_out:
             c = np.asarray(box.coords)
             d = c.size
             lo, hi = np.asarray(box.low), np.asarray(box.high)
             xl, xh = problem.x_low[c], problem.x_high[c]
-            delta = bld.cols(np.zeros(T * 2 * d), 1.0, integer=True).reshape(T, 2 * d)
-            r_any = bld.rows(1.0, np.inf, T)
-            bld.coef(r_any[:, None], delta, 1.0)
+            delta = bld.cols(T * 2 * d, 0.0, 1.0, integer=True).reshape(T, 2 * d)
+            r_any = bld.rows(T, 1.0, np.inf)
+            bld.coef(np.repeat(r_any, 2 * d).reshape(T, 2 * d), delta, 1.0)
             xs = x_cols[1:, c]  # (T, d)
             # below the box on coord c:  x_c + (xh - lo) delta <= xh ; above:  x_c - (hi - xl) delta >= xl
-            r_below = bld.rows(-np.inf, np.tile(xh, T), T * d).reshape(T, d)
-            r_above = bld.rows(np.tile(xl, T), np.inf, T * d).reshape(T, d)
+            r_below = bld.rows(T * d, -np.inf, np.tile(xh, T)).reshape(T, d)
+            r_above = bld.rows(T * d, np.tile(xl, T), np.inf).reshape(T, d)
             bld.coef(np.concatenate([r_below, r_below]), np.concatenate([xs, delta[:, :d]]),
                      np.concatenate([np.ones((T, d)), np.broadcast_to(xh - lo, (T, d))]))
             bld.coef(np.concatenate([r_above, r_above]), np.concatenate([xs, delta[:, d:]]),
                      np.concatenate([np.ones((T, d)), -np.broadcast_to(hi - xl, (T, d))]))
             keep_out.append((delta, c, np.stack([lo, hi])))
     arrays = bld.arrays()
-    layout = Layout(classes, x_cols, u_cols, h_cols, z_cols, a_cols, in_cols_all, in_sel_all, bigm, e_cols,
-                    e_rows, v_cols, keep_out, bld.n_col)
+    if structure is None:
+        classes = [[cls[t] for cls in layer_classes] for t in range(T)]
+    else:
+        classes = structure[:T]
+    layout = Layout(classes, x_cols, u_cols, h_ids, z_ids, a_ids, bigm_ids, e_cols, e_rows, v_cols, keep_out,
+                    bld.n_col)
     return arrays, layout
 
 
