@@ -17,6 +17,9 @@ Candidates (``starts``):
   model's own predictions.
 - ``mppi``: an MPPI pass over the model seeded with the shifted plan (``warm_samples`` samples x
   ``warm_iterations`` iterations).
+
+When the MILP returns no plan (no incumbent at the time limit, or no plan satisfies the constraints), the step
+applies the best candidate's first action and reports the fallback ``best_start``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from controlkit._push_oracle import GreedyPusher
-from controlkit.controller import Plan
+from controlkit.controller import Plan, StepInfo
 from controlkit.envs._tabletop import Shape
 from controlkit.errors import ControlkitError, choices_error
 from controlkit.mpc import MIPMPC
@@ -82,6 +85,7 @@ class PipelineMIP(MIPMPC):
 
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
+        self._best_start: np.ndarray | None = None
         if getattr(self, "_helper", None) is not None:
             self._helper.reset(seed)
 
@@ -127,6 +131,21 @@ class PipelineMIP(MIPMPC):
         scores = {k: self.score(x0, a, goal) for k, a in cands.items()}
         best = min(scores, key=scores.get)
         start_time = time.perf_counter() - t0
+        self._best_start = cands[best]
         plan = super().plan(x0, goal, warm_start=cands[best])
         plan.extras.update(start=best, start_scores=scores, start_time_s=start_time)
         return dataclasses.replace(plan, solve_time_s=plan.solve_time_s + start_time)
+
+    def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
+        """As the base class, except that a step whose MILP has no plan applies the best candidate start.
+
+        That happens when no plan satisfies the hard constraints on the model (e.g. the object already inside a
+        keep-out box after a model error): the best candidate minimises the violation, so it leads back out,
+        where the shifted plan or the safe action (the base fallbacks) could leave the object inside for good.
+        The step still counts as a fallback (``StepInfo.fallback == "best_start"``).
+        """
+        self._best_start = None
+        action, info = super()._act(obs)
+        if info.fallback is None or self._best_start is None:
+            return action, info
+        return self._best_start[0].copy(), dataclasses.replace(info, fallback="best_start")

@@ -98,3 +98,32 @@ def test_greedy_candidate_runs_the_greedy_pusher_on_the_model(push_net):
 def test_bad_start_options_name_the_field(kw, field, push_net):
     with pytest.raises(ControlkitError, match=field):
         make_planner("m", PlannerSpec(type="mip_mpc", **kw), push_net, _task(), seed=0)
+
+
+def test_keep_out_margin_grows_every_planners_box():
+    env = PushEnv(goal_in_obs=False, keep_out=[-0.05, -0.05, 0.05, 0.05])
+    env.reset(options={"object": [-0.15, 0.0, 0.0], "goal": [0.15, 0.0, 0.0], "pusher": [-0.22, 0.0]})
+    task = Task(env, CostConfig(horizon=3, keep_out_margin=0.02))
+    for spec in (PlannerSpec(type="mip_mpc"), PlannerSpec(type="mppi", n_samples=8)):
+        box = make_planner("p", spec, _pusher_only_net(), task, seed=0).problem.keep_out[0]
+        np.testing.assert_allclose([*box.low, *box.high], [-0.07, -0.07, 0.07, 0.07])
+
+
+def test_a_step_without_a_milp_plan_applies_the_best_candidate():
+    """The object inside the keep-out box and a model under which it cannot move: no plan satisfies the
+    constraint, so the step falls back, to the best candidate start rather than to standing still."""
+    env = PushEnv(goal_in_obs=False, keep_out=[-0.05, -0.05, 0.05, 0.05])
+    env.reset(options={"object": [-0.15, 0.0, 0.0], "goal": [0.15, 0.0, 0.0], "pusher": [-0.22, 0.0]})
+    task = Task(env, CostConfig(horizon=3))
+    mip = make_planner("m", PlannerSpec(type="mip_mpc", time_limit=1.0, starts=["greedy"]), _pusher_only_net(),
+                       task, seed=0)
+    x = np.array([0.0, 0.0, 1.0, 0.0, -0.2, 0.0])  # the object in the middle of the box
+    mip.set_goal(np.array([0.15, 0.0, 1.0, 0.0, -0.08, 0.0]))
+    action = mip.act(x)
+    assert mip.last_step.fallback == "best_start" and mip.last_step.status is Status.INFEASIBLE
+    goal = mip.problem.check_goal(mip.goal)
+    cands = mip.candidates(x, goal, np.zeros((3, 2)))
+    best = min(cands, key=lambda k: mip.score(x, cands[k], goal))
+    np.testing.assert_allclose(action, cands[best][0])
+    # standing still (the base class's last resort) would not move the pusher towards the object at all
+    assert np.abs(action).max() > 0
