@@ -464,6 +464,7 @@ class HighsMILP(CompiledMILP):
         self.build_time_s = time.perf_counter() - t0
         self.n_binaries = int(arrays["integrality"].sum())  # binary slots, some maybe fixed by their bounds
         self._int_cols = np.flatnonzero(arrays["integrality"]).astype(np.int32)
+        self._col_cost = arrays["col_cost"]
         self._time_limit = time_limit
         self.n_rows, self.n_cols, self.nnz = a.shape[0], a.shape[1], a.nnz
 
@@ -612,6 +613,20 @@ class HighsMILP(CompiledMILP):
             h.changeColsIntegrality(ints.size, ints, np.full(ints.size, highspy.HighsVarType.kInteger))
             self.set_time_limit(self._time_limit)
         return np.clip(best, prob.u_low, prob.u_high), best_obj, n_lp
+
+    def relax_to_cutoff(self, cutoff: float) -> None:
+        """Turn this MILP into its LP relaxation restricted to ``objective <= cutoff``, without objective.
+
+        What :func:`~controlkit._milp_bounds.tighten_lp` optimises pre-activations over when it knows a feasible
+        plan of objective ``cutoff``. The bound gets a relative slack of 1e-9 so that plan stays inside.
+        """
+        h, cost = self.h, self._col_cost
+        ints = self._int_cols
+        h.changeColsIntegrality(ints.size, ints, np.full(ints.size, highspy.HighsVarType.kContinuous))
+        nz = np.flatnonzero(cost).astype(np.int32)
+        h.addRow(-np.inf, float(cutoff) + 1e-9 * (1.0 + abs(cutoff)), nz.size, nz, cost[nz])
+        h.changeColsCost(nz.size, nz, np.zeros(nz.size))
+        h.setOptionValue("presolve", "off")  # as in a relaxation: each LP re-optimises from the last basis
 
     def optimise_preactivation(self, t: int, k: int, j: int, minimise: bool) -> float:
         """Min or max of the pre-activation of unstable-slot neuron ``j`` (layer ``k``, step ``t``) in this LP.

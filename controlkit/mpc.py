@@ -8,6 +8,7 @@ All planners share the constructor arguments of :class:`~controlkit._receding.Re
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -21,6 +22,15 @@ from controlkit.errors import ControlkitError, choices_error
 
 BACKENDS = ("highs", "pyomo")
 BOUND_METHODS = {"symbolic": symbolic, "interval": ibp}
+AUTO = "auto"
+# The automatic tightening policy (tighten_steps="auto"): below this many unstable binaries branch and bound is
+# cheap anyway; it spends AUTO_FRACTION of the time limit (AUTO_BUDGET seconds without one) and stays off when
+# that is under AUTO_MIN_BUDGET -- the control-loop regime, where a few LPs per neuron do not fit in the period.
+AUTO_MIN_BINARIES = 24
+AUTO_FRACTION = 0.25
+AUTO_BUDGET = 2.0
+AUTO_MIN_BUDGET = 0.1
+AUTO_POLISH_LPS = 20
 
 
 class MIPMPC(RecedingHorizonPlanner):
@@ -33,7 +43,14 @@ class MIPMPC(RecedingHorizonPlanner):
         time_limit: Seconds per solve (``None`` = none). At the limit the best incumbent is returned.
         mip_gap: Relative optimality gap at which the solver stops.
         solver: Pyomo solver name for ``backend="pyomo"`` (``appsi_highs``, ``scip``, ``gurobi``, ``cbc``, ...).
-        tighten_steps: LP-tighten the unstable neurons of this many leading steps (0 = propagated bounds only).
+        tighten_steps: LP-tighten the unstable neurons of this many leading steps (0 = propagated bounds only), or
+            ``"auto"`` (the default): with the HiGHS backend and at least ``AUTO_MIN_BINARIES`` unstable binaries,
+            find a plan first (the region descent of ``polish_lps`` from the warm start, or from the safe action),
+            then LP-tighten every step over the relaxation cut off at that plan's objective (optimality-based
+            bounds: they keep every plan at least as good, which is all branch and bound needs), nearest-to-stable
+            neurons first, within ``tighten_time`` seconds (default ``AUTO_FRACTION`` of ``time_limit``, or
+            ``AUTO_BUDGET`` without one; off below ``AUTO_MIN_BUDGET``, so fast control loops are unaffected). The
+            plan found first is the solve's MIP start.
         bound_method: ``"symbolic"`` (default: zonotope forms in the actions intersected with interval bounds,
             never looser than interval bounds, about a millisecond on small networks) or ``"interval"`` (IBP only).
         tighten_time: Seconds the LP tightening may take per plan (``None`` = no budget); when it runs out the
@@ -71,7 +88,7 @@ class MIPMPC(RecedingHorizonPlanner):
         mip_gap: float = 1e-4,
         *,
         solver: str = "appsi_highs",
-        tighten_steps: int = 0,
+        tighten_steps: int | str = AUTO,
         threads: int = 1,
         bound_method: str = "symbolic",
         tighten_time: float | None = None,
@@ -86,8 +103,9 @@ class MIPMPC(RecedingHorizonPlanner):
             raise ControlkitError(f"time_limit: must be > 0 seconds or None, got {time_limit!r}.")
         if not 0 <= mip_gap < 1:
             raise ControlkitError(f"mip_gap: must be in [0, 1), got {mip_gap!r}.")
-        if int(tighten_steps) != tighten_steps or tighten_steps < 0:
-            raise ControlkitError(f"tighten_steps: must be an integer >= 0, got {tighten_steps!r}.")
+        if tighten_steps != AUTO and (isinstance(tighten_steps, str) or int(tighten_steps) != tighten_steps
+                                      or tighten_steps < 0):
+            raise ControlkitError(f"tighten_steps: must be an integer >= 0 or 'auto', got {tighten_steps!r}.")
         if bound_method not in BOUND_METHODS:
             raise choices_error("bound_method", bound_method, tuple(BOUND_METHODS))
         if tighten_time is not None and not tighten_time > 0:
@@ -103,7 +121,8 @@ class MIPMPC(RecedingHorizonPlanner):
         super().__init__(model, horizon, u_low, u_high, x_low, x_high, residual, state_weights, control_weight,
                          **kwargs)
         self.backend, self.time_limit, self.mip_gap = backend, time_limit, float(mip_gap)
-        self.tighten_steps, self.threads, self.solver = int(tighten_steps), int(threads), solver
+        self.tighten_steps = tighten_steps if tighten_steps == AUTO else int(tighten_steps)
+        self.threads, self.solver = int(threads), solver
         self.bound_method, self.tighten_time, self.tighten_window = bound_method, tighten_time, tighten_window
         if backend == "pyomo":
             from controlkit._milp_pyomo import check_solver
@@ -118,11 +137,15 @@ class MIPMPC(RecedingHorizonPlanner):
         return state
 
     def bounds(self, x0: Any) -> Bounds:
-        """Sound neuron and state bounds from ``x0`` (``bound_method`` propagation, then LP tightening if enabled)."""
+        """Sound neuron and state bounds from ``x0`` (``bound_method`` propagation, then LP tightening if enabled).
+
+        With ``tighten_steps="auto"`` only the propagation: the automatic tightening needs a plan and the goal, so
+        :meth:`plan` runs it.
+        """
         x0 = self.problem.check_state(x0)
         propagate = BOUND_METHODS[self.bound_method]
         b = propagate(self.problem, x0)
-        if self.tighten_steps and not b.empty:
+        if self.tighten_steps != AUTO and self.tighten_steps and not b.empty:
             b, _ = tighten_lp(self.problem, x0, b, steps=self.tighten_steps, time_budget=self.tighten_time,
                               propagate=propagate, window=self.tighten_window)
         return b
@@ -168,13 +191,44 @@ class MIPMPC(RecedingHorizonPlanner):
             milp = self._milp = self._compile(bounds, x0, goal, structure)
         extras.update(build_time_s=time.perf_counter() - t0, rebuilt=rebuilt, model_binaries=milp.n_binaries,
                       rows=milp.n_rows, cols=milp.n_cols)
-        if warm_start is not None and self.polish_lps:
+        budget = self._auto_budget(extras["binaries"])
+        if budget is not None and warm_start is None:
+            warm_start = np.tile(self.safe_action, (self.horizon, 1))
+        if warm_start is not None and (self.polish_lps or budget is not None):
             t1 = time.perf_counter()
-            warm_start, obj, n_lp = milp.polish(x0, warm_start, goal, bounds, self.polish_lps, self.polish_time)
+            n_polish = max(self.polish_lps, AUTO_POLISH_LPS if budget is not None else 0)
+            warm_start, obj, n_lp = milp.polish(x0, warm_start, goal, bounds, n_polish, self.polish_time)
             extras.update(polish_lps=n_lp, polish_objective=obj, polish_time_s=time.perf_counter() - t1)
+        if budget is not None:
+            bounds = self._auto_tighten(milp, bounds, x0, goal, warm_start, budget, extras)
         start = None if warm_start is None else milp.start_vector(x0, warm_start, goal, bounds)
         extras["warm_start"] = start is not None and milp.warm_start_capable
         return milp.solve(start)
+
+    def _auto_budget(self, n_binaries: int) -> float | None:
+        """Seconds the automatic tightening may take on this plan, or None when it should not run."""
+        if self.tighten_steps != AUTO or self.backend != "highs" or n_binaries < AUTO_MIN_BINARIES:
+            return None
+        if self.tighten_time is not None:
+            return self.tighten_time
+        budget = AUTO_BUDGET if self.time_limit is None else AUTO_FRACTION * self.time_limit
+        return budget if budget >= AUTO_MIN_BUDGET else None
+
+    def _auto_tighten(self, milp, bounds: Bounds, x0: np.ndarray, goal: np.ndarray, actions: np.ndarray,
+                      budget: float, extras: dict[str, Any]) -> Bounds:
+        """LP-tighten with the objective of ``actions`` as cutoff (if they are feasible) and update ``milp``."""
+        p = self.problem
+        t0 = time.perf_counter()
+        states = p.net.rollout(x0, actions)
+        feasible = p.violation(states) <= 0  # the cutoff must come from a feasible plan
+        cutoff = float(p.cost(states, actions, goal)) if feasible else None
+        bounds = copy.deepcopy(bounds)  # tighten_lp writes into its bounds; the caller's stay as they were
+        bounds, n_lp = tighten_lp(p, x0, bounds, time_budget=budget, propagate=BOUND_METHODS[self.bound_method],
+                                  window=self.tighten_window, goal=goal, cutoff=cutoff)
+        milp.update(x0, goal, bounds)  # only unstable slots can become stable: the structure still fits
+        extras.update(bounds.count(p), tighten_lps=n_lp, tighten_cutoff=cutoff,
+                      tighten_time_s=time.perf_counter() - t0)
+        return bounds
 
     def _compile(self, bounds: Bounds, x0: np.ndarray, goal: np.ndarray, structure):
         common = dict(time_limit=self.time_limit, mip_gap=self.mip_gap, structure=structure)
