@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 from torch import nn
 
 from controlkit.data import TransitionData
@@ -40,6 +40,12 @@ class TrainSettings(BaseModel):
     eval_steps: PositiveInt = Field(10, description="Horizon of the validation rollout error used for early stopping.")
     final_lr_fraction: float = Field(
         0.02, gt=0, le=1, description="Cosine decay of the learning rate to this fraction of lr at the last epoch.")
+    polish_iterations: NonNegativeInt = Field(
+        0, description="After the epochs, full-batch L-BFGS iterations on the same loss (0: none; see polish). "
+        "train_dense applies it to the dense model.")
+    polish_window_stride: PositiveInt = Field(
+        1, description="The polish's rollout loss uses the windows starting every this many steps (they overlap, "
+        "so a stride of a few steps keeps the information at a fraction of the cost).")
 
 
 class DynamicsModel(nn.Module):
@@ -244,9 +250,9 @@ def polish(
     val: TransitionData,
     settings: TrainSettings,
     gates: GateSource | None = None,
-    iterations: int = 100,
+    iterations: int | None = None,
     eval_every: int = 10,
-    patience: int = 3,
+    patience: int = 6,
     history_size: int = 20,
     previous: FitResult | None = None,
 ) -> FitResult:
@@ -264,7 +270,7 @@ def polish(
         val: Validation trajectories.
         settings: Rollout loss length and weight, evaluation horizon.
         gates: Optional fixed neuron forms (``gates.fixed()``).
-        iterations: Maximum L-BFGS iterations.
+        iterations: Maximum L-BFGS iterations; ``None``: ``settings.polish_iterations``.
         eval_every: Iterations between validation checks.
         patience: Checks without a better validation error before stopping.
         history_size: L-BFGS memory.
@@ -273,9 +279,10 @@ def polish(
     Returns:
         The :class:`FitResult` of fit + polish (``polish_iterations`` = L-BFGS iterations run).
     """
+    iterations = settings.polish_iterations if iterations is None else iterations
     g = gates.fixed() if gates is not None else None
     x, u, xn = _tensors(*train.transitions())
-    w0, wa, wt = _tensors(*train.windows(settings.rollout_steps))
+    w0, wa, wt = (a[::settings.polish_window_stride] for a in _tensors(*train.windows(settings.rollout_steps)))
     use_rollout = settings.rollout_weight > 0 and len(w0) > 0
     opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=eval_every, history_size=history_size,
                             tolerance_grad=1e-9, tolerance_change=1e-12, line_search_fn="strong_wolfe")
@@ -320,10 +327,14 @@ def train_dense(
     residual: bool = True,
     progress: Callable | None = None,
 ) -> tuple[DynamicsModel, FitResult]:
-    """Build a dense ReLU model for ``train``'s dimensions, fit its normalisation, train it (early stopping)."""
+    """Build a dense ReLU model for ``train``'s dimensions, fit its normalisation, train it (early stopping), then
+    polish it if ``settings.polish_iterations``."""
     model = DynamicsModel(train.nx, train.nu, hidden, residual=residual, seed=seed)
     model.fit_normalisation(train)
-    return model, fit(model, train, val, settings, seed=seed + 1, progress=progress)
+    result = fit(model, train, val, settings, seed=seed + 1, progress=progress)
+    if settings.polish_iterations:
+        result = polish(model, train, val, settings, previous=result)
+    return model, result
 
 
 __all__ = [

@@ -51,9 +51,10 @@ class SparsifySettings(BaseModel):
     init_logit: float = Field(2.0, ge=0, description="Logit of a neuron's current form when a round starts.")
     tolerance: float = Field(1.5, ge=1, description="Operating point: fewest ReLUs with val error <= tolerance x dense.")
     final_finetune_epochs: NonNegativeInt = Field(
-        0, description="After the schedule, fine-tune ONE round this many more epochs (0: off): the one with the "
-        "fewest ReLUs that misses the tolerance but is within final_finetune_within x dense and has fewer ReLUs "
-        "than the current operating point. It replaces that round if it got better.")
+        0, description="After the schedule, fine-tune ONE round this many more epochs (0: off; no early stopping, "
+        "the best epoch is kept): the one with the fewest ReLUs that misses the tolerance but is within "
+        "final_finetune_within x dense and has fewer ReLUs than the current operating point. It replaces that "
+        "round if it got better.")
     final_finetune_within: float = Field(
         3.0, ge=1, description="Error bound (x dense) for a round to get the final fine-tune.")
     polish_iterations: NonNegativeInt = Field(
@@ -311,8 +312,9 @@ def sparsify(
         fit(model, train, val, train_settings, seed=seed + 2 * index, gates=gates, learn_gates=True,
             epochs=settings.search_epochs, lr=settings.weight_lr, gate_lr=settings.gate_lr, on_epoch=anneal)
         gates.commit(target)
-        tuned = _finetune(model, gates.modes, train, val, train_settings, seed=seed + 2 * index + 1, epochs=settings.finetune_epochs, lr=settings.weight_lr,
-                                polish_iterations=settings.polish_iterations)
+        tuned = _finetune(model, gates.modes, train, val, train_settings, seed=seed + 2 * index + 1,
+                          epochs=settings.finetune_epochs, lr=settings.weight_lr,
+                          polish_iterations=settings.polish_iterations)
         rounds.append(_record(model, gates, val, steps, index, target, settings.search_epochs + tuned.epochs,
                               tuned.polish_iterations))
         if on_round:
@@ -336,9 +338,11 @@ def _final_finetune(model: DynamicsModel, gates: NeuronGates, rounds: list[Round
     model.load_state_dict(rounds[i].state)
     for mode, saved in zip(gates.modes, rounds[i].modes):
         mode.copy_(torch.as_tensor(saved))
-    tuned = _finetune(model, gates.modes, train, val, train_settings, seed=seed,
-                            epochs=settings.final_finetune_epochs, lr=settings.weight_lr,
-                            polish_iterations=settings.final_polish_iterations)
+    # No early stopping here: the cosine-decayed learning rate makes most of its progress in the last epochs,
+    # which a patience rule cuts off (the best weights are still the ones kept).
+    no_stop = train_settings.model_copy(update={"patience": settings.final_finetune_epochs})
+    tuned = _finetune(model, gates.modes, train, val, no_stop, seed=seed, epochs=settings.final_finetune_epochs,
+                      lr=settings.weight_lr, polish_iterations=settings.final_polish_iterations)
     again = _record(model, gates, val, train_settings.eval_steps, rounds[i].round, rounds[i].target,
                     rounds[i].epochs + tuned.epochs, rounds[i].polish_iterations + tuned.polish_iterations)
     again.final_finetune = True

@@ -9,8 +9,7 @@ import torch
 from controlkit._sparse_compact import narrow_copy, write_back
 from controlkit.data import collect
 from controlkit.dynamics import DynamicsModel, TrainSettings, fit, polish, rollout_mse, train_dense
-from controlkit.sparsify import IDENTITY, RELU, REMOVED, NeuronGates, SparsifySettings, fixed_gates
-from controlkit.sparsify import _finetune
+from controlkit.sparsify import IDENTITY, RELU, REMOVED, NeuronGates, SparsifySettings, _finetune, fixed_gates
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +46,8 @@ def test_narrow_copy_predicts_like_the_masked_model_and_writes_back(split):
     k0, k1 = keep
     assert torch.equal(w[k1][:, k0], small.linears[1].weight)
     # Removed neurons' rows and columns are left alone.
-    assert torch.equal(w[~k1], before["linears.1.weight"][~k1]) and torch.equal(w[:, ~k0], before["linears.1.weight"][:, ~k0])
+    old = before["linears.1.weight"]
+    assert torch.equal(w[~k1], old[~k1]) and torch.equal(w[:, ~k0], old[:, ~k0])
 
 
 def test_narrow_finetune_matches_the_full_width_finetune(split):
@@ -76,3 +76,7 @@ def test_polish_lowers_the_error_and_keeps_the_best_weights(split):
     assert len(result.history) > len(fitted.history)
     assert result.best_val_error == pytest.approx(rollout_mse(model, val, 5), rel=1e-6)
     assert result.best_val_error < 0.9 * start  # 15 Adam epochs leave a lot for L-BFGS on this tiny net
+    # train_dense runs the same polish when the settings ask for it (here on every other rollout window).
+    again, fitted_again = train_dense(train, val, [16, 16], settings.model_copy(
+        update={"polish_iterations": 60, "polish_window_stride": 2}), seed=0)
+    assert 0 < fitted_again.polish_iterations <= 60 and fitted_again.best_val_error < 0.9 * start
