@@ -75,6 +75,8 @@ def main() -> None:
             "relus_sparse": s["relus_sparse"],
             "identity_neurons": s["identity_neurons"],
             "val_error_dense": s["val_error_dense"],
+            "val_error_dense_before_polish": s["val_error_dense_before_polish"],
+            "dense_polish_iterations": s["dense_polish_iterations"],
             "val_error_sparse": s["val_error_sparse"],
             "relu_reduction": s["relu_reduction"],
             "error_ratio": s["error_ratio"],
@@ -93,7 +95,9 @@ def main() -> None:
               f"sparsify = {r['sparsify_over_dense']:.1f}x "
               f"dense training; load avg {r['load_average_before'][0]:.1f} -> {r['load_average_after'][0]:.1f})")
         print(f"{'':>7} result: {r['relus_sparse']} ReLUs vs dense {r['relus_dense']} ({r['relu_reduction']:.1f}x "
-              f"fewer), 10-step val MSE ratio {r['error_ratio']:.2f}, target met: {r['target_met']}")
+              f"fewer), 10-step val MSE ratio {r['error_ratio']:.2f}, target met: {r['target_met']}; dense "
+              f"{r['val_error_dense']:.3g} ({r['val_error_dense_before_polish']:.3g} before its "
+              f"{r['dense_polish_iterations']} L-BFGS iterations)")
     if baselines:
         print(f"\n{'ReLUs':>6} {'sparsified (10-step MSE)':>25} {'dense from scratch':>19} {'ratio':>6}")
         for b in baselines:

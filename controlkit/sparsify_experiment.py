@@ -115,8 +115,11 @@ def _run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
     model, dense_fit = train_dense(train, val, config.model.hidden, config.train, seed=ctx.seed,
                                    residual=config.model.residual, progress=ctx.progress)
     stage.done("dense")
-    ctx.log(f"dense model {config.model.hidden}: {dense_fit.epochs} epochs, "
-            f"{config.train.eval_steps}-step val MSE {dense_fit.best_val_error:.3g}")
+    # fit records one validation error per Adam epoch, then one per polish check: the Adam-only dense error.
+    before_polish = min(dense_fit.history[:dense_fit.epochs])
+    ctx.log(f"dense model {config.model.hidden}: {dense_fit.epochs} epochs + {dense_fit.polish_iterations} L-BFGS "
+            f"iterations, {config.train.eval_steps}-step val MSE {dense_fit.best_val_error:.3g} "
+            f"(after the epochs: {before_polish:.3g})")
 
     last = [time.perf_counter()]
 
@@ -163,6 +166,8 @@ def _run(config: SparsifyConfig, ctx: RunContext) -> dict[str, Any]:
         "target_met": bool(reduction >= RELU_REDUCTION_TARGET and ratio <= config.sparsify.tolerance),
         "selected_round": best.round,
         "dense_epochs": dense_fit.epochs,
+        "dense_polish_iterations": dense_fit.polish_iterations,
+        "val_error_dense_before_polish": before_polish,
         "curve": [{"n_relu": r.n_relu, "n_identity": r.n_identity, "val_error": r.val_rollout,
                    "val_one_step": r.val_one_step, "final_finetune": r.final_finetune} for r in result.rounds],
         "export_max_abs_diff": export_diff,

@@ -18,8 +18,8 @@ TINY = {
     "env": "Pendulum-v1",
     "data": {"trajectories": 10, "steps": 25},
     "model": {"hidden": [16, 16]},
-    "train": {"epochs": 3, "rollout_steps": 3, "eval_steps": 5},
-    "sparsify": {"schedule": [16, 8, 4], "search_epochs": 2, "finetune_epochs": 2},
+    "train": {"epochs": 3, "rollout_steps": 3, "eval_steps": 5, "polish_iterations": 10, "polish_window_stride": 2},
+    "sparsify": {"schedule": [16, 8, 4], "search_epochs": 2, "finetune_epochs": 2, "polish_iterations": 5},
 }
 
 
@@ -39,11 +39,15 @@ def test_tiny_sparsify_run(tmp_path, capsys):
                 "model_path"):
         assert key in summary
     assert summary["relus_dense"] == 32 and summary["relus_sparse"] <= 32
+    # The dense model was polished after its epochs; the polish keeps its best weights, so it never got worse.
+    assert 0 < summary["dense_polish_iterations"] <= 10
+    assert summary["val_error_dense"] <= summary["val_error_dense_before_polish"]
     with open(run / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["target"]) for r in rows] == [32, 16, 8, 4]
     assert all(int(r["n_relu"]) <= int(r["target"]) for r in rows)
     assert {"n_identity", "val_one_step", "val_rollout"} <= set(rows[0])
+    assert all(0 < int(r["polish_iterations"]) <= 5 for r in rows[1:])
     net = CompactNetwork.load(run / summary["model_path"])
     assert net.n_relu == summary["relus_sparse"] and net.metadata["env"] == "Pendulum-v1"
     assert summary["export_max_abs_diff"] < 1e-5
