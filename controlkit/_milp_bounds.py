@@ -269,7 +269,7 @@ def tighten_lp(
     With ``cutoff`` (and ``goal``), the relaxation is the whole horizon plus the row ``objective <= cutoff``: the
     bounds then hold for every feasible point at least as good as ``cutoff`` -- the objective of a known feasible
     plan -- which is all branch and bound needs (optimality-based bound tightening). The optimum, and that plan,
-    stay feasible; points worse than ``cutoff`` may not.
+    stay feasible; points worse than ``cutoff`` may not. The cutoff row needs every step, so ``window`` is ignored.
     """
     from controlkit._milp_highs import HighsMILP
 

@@ -26,7 +26,7 @@ AUTO = "auto"
 # The automatic tightening policy (tighten_steps="auto"): below this many unstable binaries branch and bound is
 # cheap anyway; it spends AUTO_FRACTION of the time limit (AUTO_BUDGET seconds without one) and stays off when
 # that is under AUTO_MIN_BUDGET -- the control-loop regime, where a few LPs per neuron do not fit in the period.
-AUTO_MIN_BINARIES = 24
+AUTO_MIN_BINARIES = 12
 AUTO_FRACTION = 0.25
 AUTO_BUDGET = 2.0
 AUTO_MIN_BUDGET = 0.1
