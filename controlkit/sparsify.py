@@ -51,12 +51,15 @@ class SparsifySettings(BaseModel):
     init_logit: float = Field(2.0, ge=0, description="Logit of a neuron's current form when a round starts.")
     tolerance: float = Field(1.5, ge=1, description="Operating point: fewest ReLUs with val error <= tolerance x dense.")
     final_finetune_epochs: NonNegativeInt = Field(
-        0, description="After the schedule, fine-tune ONE round this many more epochs (0: off; no early stopping, "
+        0, description="After the schedule, fine-tune a round this many more epochs (0: off; no early stopping, "
         "the best epoch is kept): the one with the fewest ReLUs that misses the tolerance but is within "
-        "final_finetune_within x dense and has fewer ReLUs than the current operating point. It replaces that "
-        "round if it got better.")
+        "final_finetune_within x dense and has fewer ReLUs than the current operating point (then the next, up to "
+        "final_finetune_rounds). It replaces that round if it got better.")
     final_finetune_within: float = Field(
         3.0, ge=1, description="Error bound (x dense) for a round to get the final fine-tune.")
+    final_finetune_rounds: PositiveInt = Field(
+        1, description="At most this many rounds get the final fine-tune, the fewest ReLUs first; it stops at the "
+        "first that meets the tolerance.")
     polish_iterations: NonNegativeInt = Field(
         0, description="Full-batch L-BFGS iterations after each round's fine-tune (0: none); see "
         "controlkit.dynamics.polish.")
@@ -278,7 +281,7 @@ def sparsify(
     progress: Callable | None = None,
 ) -> SparsifyResult:
     """Run the schedule on a trained dense ``model`` (modified in place; it ends at the last round, or at the
-    round that got the final fine-tune if ``settings.final_finetune_epochs`` is set).
+    last round that got a final fine-tune if ``settings.final_finetune_epochs`` is set).
 
     Args:
         model: Trained dense model.
@@ -288,7 +291,7 @@ def sparsify(
         train_settings: Batch size, learning rate, rollout loss, patience, evaluation horizon.
         seed: Seeds the Gumbel noise and minibatch order.
         on_round: Called with each :class:`RoundResult` as it completes (round 0 = dense), and once more for the
-            final fine-tune's result (``final_finetune`` True), kept in ``rounds`` only if it is better.
+            result of each final fine-tune (``final_finetune`` True), kept in ``rounds`` only if it is better.
         progress: Optional iterator wrapper for the rounds.
 
     Raises:
@@ -327,29 +330,31 @@ def sparsify(
 def _final_finetune(model: DynamicsModel, gates: NeuronGates, rounds: list[RoundResult], train: TransitionData,
                     val: TransitionData, settings: SparsifySettings, train_settings: TrainSettings, seed: int,
                     on_round: Callable[[RoundResult], None] | None) -> None:
-    # The rounds' fine-tunes are short to keep the curve cheap; the budget goes to the one round that could
-    # move the operating point to fewer ReLUs.
+    # The rounds' fine-tunes are short to keep the curve cheap; the budget goes to the rounds that could move the
+    # operating point to fewer ReLUs, the fewest first, until one of them meets the tolerance.
     dense, selected = rounds[0].val_rollout, rounds[select_operating_point(rounds, settings.tolerance)]
-    candidates = [i for i, r in enumerate(rounds) if i > 0 and r.n_relu < selected.n_relu
-                  and settings.tolerance * dense < r.val_rollout <= settings.final_finetune_within * dense]
-    if not candidates:
-        return
-    i = min(candidates, key=lambda j: rounds[j].n_relu)
-    model.load_state_dict(rounds[i].state)
-    for mode, saved in zip(gates.modes, rounds[i].modes):
-        mode.copy_(torch.as_tensor(saved))
+    candidates = sorted((i for i, r in enumerate(rounds) if i > 0 and r.n_relu < selected.n_relu
+                         and settings.tolerance * dense < r.val_rollout <= settings.final_finetune_within * dense),
+                        key=lambda j: rounds[j].n_relu)
     # No early stopping here: the cosine-decayed learning rate makes most of its progress in the last epochs,
     # which a patience rule cuts off (the best weights are still the ones kept).
     no_stop = train_settings.model_copy(update={"patience": settings.final_finetune_epochs})
-    tuned = _finetune(model, gates.modes, train, val, no_stop, seed=seed, epochs=settings.final_finetune_epochs,
-                      lr=settings.weight_lr, polish_iterations=settings.final_polish_iterations)
-    again = _record(model, gates, val, train_settings.eval_steps, rounds[i].round, rounds[i].target,
-                    rounds[i].epochs + tuned.epochs, rounds[i].polish_iterations + tuned.polish_iterations)
-    again.final_finetune = True
-    if on_round:
-        on_round(again)
-    if again.val_rollout < rounds[i].val_rollout:
-        rounds[i] = again
+    for n, i in enumerate(candidates[:settings.final_finetune_rounds]):
+        model.load_state_dict(rounds[i].state)
+        for mode, saved in zip(gates.modes, rounds[i].modes):
+            mode.copy_(torch.as_tensor(saved))
+        tuned = _finetune(model, gates.modes, train, val, no_stop, seed=seed + n,
+                          epochs=settings.final_finetune_epochs, lr=settings.weight_lr,
+                          polish_iterations=settings.final_polish_iterations)
+        again = _record(model, gates, val, train_settings.eval_steps, rounds[i].round, rounds[i].target,
+                        rounds[i].epochs + tuned.epochs, rounds[i].polish_iterations + tuned.polish_iterations)
+        again.final_finetune = True
+        if on_round:
+            on_round(again)
+        if again.val_rollout < rounds[i].val_rollout:
+            rounds[i] = again
+        if again.val_rollout <= settings.tolerance * dense:
+            break
 
 
 def export_compact(model: DynamicsModel, modes: Sequence[np.ndarray | torch.Tensor],

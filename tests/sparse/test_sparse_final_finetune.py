@@ -44,3 +44,23 @@ def test_final_finetune_retrains_the_smallest_candidate_and_keeps_the_better():
 def test_no_final_finetune_without_a_candidate():
     _, _, result, seen = _run(final_finetune_epochs=4, final_finetune_within=1.0)  # window (1.5x, 1x]: empty
     assert len(seen) == len(result.rounds) and not any(r.final_finetune for r in seen)
+
+
+def test_final_finetune_goes_on_to_the_next_round_until_one_meets_the_tolerance():
+    # tolerance 1: no final fine-tune can meet it, so two rounds get one, the fewest ReLUs first.
+    _, _, plain, _ = _run(tolerance=1.0)
+    _, _, result, seen = _run(tolerance=1.0, final_finetune_epochs=2, final_finetune_within=1e9,
+                              final_finetune_rounds=2)
+    extra = seen[len(plain.rounds):]
+    order = sorted((r for r in plain.rounds[1:] if r.val_rollout > plain.rounds[0].val_rollout),
+                   key=lambda r: r.n_relu)
+    assert [r.round for r in extra] == [r.round for r in order[:2]] and all(r.final_finetune for r in extra)
+    # A tolerance between the first candidate's error before and after its fine-tune: it now meets it, so the
+    # final fine-tune stops there (same seeds, same fine-tune).
+    dense, before = plain.rounds[0].val_rollout, plain.rounds[extra[0].round].val_rollout
+    assert extra[0].val_rollout < before
+    tolerance = (extra[0].val_rollout * before) ** 0.5 / dense
+    _, _, met, seen = _run(tolerance=tolerance, final_finetune_epochs=2, final_finetune_within=1e9,
+                           final_finetune_rounds=2)
+    assert [r.round for r in seen if r.final_finetune] == [extra[0].round]
+    assert met.best.round == extra[0].round
