@@ -104,12 +104,14 @@ class RecedingHorizonPlanner(Planner):
         self._fallbacks = 0
 
     def _warm_actions(self) -> np.ndarray | None:
-        """The last good plan shifted to start at the current step, the new tail steps padded with the safe action.
+        """The last good plan shifted to start at the current step, the new tail steps padded.
 
         Before the first good plan it is the safe action held over the horizon: a complete MIP start that gives a
-        time-limited first solve an incumbent (when that sequence satisfies the state constraints). The tail gets
-        the safe action rather than a repeat of the plan's last action: a repeated push can carry the predicted
-        state out of the state box, which makes the whole MIP start infeasible (no incumbent at the time limit).
+        time-limited first solve an incumbent (when that sequence satisfies the state constraints). The tail is
+        the safe action, or the plan's last action repeated if the instance's ``warm_tail`` attribute is
+        ``"repeat"``. The safe tail is the default because a repeated push can carry the predicted state out of
+        the state box, which makes a whole MIP start infeasible (no incumbent at the time limit); a sampler's
+        warm mean has no such constraint and may do better with the repeated action.
         """
         if not self.warm_start:
             return None
@@ -117,7 +119,8 @@ class RecedingHorizonPlanner(Planner):
             return np.tile(self.safe_action, (self.horizon, 1))
         a = self.last_plan.actions
         shift = min(self._fallbacks + 1, len(a))
-        return np.concatenate([a[shift:], np.tile(self.safe_action, (shift, 1))])
+        tail = a[-1] if getattr(self, "warm_tail", "safe") == "repeat" else self.safe_action
+        return np.concatenate([a[shift:], np.tile(tail, (shift, 1))])
 
     @abc.abstractmethod
     def plan(self, x0: Any, goal: Any, warm_start: np.ndarray | None = None) -> Plan:

@@ -37,6 +37,19 @@ def test_shifted_start_pads_the_new_tail_step_with_the_safe_action():
     np.testing.assert_array_equal(mip._warm_actions(), [[0.03, 0.03], [0.0, 0.0], [0.0, 0.0]])
 
 
+def test_samplers_keep_the_repeated_tail_by_default_and_the_tail_is_a_choice():
+    task = _task()
+    last = Plan(np.array([[0.01, 0.0], [0.02, 0.0], [0.03, 0.03]]), np.zeros((4, 6)), 0.0, Status.OK, 0.0)
+    for spec, tail in ((PlannerSpec(type="mppi", n_samples=8), [0.03, 0.03]),
+                       (PlannerSpec(type="mppi", n_samples=8, warm_tail="safe"), [0.0, 0.0]),
+                       (PlannerSpec(type="mip_mpc", warm_tail="repeat"), [0.03, 0.03])):
+        planner = make_planner("p", spec, _pusher_only_net(), task, seed=0)
+        planner.last_plan = last
+        np.testing.assert_array_equal(planner._warm_actions()[-1], tail)
+    with pytest.raises(ControlkitError, match="planners.p.warm_tail"):
+        make_planner("p", PlannerSpec(type="cem", warm_tail="last"), _pusher_only_net(), task, seed=0)
+
+
 def test_shifted_start_stays_feasible_at_the_edge_of_the_state_box():
     # The pusher sits 1.5 cm inside the table's state box and the last plan pushed outwards: holding that push for
     # the tail would leave the box; the safe tail keeps the start feasible, so the solve has an incumbent.
