@@ -40,6 +40,9 @@ class TrainSettings(BaseModel):
     eval_steps: PositiveInt = Field(10, description="Horizon of the validation rollout error used for early stopping.")
     final_lr_fraction: float = Field(
         0.02, gt=0, le=1, description="Cosine decay of the learning rate to this fraction of lr at the last epoch.")
+    restart_epochs: NonNegativeInt = Field(
+        0, description="train_dense only: after the first cosine cycle, a second one (warm restart from lr) of this "
+        "many epochs without early stopping, before the polish; the better cycle's weights are kept (0: none).")
     polish_iterations: NonNegativeInt = Field(
         0, description="After the epochs, full-batch L-BFGS iterations on the same loss (0: none; see polish). "
         "train_dense applies it to the dense model.")
@@ -327,11 +330,19 @@ def train_dense(
     residual: bool = True,
     progress: Callable | None = None,
 ) -> tuple[DynamicsModel, FitResult]:
-    """Build a dense ReLU model for ``train``'s dimensions, fit its normalisation, train it (early stopping), then
-    polish it if ``settings.polish_iterations``."""
+    """Build a dense ReLU model for ``train``'s dimensions, fit its normalisation, train it (early stopping), give
+    it a warm restart if ``settings.restart_epochs``, then polish it if ``settings.polish_iterations``."""
     model = DynamicsModel(train.nx, train.nu, hidden, residual=residual, seed=seed)
     model.fit_normalisation(train)
     result = fit(model, train, val, settings, seed=seed + 1, progress=progress)
+    if settings.restart_epochs:
+        first = copy.deepcopy(model.state_dict())
+        no_stop = settings.model_copy(update={"patience": settings.restart_epochs})
+        again = fit(model, train, val, no_stop, seed=seed + 2, epochs=settings.restart_epochs, progress=progress)
+        if again.best_val_error >= result.best_val_error:
+            model.load_state_dict(first)
+        result = FitResult(result.epochs + again.epochs, min(result.best_val_error, again.best_val_error),
+                           result.history + again.history)
     if settings.polish_iterations:
         result = polish(model, train, val, settings, previous=result)
     return model, result

@@ -80,3 +80,13 @@ def test_polish_lowers_the_error_and_keeps_the_best_weights(split):
     again, fitted_again = train_dense(train, val, [16, 16], settings.model_copy(
         update={"polish_iterations": 60, "polish_window_stride": 2}), seed=0)
     assert 0 < fitted_again.polish_iterations <= 60 and fitted_again.best_val_error < 0.9 * start
+
+
+def test_warm_restart_adds_a_cycle_and_never_loses_the_first(split):
+    train, val = split
+    settings = TrainSettings(epochs=10, batch_size=32, rollout_steps=3, eval_steps=5)
+    _, once = train_dense(train, val, [16, 16], settings, seed=0)
+    model, twice = train_dense(train, val, [16, 16], settings.model_copy(update={"restart_epochs": 6}), seed=0)
+    assert twice.epochs == 16 and len(twice.history) == 16 and twice.history[:10] == once.history
+    assert twice.best_val_error == min(twice.history) <= once.best_val_error
+    assert rollout_mse(model, val, 5) == pytest.approx(twice.best_val_error, rel=1e-6)
