@@ -31,6 +31,8 @@ AUTO_FRACTION = 0.25
 AUTO_BUDGET = 2.0
 AUTO_MIN_BUDGET = 0.1
 AUTO_POLISH_LPS = 20
+AUTO_MIN_SOLVE = 0.5  # share of the time limit the solver keeps whatever the LPs took (the budget is only checked
+# between LPs, so they can overrun it by one LP)
 
 
 class MIPMPC(RecedingHorizonPlanner):
@@ -40,7 +42,8 @@ class MIPMPC(RecedingHorizonPlanner):
         model, horizon, u_low, u_high, x_low, x_high, residual, state_weights, control_weight: The problem (see
             :class:`~controlkit._receding.RecedingHorizonPlanner`).
         backend: ``"highs"`` (embedded highspy, in-place updates and MIP starts) or ``"pyomo"``.
-        time_limit: Seconds per solve (``None`` = none). At the limit the best incumbent is returned.
+        time_limit: Seconds per solve (``None`` = none). At the limit the best incumbent is returned. The automatic
+            tightening's time (``tighten_steps="auto"``) comes out of it: the solver gets what is left, at least half.
         mip_gap: Relative optimality gap at which the solver stops.
         solver: Pyomo solver name for ``backend="pyomo"`` (``appsi_highs``, ``scip``, ``gurobi``, ``cbc``, ...).
         tighten_steps: LP-tighten the unstable neurons of this many leading steps (0 = propagated bounds only), or
@@ -203,7 +206,15 @@ class MIPMPC(RecedingHorizonPlanner):
             bounds = self._auto_tighten(milp, bounds, x0, goal, warm_start, budget, extras)
         start = None if warm_start is None else milp.start_vector(x0, warm_start, goal, bounds)
         extras["warm_start"] = start is not None and milp.warm_start_capable
-        return milp.solve(start)
+        if budget is None or self.time_limit is None:
+            return milp.solve(start)
+        # the automatic policy's LPs come out of the time limit: the whole plan stays within it
+        spent = time.perf_counter() - t0
+        milp.set_time_limit(max(self.time_limit - spent, AUTO_MIN_SOLVE * self.time_limit))
+        try:
+            return milp.solve(start)
+        finally:
+            milp.set_time_limit(self.time_limit)
 
     def _auto_budget(self, n_binaries: int) -> float | None:
         """Seconds the automatic tightening may take on this plan, or None when it should not run."""

@@ -82,3 +82,12 @@ def test_auto_tightening_in_receding_horizon(make_net):
 def test_bad_tighten_steps(small_net):
     with pytest.raises(ControlkitError, match="tighten_steps"):
         MIPMPC(small_net, 3, [-1, -1], [1, 1], tighten_steps="sometimes")
+
+
+def test_auto_tightening_leaves_the_time_limit_as_set(make_net):
+    """Its LPs come out of the solver's limit for one plan; the next plan starts from the limit as set again."""
+    net = make_net([8], nx=4, nu=2, seed=0)
+    mpc = _mpc(net, 5, time_limit=30.0)
+    plan = mpc.plan(np.zeros(4), np.full(4, 0.5))
+    assert plan.status is Status.OK and plan.extras["tighten_lps"] > 0
+    assert mpc._milp.h.getOptionValue("time_limit")[1] == 30.0
