@@ -12,8 +12,8 @@ with that many ReLUs.
 
 ``--capacity N`` adds a probe: 32-ReLU layouts with fixed forms trained from scratch on N fresh trajectories.
 
-    .venv/bin/python benchmarks/sparsify_pipeline.py --baselines 16,16 8,8,8,8   # the committed JSON
-    .venv/bin/python benchmarks/sparsify_pipeline.py --baselines --json /tmp/t.json   # timing only
+    .venv/bin/python benchmarks/sparsify_pipeline.py --baselines   # the committed JSON (timing and curve only)
+    .venv/bin/python benchmarks/sparsify_pipeline.py --baselines 16,16 8,8,8,8   # with the small dense peers
     .venv/bin/python benchmarks/sparsify_pipeline.py --threads 1 2 --baselines --capacity 1200
 """
 

@@ -298,16 +298,18 @@ def polish(
         loss.backward()
         return loss
 
+    # LBFGS keeps its iteration count in the state of the first parameter.
+    lbfgs_state = opt.state[next(iter(model.parameters()))]
     model.eval()
     history = list(previous.history) if previous is not None else []
     best = rollout_mse(model, val, settings.eval_steps, g)
     best_state, since, done = copy.deepcopy(model.state_dict()), 0, 0
     while done < iterations and since < patience:
-        before = opt.state[opt._params[0]].get("n_iter", 0)
+        before = lbfgs_state.get("n_iter", 0)
         # A generous evaluation budget, so that fewer iterations than asked means convergence, not the budget.
         opt.param_groups[0].update(max_iter=min(eval_every, iterations - done), max_eval=4 * eval_every)
         opt.step(closure)
-        ran = opt.state[opt._params[0]]["n_iter"] - before
+        ran = lbfgs_state["n_iter"] - before
         done += ran
         err = rollout_mse(model, val, settings.eval_steps, g)
         history.append(err)
