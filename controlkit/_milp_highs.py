@@ -599,7 +599,9 @@ class HighsMILP(CompiledMILP):
                     break  # same region as the last LP: nothing left to gain
                 prev_z = fixed[pos].copy()
                 h.changeColsBounds(ints.size, ints, fixed, fixed)
-                h.setOptionValue("time_limit", float("inf") if left is None else float(left))
+                # HiGHS checks an LP's time limit against the instance's cumulative run time (its MIP solves
+                # included), so the budget is set relative to that clock.
+                h.setOptionValue("time_limit", float("inf") if left is None else h.getRunTime() + float(left))
                 h.run()
                 n_lp += 1
                 if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:

@@ -332,3 +332,19 @@ def test_region_descent_improves_the_start_and_leaves_the_model_intact(make_net)
     polished._milp.set_time_limit(None)
     again = polished._milp.solve()
     assert again.objective == pytest.approx(plain.plan(x0, goal).objective, rel=2e-4, abs=1e-6)
+
+
+def test_region_descent_budget_is_per_plan_not_cumulative(make_net):
+    # HiGHS compares an LP's time limit with the instance's whole run time; once earlier plans have used more
+    # than polish_time in total, a budget set as-is would stop every descent after one LP.
+    net = make_net([8], nx=4, nu=2, seed=7, scale=1.0)
+    x0, goal, H = np.zeros(4), np.full(4, 0.8), 4
+    mpc = MIPMPC(net, H, -np.ones(2), np.ones(2), polish_lps=50, polish_time=0.5, time_limit=2.0,
+                 tighten_steps=0)
+    first = mpc.plan(x0, goal, warm_start=np.zeros((H, 2)))
+    mpc._milp.set_time_limit(None)
+    mpc._milp.solve()  # proves the optimum: the instance's run time grows
+    while mpc._milp.h.getRunTime() < 0.5:  # push the cumulative clock past the polish budget
+        mpc._milp.solve()
+    again = mpc.plan(x0, goal, warm_start=np.zeros((H, 2)))
+    assert again.extras["polish_lps"] == first.extras["polish_lps"] >= 2
