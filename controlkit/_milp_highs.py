@@ -545,9 +545,17 @@ class HighsMILP(CompiledMILP):
             sol.col_value = list(start)
             sol.value_valid = True
             h.setSolution(sol)
+        lp_limit = self._time_limit is not None and not self._int_cols.size
+        if lp_limit:
+            # Without binaries HiGHS runs simplex, which checks time_limit against the instance's cumulative run
+            # clock (a MIP checks its own run): in a receding-horizon loop every LP after the first time_limit
+            # seconds in all would stop at once. The limit is set relative to that clock.
+            h.setOptionValue("time_limit", h.getRunTime() + self._time_limit)
         t0 = time.perf_counter()
         h.run()
         elapsed = time.perf_counter() - t0
+        if lp_limit:
+            self.set_time_limit(self._time_limit)
         status, text = _status(h)
         info = h.getInfo()
         nan_a = np.full((prob.horizon, prob.nu), np.nan)

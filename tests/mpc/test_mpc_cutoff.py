@@ -91,3 +91,17 @@ def test_auto_tightening_leaves_the_time_limit_as_set(make_net):
     plan = mpc.plan(np.zeros(4), np.full(4, 0.5))
     assert plan.status is Status.OK and plan.extras["tighten_lps"] > 0
     assert mpc._milp.h.getOptionValue("time_limit")[1] == 30.0
+
+
+def test_lp_models_keep_their_time_limit_over_many_receding_steps(make_net):
+    """A model without binaries is an LP; HiGHS checks an LP's time limit against the instance's cumulative run
+    time, so without care every step after the first ``time_limit`` seconds in all would stop at once."""
+    net = make_net([8], nx=4, nu=2, seed=0)
+    net.relu_masks[0][:] = False  # identity neurons only: no binaries
+    mpc = MIPMPC(net, 5, -np.ones(2), np.ones(2), time_limit=0.01, goal=np.full(4, 0.5))
+    x, steps = np.zeros(4), 0
+    while steps < 500 and (mpc._milp is None or mpc._milp.h.getRunTime() < 0.03):
+        u = mpc.act(x)
+        assert mpc.last_step.status is Status.OK and mpc.last_step.fallback is None
+        x, steps = net.step(x, u), steps + 1
+    assert mpc._milp.n_binaries == 0 and mpc._milp.h.getRunTime() >= 0.03  # well past the limit in all
