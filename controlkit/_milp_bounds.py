@@ -207,8 +207,7 @@ def symbolic(problem: MPCProblem, x0: np.ndarray, prior: Bounds | None = None, m
             lo, hi = np.maximum(f[:, 1] - rad, f[:, 0] - r), np.minimum(f[:, 1] + rad, f[:, 0] + r)
             if k == n_hidden:
                 break
-            if prior is not None:
-                lo, hi = np.maximum(lo, prior.pre_lo[t][k]), np.minimum(hi, prior.pre_hi[t][k])
+            lo, hi = _meet_prior(lo, hi, prior, t, k)
             pre_lo[t].append(lo)
             pre_hi[t].append(hi)
             # lam = 1 for identity and active, 0 for inactive, u / (u - l) for unstable neurons
@@ -291,7 +290,7 @@ def tighten_lp(
             relax = None  # a fresh relaxation of steps s..t
         for k in range(len(problem.net.relu_masks)):
             lo, hi = bounds.pre_lo[t][k].copy(), bounds.pre_hi[t][k].copy()
-            todo = np.flatnonzero(problem.net.relu_masks[k] & (lo < 0) & (hi > 0))
+            todo = np.flatnonzero(classify(problem.net.relu_masks[k], lo, hi) == UNSTABLE)
             if todo.size == 0 or bounds.empty:
                 continue
             s = max(0, t + 1 - window) if window else 0

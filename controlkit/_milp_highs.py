@@ -472,6 +472,20 @@ class HighsMILP(CompiledMILP):
         self._time_limit = time_limit
         self.h.setOptionValue("time_limit", float("inf") if time_limit is None else float(time_limit))
 
+    def _run_lp(self, seconds: float | None) -> None:
+        """Solve the model as an LP (no integer columns) within ``seconds`` (``None``: no limit).
+
+        Simplex checks ``time_limit`` against the instance's cumulative run clock (a MIP checks its own run), so
+        after earlier solves an LP given the limit as-is would stop at once: it is set relative to that clock for
+        this run, and the MIP's limit restored after.
+        """
+        h = self.h
+        h.setOptionValue("time_limit", float("inf") if seconds is None else h.getRunTime() + float(seconds))
+        try:
+            h.run()
+        finally:
+            self.set_time_limit(self._time_limit)
+
     # --- receding horizon -------------------------------------------------------------------------------------
     def update(self, x0: np.ndarray, goal: np.ndarray, bounds: Bounds) -> bool:
         """Change x0, goal and bound-dependent data in place (call :meth:`compatible` first); returns True."""
@@ -545,17 +559,12 @@ class HighsMILP(CompiledMILP):
             sol.col_value = list(start)
             sol.value_valid = True
             h.setSolution(sol)
-        lp_limit = self._time_limit is not None and not self._int_cols.size
-        if lp_limit:
-            # Without binaries HiGHS runs simplex, which checks time_limit against the instance's cumulative run
-            # clock (a MIP checks its own run): in a receding-horizon loop every LP after the first time_limit
-            # seconds in all would stop at once. The limit is set relative to that clock.
-            h.setOptionValue("time_limit", h.getRunTime() + self._time_limit)
         t0 = time.perf_counter()
-        h.run()
+        if self._int_cols.size:
+            h.run()
+        else:  # without binaries: an LP, whose time limit needs the relative clock
+            self._run_lp(self._time_limit)
         elapsed = time.perf_counter() - t0
-        if lp_limit:
-            self.set_time_limit(self._time_limit)
         status, text = _status(h)
         info = h.getInfo()
         nan_a = np.full((prob.horizon, prob.nu), np.nan)
@@ -607,10 +616,7 @@ class HighsMILP(CompiledMILP):
                     break  # same region as the last LP: nothing left to gain
                 prev_z = fixed[pos].copy()
                 h.changeColsBounds(ints.size, ints, fixed, fixed)
-                # HiGHS checks an LP's time limit against the instance's cumulative run time (its MIP solves
-                # included), so the budget is set relative to that clock.
-                h.setOptionValue("time_limit", float("inf") if left is None else h.getRunTime() + float(left))
-                h.run()
+                self._run_lp(left)
                 n_lp += 1
                 if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
                     break
@@ -621,7 +627,6 @@ class HighsMILP(CompiledMILP):
         finally:
             h.changeColsBounds(ints.size, ints, saved_lo, saved_hi)
             h.changeColsIntegrality(ints.size, ints, np.full(ints.size, highspy.HighsVarType.kInteger))
-            self.set_time_limit(self._time_limit)
         return np.clip(best, prob.u_low, prob.u_high), best_obj, n_lp
 
     def relax_to_cutoff(self, cutoff: float) -> None:

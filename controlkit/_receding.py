@@ -15,9 +15,10 @@ import numpy as np
 
 from controlkit._mpc_problem import KeepOut, MPCProblem, make_problem
 from controlkit.controller import Plan, Planner, Status, StepInfo
-from controlkit.errors import ControlkitError
+from controlkit.errors import ControlkitError, choices_error
 
 _GOOD = (Status.OK, Status.SUBOPTIMAL)
+WARM_TAILS = ("safe", "repeat")
 
 
 class RecedingHorizonPlanner(Planner):
@@ -44,6 +45,8 @@ class RecedingHorizonPlanner(Planner):
         state_fn: Maps an observation to the state ``x`` (default: the observation is the state).
         warm_start: Whether :meth:`act` seeds each plan with the last plan shifted by one step (the safe action
             held over the horizon before there is one).
+        warm_tail: How that shifted plan fills its new last steps: ``"safe"`` (the safe action) or ``"repeat"``
+            (the plan's last action again).
         nx: State size (only for a torch Sequential).
         nu: Action size (only for a torch Sequential).
     """
@@ -68,6 +71,7 @@ class RecedingHorizonPlanner(Planner):
         max_fallback: int = 3,
         state_fn: Callable[[Any], np.ndarray] | None = None,
         warm_start: bool = True,
+        warm_tail: str = "safe",
         nx: int | None = None,
         nu: int | None = None,
     ) -> None:
@@ -86,6 +90,9 @@ class RecedingHorizonPlanner(Planner):
         self.max_fallback = int(max_fallback)
         self.state_fn = state_fn
         self.warm_start = bool(warm_start)
+        if warm_tail not in WARM_TAILS:
+            raise choices_error("warm_tail", warm_tail, WARM_TAILS)
+        self.warm_tail = warm_tail
         self.goal = None if goal is None else p.check_goal(goal)
         self.reset()
 
@@ -108,10 +115,10 @@ class RecedingHorizonPlanner(Planner):
 
         Before the first good plan it is the safe action held over the horizon: a complete MIP start that gives a
         time-limited first solve an incumbent (when that sequence satisfies the state constraints). The tail is
-        the safe action, or the plan's last action repeated if the instance's ``warm_tail`` attribute is
-        ``"repeat"``. The safe tail is the default because a repeated push can carry the predicted state out of
-        the state box, which makes a whole MIP start infeasible (no incumbent at the time limit); a sampler's
-        warm mean has no such constraint and may do better with the repeated action.
+        the safe action, or the plan's last action repeated with ``warm_tail="repeat"``. The safe tail is the
+        default because a repeated push can carry the predicted state out of the state box, which makes a whole
+        MIP start infeasible (no incumbent at the time limit); a sampler's warm mean has no such constraint and
+        may do better with the repeated action.
         """
         if not self.warm_start:
             return None
@@ -119,7 +126,7 @@ class RecedingHorizonPlanner(Planner):
             return np.tile(self.safe_action, (self.horizon, 1))
         a = self.last_plan.actions
         shift = min(self._fallbacks + 1, len(a))
-        tail = a[-1] if getattr(self, "warm_tail", "safe") == "repeat" else self.safe_action
+        tail = a[-1] if self.warm_tail == "repeat" else self.safe_action
         return np.concatenate([a[shift:], np.tile(tail, (shift, 1))])
 
     @abc.abstractmethod

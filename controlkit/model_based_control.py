@@ -37,7 +37,7 @@ from controlkit._push_oracle import GreedyPusher, PushThroughExplorer, pre_push_
 from controlkit.config import EnvId, ExperimentConfig, check_env_kwargs
 from controlkit.controller import Controller, StepInfo
 from controlkit.envs._tabletop import TABLE_HALF
-from controlkit.errors import ControlkitError, choices_error
+from controlkit.errors import ControlkitError
 from controlkit.kinds import ExperimentKind
 from controlkit.mpc import CEMPlanner, GradientPlanner, KeepOut, MPPIPlanner, RandomShootingPlanner
 from controlkit.network import CompactNetwork
@@ -45,7 +45,6 @@ from controlkit.run import RunContext
 from controlkit.stats import mean_ci95
 
 PLANNER_TYPES = ("mip_mpc", "mppi", "cem", "gradient", "random", "greedy", "sim_mppi")
-WARM_TAILS = ("safe", "repeat")  # planners.<name>.warm_tail: how the shifted warm start fills its new last step
 TASK_ENVS = ("controlkit/Push-v0", "controlkit/Sort-v0")
 NX, NU = 6, 2  # [x, y, cos θ, sin θ, pusher x, pusher y], [dx, dy]
 
@@ -153,8 +152,6 @@ class ModelBasedControlConfig(ExperimentConfig):
             if spec.type == "sim_mppi" and self.env != "controlkit/Push-v0":
                 raise ValueError(f"planners.{name}: sim_mppi simulates one object; it runs on Push-v0 only")
             allowed = _planner_params(MPPIPlanner if spec.type == "sim_mppi" else _PLANNER_CLASSES[spec.type])
-            if spec.type != "greedy":
-                allowed.add("warm_tail")
             unknown = sorted(set(spec.kwargs()) - allowed)
             if unknown:
                 raise ValueError(f"planners.{name}: {spec.type} takes no {', '.join(unknown)}; valid: "
@@ -365,17 +362,15 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
         kwargs["sim"] = SimDynamics(task.env.shape, task.env.friction)
     # The shifted warm start's new tail step: MIP-MPC needs the safe action (a repeated push can leave the state
     # box: an infeasible MIP start); the samplers keep the repeated last action, which served MPPI better.
-    tail = kwargs.pop("warm_tail", "safe" if spec.type == "mip_mpc" else "repeat")
-    if tail not in WARM_TAILS:
-        raise choices_error(f"planners.{name}.warm_tail", tail, WARM_TAILS)
+    kwargs.setdefault("warm_tail", "safe" if spec.type == "mip_mpc" else "repeat")
     try:
-        planner = _PLANNER_CLASSES[spec.type](
+        return _PLANNER_CLASSES[spec.type](
             net, task.cost.horizon, [-step] * NU, [step] * NU, -x_high, x_high, state_weights=task.weights(),
             terminal_weight=task.cost.terminal_weight, keep_out=boxes, **kwargs)
     except TypeError as exc:
         raise ControlkitError(f"planners.{name}: {exc}") from None
-    planner.warm_tail = tail
-    return planner
+    except ControlkitError as exc:  # the planner names its argument; the config path is planners.<name>.<arg>
+        raise ControlkitError(f"planners.{name}.{exc}") from None
 
 
 def _planner_params(cls: type) -> set[str]:
