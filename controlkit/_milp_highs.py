@@ -170,7 +170,7 @@ class Layout:
     e_cols: np.ndarray  # (T, nx) or -1 where the state weight is 0
     e_rows: np.ndarray  # (2, T, nx): rows e - x >= -g and e + x >= g
     v_cols: np.ndarray  # (T, nu) or empty
-    keep_out: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per box: (delta cols (T, 2d), coords, sides)
+    keep_out: list[tuple[np.ndarray, ...]]  # per box: (delta cols (T, 2d), coords, sides, slack cols (T,) or ())
     n_col: int
 
     def _per_step(self, tables: list[np.ndarray]) -> list[list[np.ndarray]]:
@@ -327,7 +327,13 @@ def assemble(
                      np.concatenate([np.ones((T, d)), np.broadcast_to(xh - lo, (T, d))]))
             bld.coef(np.concatenate([r_above, r_above]), np.concatenate([xs, delta[:, d:]]),
                      np.concatenate([np.ones((T, d)), -np.broadcast_to(hi - xl, (T, d))]))
-            keep_out.append((delta, c, np.stack([lo, hi])))
+            slack = np.zeros(0, dtype=int)
+            if box.penalty is not None:
+                # soft box: the chosen side may be crossed by s_t >= 0 (the depth inside), priced penalty * s_t
+                slack = bld.cols(T, 0.0, np.inf, cost=box.penalty)
+                bld.coef(np.concatenate([r_below, r_above]), np.repeat(np.tile(slack, 2), d).reshape(2 * T, d),
+                         np.concatenate([-np.ones((T, d)), np.ones((T, d))]))
+            keep_out.append((delta, c, np.stack([lo, hi]), slack))
     arrays = bld.arrays()
     if structure is None:
         classes = [[cls[t] for cls in layer_classes] for t in range(T)]
@@ -414,9 +420,14 @@ class CompiledMILP:
         val[lay.e_cols[:, on]] = np.abs(states[1:, on] - goal[:, on])
         if lay.v_cols.size:
             val[lay.v_cols] = np.abs(actions)
-        for delta, c, (lo, hi) in lay.keep_out:
+        for delta, c, (lo, hi), slack in lay.keep_out:
             xs = states[1:, c]
-            val[delta] = np.concatenate([xs <= lo, xs >= hi], axis=1).astype(float)
+            gaps = np.concatenate([xs - lo, hi - xs], axis=1)  # how far past each side's face (<= 0: on its side)
+            if slack.size:  # a state inside a soft box takes its nearest side, and the slack is its depth
+                val[delta] = (np.arange(gaps.shape[1]) == gaps.argmin(axis=1)[:, None]).astype(float)
+                val[slack] = np.maximum(gaps.min(axis=1), 0.0)
+            else:
+                val[delta] = (gaps <= 0).astype(float)
         return val
 
 

@@ -4,7 +4,8 @@ minimize  sum_{t=1..H} sum_i w_{t,i} |x_{t,i} - g_{t,i}|  +  lambda sum_{t=0..H-
 s.t.      x_{t+1} = x_t + f([x_t, u_t])  (residual)  or  f([x_t, u_t]),  u_low <= u_t <= u_high,
           x_low <= x_t <= x_high, A x_t <= b, x_t outside every keep-out box (t = 1..H),
 
-with w_{t,i} = q_i for t < H and q_i * terminal_weight at t = H.
+with w_{t,i} = q_i for t < H and q_i * terminal_weight at t = H. A keep-out box with a ``penalty`` is soft: instead
+of the constraint, the objective adds ``penalty * depth(x_t)`` per step (the depth of x_t inside the box, 0 outside).
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ class KeepOut:
         coords: State indices the box lives in (e.g. ``(0, 1)`` for a planar position).
         low: Lower corner, one value per coordinate.
         high: Upper corner, one value per coordinate.
+        penalty: ``None`` (default): a hard constraint. A number: a soft one, the objective adds ``penalty`` times
+            the depth inside the box (the distance to its nearest side) per step. With a penalty larger than the
+            objective can gain by entering, the optimum stays outside whenever it can (an exact penalty); when no
+            plan can (the state already deep inside), the plan leaves by the shortest way instead of having none.
     """
 
     coords: tuple[int, ...]
     low: tuple[float, ...]
     high: tuple[float, ...]
+    penalty: float | None = None
 
 
 def as_network(model: Any, nx: int | None = None, nu: int | None = None, residual: bool | None = None) -> CompactNetwork:
@@ -122,17 +128,34 @@ class MPCProblem:
         track = (self.step_weights * np.abs(states[..., 1:, :] - goal)).sum(axis=(-1, -2))
         return track + self.control_weight * np.abs(actions).sum(axis=(-1, -2))
 
-    def violation(self, states: np.ndarray) -> np.ndarray:
-        """Total constraint violation of ``states`` ``(..., H+1, nx)`` over ``x_1..x_H`` (0 when feasible)."""
+    def violation(self, states: np.ndarray, hard_only: bool = False) -> np.ndarray:
+        """Total constraint violation of ``states`` ``(..., H+1, nx)`` over ``x_1..x_H`` (0 when feasible).
+
+        Soft keep-out boxes count too, unless ``hard_only``: then only what makes a plan infeasible counts.
+        """
         xs = states[..., 1:, :]
         v = (np.maximum(self.x_low - xs, 0) + np.maximum(xs - self.x_high, 0)).sum(axis=(-1, -2))
         if len(self.b_state):
             v = v + np.maximum(xs @ self.a_state.T - self.b_state, 0).sum(axis=(-1, -2))
         for box in self.keep_out:
-            c = xs[..., list(box.coords)]
-            depth = np.minimum(c - np.asarray(box.low), np.asarray(box.high) - c).min(axis=-1)
-            v = v + np.maximum(depth, 0).sum(axis=-1)
+            if not (hard_only and box.penalty is not None):
+                v = v + box_depth(box, xs)
         return v
+
+    def objective(self, states: np.ndarray, actions: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """:meth:`cost` plus the soft keep-out penalties: what MIP-MPC minimises."""
+        c = self.cost(states, actions, goal)
+        for box in self.keep_out:
+            if box.penalty is not None:
+                c = c + box.penalty * box_depth(box, states[..., 1:, :])
+        return c
+
+
+def box_depth(box: KeepOut, xs: np.ndarray) -> np.ndarray:
+    """Summed depth of the states ``xs`` ``(..., T, nx)`` inside ``box`` (0 for a state outside it)."""
+    c = xs[..., list(box.coords)]
+    depth = np.minimum(c - np.asarray(box.low), np.asarray(box.high) - c).min(axis=-1)
+    return np.maximum(depth, 0).sum(axis=-1)
 
 
 def make_problem(
@@ -184,11 +207,14 @@ def make_problem(
             raise ControlkitError(f"keep_out: coords must be state indices in [0, {net.nx}) with one low/high each.")
         if (lo >= hi).any():
             raise ControlkitError("keep_out: need low < high on every coordinate.")
+        if box.penalty is not None and not (np.isfinite(box.penalty) and box.penalty > 0):
+            raise ControlkitError(f"keep_out: penalty must be a finite number > 0 or None (hard), got {box.penalty!r}.")
         if not (np.isfinite(x_lo[list(coords)]).all() and np.isfinite(x_hi[list(coords)]).all()):
             raise ControlkitError(
                 f"keep_out: needs finite x_low/x_high on coordinates {list(coords)} (they bound its big-M)."
             )
-        boxes.append(KeepOut(coords, tuple(lo.tolist()), tuple(hi.tolist())))
+        penalty = None if box.penalty is None else float(box.penalty)
+        boxes.append(KeepOut(coords, tuple(lo.tolist()), tuple(hi.tolist()), penalty))
     return MPCProblem(
         net=net,
         horizon=int(horizon),

@@ -116,10 +116,10 @@ class PipelineMIP(MIPMPC):
         return out
 
     def score(self, x0: np.ndarray, actions: np.ndarray, goal: np.ndarray) -> float:
-        """Model cost of ``actions`` from ``x0`` plus a large penalty per unit of constraint violation."""
+        """The MILP's objective of ``actions`` from ``x0`` plus a large penalty per unit of hard-constraint violation."""
         p = self.problem
         states = p.net.rollout(x0, actions)
-        return float(p.cost(states, actions, goal) + _VIOLATION_PENALTY * p.violation(states))
+        return float(p.objective(states, actions, goal) + _VIOLATION_PENALTY * p.violation(states, hard_only=True))
 
     def plan(self, x0: Any, goal: Any, warm_start: np.ndarray | None = None) -> Plan:
         """Plan from the best candidate start; ``warm_start`` (default: the shifted last plan) is the shifted one."""

@@ -38,7 +38,8 @@ class RecedingHorizonPlanner(Planner):
         control_weight: ``lambda`` in the L1 cost.
         terminal_weight: Multiplies the cost of the last state ``x_H``.
         state_constraints: ``(A, b)`` with ``A x_t <= b`` for ``t = 1..H``.
-        keep_out: Boxes (:class:`~controlkit.mpc.KeepOut`) the state must avoid on chosen coordinates.
+        keep_out: Boxes (:class:`~controlkit.mpc.KeepOut`) the state must avoid on chosen coordinates: a hard
+            constraint, or with ``KeepOut.penalty`` a priced one (MIP-MPC: exact, by slack variables).
         goal: Goal used by :meth:`act`, ``(nx,)`` or one per step ``(H, nx)``; change it with :meth:`set_goal`.
         safe_action: Action returned when no plan is usable (default: 0 clipped into the action box).
         max_fallback: How many steps in a row the shifted last plan may be used before the safe action.

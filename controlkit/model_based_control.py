@@ -32,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
+from controlkit._keep_out_route import next_waypoint
 from controlkit._push_mip import PipelineMIP
 from controlkit._push_oracle import GreedyPusher, PushThroughExplorer, pre_push_point
 from controlkit.config import EnvId, ExperimentConfig, check_env_kwargs
@@ -86,6 +87,13 @@ class CostConfig(BaseModel):
     terminal_weight: float = Field(1.0, ge=0, description="Extra factor on the last step's cost.")
     keep_out_margin: float = Field(0.0, ge=0, description="The planners' keep-out box is the env's grown by this "
                                    "much (m) on every side: room for the learned model's prediction error.")
+    keep_out_penalty: float | None = Field(None, gt=0, description="None: MIP-MPC imposes the keep-out box as a "
+                                           "hard constraint (no plan while the object is inside it). A number: every "
+                                           "planner pays this much per metre of depth inside it per step (MIP-MPC "
+                                           "exactly, by slack variables), so a plan leads back out.")
+    keep_out_route: float | None = Field(None, ge=0, description="None: the target is the goal. A number: the "
+                                         "target is the next corner of the shortest path round the planners' "
+                                         "keep-out box, its corners this far (m) outside it (the goal once in view).")
 
 
 class PlannerSpec(BaseModel):
@@ -145,6 +153,10 @@ class ModelBasedControlConfig(ExperimentConfig):
         for key in ("goal_in_obs", "frame", "render_mode"):
             if key in self.env_kwargs:
                 raise ValueError(f"env_kwargs.{key} is set by the pipeline (it reads the env's world-frame state)")
+        if self.env_kwargs.get("keep_out") is None:
+            for key in ("keep_out_penalty", "keep_out_route"):
+                if getattr(self.cost, key) is not None:
+                    raise ValueError(f"cost.{key} needs a keep-out box (env_kwargs.keep_out)")
         from controlkit.dynamics import TrainSettings
         from controlkit.sparsify import SparsifySettings
 
@@ -327,9 +339,21 @@ class Task:
         else:
             g = self.env.goal
             target = np.array([g[0], g[1], np.cos(g[2]), np.sin(g[2])])
+        box = self.keep_out()
+        if box is not None and self.cost.keep_out_route is not None:
+            target[:2] = next_waypoint(x[:2], target[:2], box.low, box.high, self.cost.keep_out_route)
         # The pre-push point touches the object on the side away from the target, so the pusher's pull is zero
         # exactly while it pushes the object straight at the target.
         return x, np.concatenate([target, pre_push_point(x, target, self.env.shape)])
+
+    def keep_out(self) -> KeepOut | None:
+        """The keep-out box every planner avoids: the env's, grown by ``cost.keep_out_margin`` on every side."""
+        box = getattr(self.env, "keep_out", None)
+        if box is None:
+            return None
+        m = self.cost.keep_out_margin
+        return KeepOut((0, 1), tuple(np.asarray(box[:2]) - m), tuple(np.asarray(box[2:]) + m),
+                       self.cost.keep_out_penalty)
 
     def weights(self) -> np.ndarray:
         c = self.cost
@@ -343,13 +367,12 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     """Build planner ``spec`` on ``net`` with the task's horizon, bounds, cost and keep-out constraint."""
     step = task.env.step_size
     # Finite state bounds keep interval bounds (and so MILP big-Ms) tight; the table bounds every position. The
-    # learned model's cos/sin drift a little past +-1, so bounding them at 1 would make its own rollouts (and so
-    # every MIP start) infeasible: they get slack.
-    x_high = np.array([TABLE_HALF + 0.05] * 2 + [1.5, 1.5] + [TABLE_HALF] * 2)
-    keep_out = getattr(task.env, "keep_out", None)
-    m = task.cost.keep_out_margin
-    boxes = [] if keep_out is None else [KeepOut((0, 1), tuple(np.asarray(keep_out[:2]) - m),
-                                                 tuple(np.asarray(keep_out[2:]) + m))]
+    # learned model's predictions drift a little past the real limits (cos/sin past +-1, the pusher past the table
+    # edge where the env stops it), so bounding them there would make its own rollouts (and so every MIP start)
+    # infeasible: they get slack.
+    x_high = np.array([TABLE_HALF + 0.05] * 2 + [1.5, 1.5] + [TABLE_HALF + 0.05] * 2)
+    box = task.keep_out()
+    boxes = [] if box is None else [box]
     kwargs = spec.kwargs()
     if spec.type == "greedy":
         return GreedyPusher(task.env.shape, step, **kwargs)

@@ -178,6 +178,8 @@ class MIPMPC(RecedingHorizonPlanner):
             return Plan(nan_a, nan_x, float("nan"), Status.INFEASIBLE, time.perf_counter() - t0, None, extras)
         result = self._solve_model(bounds, x0, goal, warm_start, extras)
         extras.update(message=result.message, solver_time_s=result.solve_time_s)
+        if np.isfinite(result.states).all():
+            extras["violation"] = float(p.violation(result.states))  # on the model; > 0 only inside soft boxes
         return Plan(result.actions, result.states, result.objective, result.status,
                     time.perf_counter() - t0, result.gap, extras)
 
@@ -231,8 +233,8 @@ class MIPMPC(RecedingHorizonPlanner):
         p = self.problem
         t0 = time.perf_counter()
         states = p.net.rollout(x0, actions)
-        feasible = p.violation(states) <= 0  # the cutoff must come from a feasible plan
-        cutoff = float(p.cost(states, actions, goal)) if feasible else None
+        feasible = p.violation(states, hard_only=True) <= 0  # the cutoff must come from a feasible plan
+        cutoff = float(p.objective(states, actions, goal)) if feasible else None
         bounds = copy.deepcopy(bounds)  # tighten_lp writes into its bounds; the caller's stay as they were
         bounds, n_lp = tighten_lp(p, x0, bounds, time_budget=budget, propagate=BOUND_METHODS[self.bound_method],
                                   window=self.tighten_window, goal=goal, cutoff=cutoff)

@@ -36,7 +36,9 @@ class _TorchPlanner(RecedingHorizonPlanner):
         self._x_lo, self._x_hi = t(p.x_low), t(p.x_high)
         self._w = t(p.step_weights)
         self._a, self._b = t(p.a_state), t(p.b_state)
-        self._boxes = [(list(b.coords), t(b.low), t(b.high)) for b in p.keep_out]
+        # a soft keep-out box is priced at its own penalty, everything else at the planner's
+        self._boxes = [(list(b.coords), t(b.low), t(b.high), self.penalty if b.penalty is None else b.penalty)
+                       for b in p.keep_out]
 
     def reset(self, seed: int | None = None) -> None:
         """Forget the last plan and re-seed the sampler (``None`` keeps the constructor's seed)."""
@@ -60,10 +62,11 @@ class _TorchPlanner(RecedingHorizonPlanner):
         v = (torch.relu(self._x_lo - xs) + torch.relu(xs - self._x_hi)).nan_to_num(0.0).sum((-1, -2))
         if self._b.numel():
             v = v + torch.relu(xs @ self._a.T - self._b).sum((-1, -2))
-        for coords, lo, hi in self._boxes:
+        c = c + self.penalty * v
+        for coords, lo, hi, weight in self._boxes:
             xc = xs[..., coords]
-            v = v + torch.relu(torch.minimum(xc - lo, hi - xc).min(-1).values).sum(-1)
-        return c + self.penalty * v
+            c = c + weight * torch.relu(torch.minimum(xc - lo, hi - xc).min(-1).values).sum(-1)
+        return c
 
     def _uniform(self, n: int) -> torch.Tensor:
         H, nu = self.problem.horizon, self.problem.nu

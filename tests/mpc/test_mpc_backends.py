@@ -64,3 +64,15 @@ def test_pyomo_widened_structure_updates_in_place(small_net):
     fresh = MIPMPC(small_net, 2, [-0.1, -0.1], [0.1, 0.1], mip_gap=1e-7).plan(a, goal)
     assert again.objective == pytest.approx(fresh.objective, rel=1e-6, abs=1e-8)
     np.testing.assert_allclose(again.states, small_net.rollout(a, again.actions), atol=1e-5)
+
+
+def test_pyomo_backend_prices_a_soft_keep_out_box_like_highs(small_net):
+    from controlkit.mpc import KeepOut
+
+    box = KeepOut((0, 1), (-1.0, -1.0), (1.0, 1.0), penalty=50.0)  # x0 inside, too wide to leave in 3 steps
+    kw = dict(x_low=[-4] * 3, x_high=[4] * 3, mip_gap=1e-7, keep_out=[box])
+    x0, goal = np.zeros(3), np.array([0.3, 0.0, 0.0])
+    ours = MIPMPC(small_net, 3, [-0.05, -0.05], [0.05, 0.05], **kw).plan(x0, goal)
+    other = MIPMPC(small_net, 3, [-0.05, -0.05], [0.05, 0.05], backend="pyomo", **kw).plan(x0, goal)
+    assert ours.status is Status.OK and other.status is Status.OK and other.extras["violation"] > 0
+    assert other.objective == pytest.approx(ours.objective, rel=1e-5, abs=1e-7)

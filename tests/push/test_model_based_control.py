@@ -1,6 +1,7 @@
 """The model_based_control pipeline: frame folding, model files, the planning task, a tiny end-to-end run."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,6 +106,10 @@ def test_keep_out_violations_are_reported_per_planner(tmp_path):
     ({"env": "Pendulum-v1"}, "env"),
     ({"env_kwargs": {"goal_in_obs": True}}, "goal_in_obs"),
     ({"sparsify": {"schedule": [100]}}, "sparsify.schedule"),
+    ({"cost": {"keep_out_route": 0.02}}, "cost.keep_out_route needs a keep-out box"),
+    ({"cost": {"keep_out_penalty": 1000.0}}, "cost.keep_out_penalty needs a keep-out box"),
+    ({"cost": {"keep_out_penalty": 0.0}, "env_kwargs": {"keep_out": [-0.05, -0.05, 0.05, 0.05]}},
+     "cost.keep_out_penalty"),
 ])
 def test_bad_config_names_the_field(patch, field):
     with pytest.raises(ControlkitError, match=field):
@@ -192,20 +197,54 @@ def test_sim_mppi_is_refused_on_sort():
         validate_config(cfg)
 
 
-def test_mip_start_stays_feasible_when_the_model_drifts_cos_past_one():
-    """A learned model predicts cos θ slightly beyond ±1; the pipeline's state box must still admit its rollouts,
-    or every MIP start is infeasible and MIP-MPC falls back to the safe action for the whole episode."""
+@pytest.mark.parametrize("coord, pusher, rate, limit", [(2, [-0.07, 0.0], 1e-3, 1.0), (4, [0.285, 0.0], 1e-2, 0.3)])
+def test_mip_start_stays_feasible_when_the_model_drifts_past_a_real_limit(coord, pusher, rate, limit):
+    """A learned model predicts cos θ slightly beyond ±1, or the pusher past the table edge where the env stops it;
+    the pipeline's state box must still admit its rollouts, or every MIP start is infeasible and MIP-MPC falls
+    back for the whole episode."""
     from controlkit.model_based_control import PlannerSpec, make_planner
 
     env = PushEnv(goal_in_obs=False)
-    env.reset(options={"object": [0.0, 0.0, 0.0], "goal": [0.08, 0.0, 0.0], "pusher": [-0.07, 0.0]})
+    env.reset(options={"object": [0.0, 0.0, 0.0], "goal": [0.08, 0.0, 0.0], "pusher": pusher})
     task = Task(env, CostConfig(horizon=3))
     drift = np.zeros(6)
-    drift[2] = 1e-3  # cos θ grows by 1e-3 per step, whatever the input
+    drift[coord] = rate  # the coordinate grows by `rate` per step, whatever the input
     net = CompactNetwork([np.zeros((4, 8)), np.zeros((6, 4))], [np.zeros(4), drift], [np.ones(4, bool)], 6, 2,
                          residual=True)
     mip = make_planner("m", PlannerSpec(type="mip_mpc", time_limit=2.0), net, task, seed=0)
     x, goal = task.state_goal()
-    assert x[2] == pytest.approx(1.0)
     plan = mip.plan(x, goal, warm_start=np.zeros((3, 2)))
-    assert plan.status.value in ("ok", "suboptimal") and plan.states[-1, 2] > 1.0
+    assert plan.status.value in ("ok", "suboptimal") and plan.states[-1, coord] > limit
+
+
+def _keep_out_task(**cost):
+    env = PushEnv(goal_in_obs=False, keep_out=[-0.05, -0.05, 0.05, 0.05])
+    # the object (which may not start within its radius of the square) inside the planners' square grown by
+    # 7 cm, the goal beyond it
+    env.reset(options={"object": [-0.11, 0.0, 0.0], "goal": [0.2, 0.0, 0.0], "pusher": [-0.25, 0.1]})
+    return Task(env, CostConfig(horizon=5, terminal_weight=5.0, keep_out_margin=0.07, **cost))
+
+
+@pytest.mark.parametrize("penalty", [None, 1000.0])
+def test_soft_keep_out_gives_a_plan_where_the_hard_one_has_none(penalty):
+    from controlkit.model_based_control import PlannerSpec, make_planner
+
+    task = _keep_out_task(keep_out_penalty=penalty)
+    net = load_network(Path(__file__).parents[2] / "benchmarks/results/push_mip_step_model.npz")
+    mip = make_planner("m", PlannerSpec(type="mip_mpc", time_limit=0.5, starts=["safe"]), net, task, seed=0)
+    x, goal = task.state_goal()
+    mip.set_goal(goal)
+    mip.act(x)
+    if penalty is None:  # the object cannot leave the grown square in one step: no plan, a fallback
+        assert mip.last_step.fallback == "best_start"
+    else:  # priced: a plan, which pays for the depth it cannot avoid
+        assert mip.last_step.fallback is None and mip.last_plan.extras["violation"] > 0
+
+
+def test_task_routes_the_target_round_the_keep_out_box():
+    x, goal = _keep_out_task().state_goal()
+    np.testing.assert_allclose(goal[:2], [0.2, 0.0])  # no routing: the goal, straight through the square
+    x, goal = _keep_out_task(keep_out_route=0.02).state_goal()
+    # inside the planners' square: first out of it, 2 cm beyond its nearest side
+    np.testing.assert_allclose(goal[:2], [-0.14, 0.0], atol=1e-9)
+    assert goal[4] > x[0]  # the pusher goes to the side away from that target
