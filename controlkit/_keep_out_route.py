@@ -34,17 +34,18 @@ def next_waypoint(start, target, low, high, clearance: float) -> np.ndarray:
     """The point ``start`` should head for to reach ``target`` round the box ``[low, high]`` (2-D).
 
     ``target`` itself when the straight segment misses the box; the first corner (the box's corners grown by
-    ``clearance``) of the shortest path otherwise. From inside the box: the nearest point outside it, ``clearance``
-    beyond its nearest side. A target inside the box is returned as it is (no path reaches it from outside).
+    ``clearance``) of the shortest path otherwise. From inside the box the path starts at the nearest point
+    ``clearance`` outside it (the planners' keep-out penalty pushes the object out; the target keeps it moving on
+    round the box instead of stopping at the side). A target inside the box is returned as it is (no path
+    reaches it from outside).
     """
     s, g = np.asarray(start, dtype=np.float64)[:2], np.asarray(target, dtype=np.float64)[:2]
     lo, hi = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
     if np.all((s > lo) & (s < hi)):
         gaps = np.concatenate([s - lo, hi - s])  # distance to each side: low x, low y, high x, high y
         k = int(np.argmin(gaps))
-        out = s.copy()
-        out[k % 2] = lo[k % 2] - clearance if k < 2 else hi[k % 2] + clearance
-        return out
+        s = s.copy()
+        s[k % 2] = lo[k % 2] - clearance if k < 2 else hi[k % 2] + clearance
     if not _crosses(s, g, lo, hi) or np.all((g > lo) & (g < hi)):
         return g
     c = clearance

@@ -435,7 +435,8 @@ class EpisodeResult:
     states: np.ndarray  # (steps + 1, 4 n_objects + 2) world-frame env states
     step_times: list[float]
     fallbacks: int
-    violations: int
+    violations: int  # steps with the real object inside the env's keep-out box
+    planned_violations: int  # steps whose applied plan breaks the planners' constraints on the model itself
     statuses: dict[str, int]
     frames: list[np.ndarray]
     goal: np.ndarray  # Push: the goal pose (x, y, θ); Sort: empty
@@ -448,7 +449,7 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
     planner.reset(seed=seed)
     base = env.unwrapped
     distances, states, times, frames = [task.position_error(info)], [base.state()], [], []
-    fallbacks, statuses = 0, {}
+    fallbacks, planned, statuses = 0, 0, {}
     if render:
         frames.append(env.render())
     done = False
@@ -459,6 +460,8 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
         facts = planner.last_step
         times.append(facts.compute_time_s)
         fallbacks += facts.used_fallback
+        plan = getattr(planner, "last_plan", None)  # the plan applied, unless the step fell back
+        planned += bool(not facts.used_fallback and plan is not None and plan.extras.get("violation", 0.0) > 1e-6)
         statuses[facts.status.value] = statuses.get(facts.status.value, 0) + 1
         _, _, terminated, truncated, info = env.step(np.asarray(action, dtype=np.float32))
         distances.append(task.position_error(info))
@@ -467,7 +470,7 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
             frames.append(env.render())
         done = terminated or truncated
     return EpisodeResult(seed, bool(info["success"]), distances[-1], distances, np.array(states), times, fallbacks,
-                         int(info.get("keep_out_violations", 0)), statuses, frames, goal_pose)
+                         int(info.get("keep_out_violations", 0)), planned, statuses, frames, goal_pose)
 
 
 def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
@@ -491,6 +494,7 @@ def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
         "fallbacks": int(sum(e.fallbacks for e in episodes)),
         "violations": int(sum(e.violations for e in episodes)),
         "episodes_with_violations": int(sum(e.violations > 0 for e in episodes)),
+        "planned_violations": int(sum(e.planned_violations for e in episodes)),
         "statuses": statuses,
     }
 

@@ -39,9 +39,13 @@ def test_the_route_is_the_shortest_round_the_box():
     assert _path_length(start, target) == pytest.approx(over)  # the top, shorter than the bottom by the offset
 
 
-def test_from_inside_the_box_the_way_out_is_the_nearest_side():
-    np.testing.assert_allclose(next_waypoint([0.06, 0.0], [-0.2, 0.0], LOW, HIGH, C), [0.09, 0.0])
-    np.testing.assert_allclose(next_waypoint([0.0, -0.065], [0.2, 0.2], LOW, HIGH, C), [0.0, -0.09])
+def test_from_inside_the_box_the_route_starts_beyond_the_nearest_side():
+    # out through the right side, then the target is behind the box: over the top corner (the target is above)
+    np.testing.assert_allclose(next_waypoint([0.06, 0.0], [-0.2, 0.02], LOW, HIGH, C), [0.09, 0.09])
+    # out through the bottom, then round the bottom-right corner
+    np.testing.assert_allclose(next_waypoint([0.0, -0.065], [0.2, 0.2], LOW, HIGH, C), [0.09, -0.09])
+    # out through the bottom, and the target is in view from there
+    np.testing.assert_allclose(next_waypoint([0.0, -0.065], [0.2, -0.1], LOW, HIGH, C), [0.2, -0.1])
 
 
 def test_a_target_inside_the_box_is_returned_as_it_is():
