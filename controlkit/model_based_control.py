@@ -437,6 +437,7 @@ class EpisodeResult:
     fallbacks: int
     violations: int  # steps with the real object inside the env's keep-out box
     planned_violations: int  # steps whose applied plan breaks the planners' constraints on the model itself
+    prediction_errors: list[float]  # per applied plan: distance (m) of the real object from its predicted x_1
     statuses: dict[str, int]
     frames: list[np.ndarray]
     goal: np.ndarray  # Push: the goal pose (x, y, θ); Sort: empty
@@ -449,28 +450,31 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
     planner.reset(seed=seed)
     base = env.unwrapped
     distances, states, times, frames = [task.position_error(info)], [base.state()], [], []
-    fallbacks, planned, statuses = 0, 0, {}
+    fallbacks, planned, errors, statuses = 0, 0, [], {}
     if render:
         frames.append(env.render())
     done = False
     while not done:
         x, goal = task.state_goal()
+        k = task.active()
         planner.set_goal(goal)
         action = planner.act(x)
         facts = planner.last_step
         times.append(facts.compute_time_s)
         fallbacks += facts.used_fallback
-        plan = getattr(planner, "last_plan", None)  # the plan applied, unless the step fell back
-        planned += bool(not facts.used_fallback and plan is not None and plan.extras.get("violation", 0.0) > 1e-6)
+        plan = None if facts.used_fallback else getattr(planner, "last_plan", None)  # the plan applied, if any
+        planned += bool(plan is not None and plan.extras.get("violation", 0.0) > 1e-6)
         statuses[facts.status.value] = statuses.get(facts.status.value, 0) + 1
         _, _, terminated, truncated, info = env.step(np.asarray(action, dtype=np.float32))
         distances.append(task.position_error(info))
         states.append(base.state())
+        if plan is not None:
+            errors.append(float(np.linalg.norm(states[-1][4 * k:4 * k + 2] - plan.states[1, :2])))
         if render:
             frames.append(env.render())
         done = terminated or truncated
     return EpisodeResult(seed, bool(info["success"]), distances[-1], distances, np.array(states), times, fallbacks,
-                         int(info.get("keep_out_violations", 0)), planned, statuses, frames, goal_pose)
+                         int(info.get("keep_out_violations", 0)), planned, errors, statuses, frames, goal_pose)
 
 
 def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
@@ -495,8 +499,16 @@ def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
         "violations": int(sum(e.violations for e in episodes)),
         "episodes_with_violations": int(sum(e.violations > 0 for e in episodes)),
         "planned_violations": int(sum(e.planned_violations for e in episodes)),
+        **_error_quantiles([x for e in episodes for x in e.prediction_errors]),
         "statuses": statuses,
     }
+
+
+def _error_quantiles(errors: list[float]) -> dict[str, float | None]:
+    """The learned model's one-step error on the object position along the planners' own closed loop."""
+    if not errors:  # model-free planners have no prediction
+        return {"prediction_error_median": None, "prediction_error_p90": None}
+    return {"prediction_error_median": float(np.median(errors)), "prediction_error_p90": float(np.quantile(errors, 0.9))}
 
 
 def _targets(controllers: dict[str, dict[str, Any]], specs: dict[str, PlannerSpec]) -> dict[str, Any]:

@@ -81,6 +81,7 @@ def test_tiny_pipeline_end_to_end(tmp_path):
                     "step_time_p95_s", "fallbacks", "violations"):
             assert key in c
         assert 0 <= c["success_rate"] <= 1 and c["final_distance_mean"] >= 0
+        assert 0 <= c["prediction_error_median"] <= c["prediction_error_p90"] < 0.5  # the real object vs its plan
     assert s["model"]["n_relu"] <= 6
     for png in ("trajectories.png", "distance.png", "step_times.png"):
         assert (result.run_dir / png).stat().st_size > 1000
