@@ -65,16 +65,17 @@ def test_soft_keep_out_box_equals_the_hard_one_when_it_can_be_avoided(small_net)
     assert soft.extras["violation"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_soft_keep_out_box_leaves_by_the_shortest_way_when_the_hard_one_is_infeasible(small_net):
+@pytest.mark.parametrize("polish_lps", [0, 3])  # the region descent fixes the box's side binaries to its start's
+def test_soft_keep_out_box_leaves_by_the_shortest_way_when_the_hard_one_is_infeasible(small_net, polish_lps):
     # x0 deep inside a box too wide to leave within the horizon (actions in [-0.05, 0.05])
     box = (0, 1), (-1.0, -1.0), (1.0, 1.0)
     x0, goal = np.zeros(3), np.array([0.3, 0.0, 0.0])
     kw = dict(u_low=[-0.05] * 2, u_high=[0.05] * 2, x_low=[-4] * 3, x_high=[4] * 3, mip_gap=1e-7)
     hard = MIPMPC(small_net, 3, keep_out=[KeepOut(*box)], **kw).plan(x0, goal)
     assert hard.status is Status.INFEASIBLE
-    mpc = MIPMPC(small_net, 3, keep_out=[KeepOut(*box, penalty=50.0)], **kw)
-    plan = mpc.plan(x0, goal)
-    assert plan.status is Status.OK
+    mpc = MIPMPC(small_net, 3, keep_out=[KeepOut(*box, penalty=50.0)], polish_lps=polish_lps, **kw)
+    plan = mpc.plan(x0, goal, warm_start=np.zeros((3, 2)))
+    assert plan.status is Status.OK and plan.extras.get("polish_lps", 0) >= min(polish_lps, 1)
     p = mpc.problem
     assert plan.extras["violation"] > 0
     # the MILP's objective is the cost plus the exact penalty of the depth inside, and nothing does better
