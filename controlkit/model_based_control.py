@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 
 from controlkit._push_mip import PipelineMIP
 from controlkit._push_oracle import GreedyPusher, PushThroughExplorer, pre_push_point
+from controlkit._sort_task import Leg, SortSequencer
 from controlkit.config import EnvId, ExperimentConfig, check_env_kwargs
 from controlkit.controller import Controller, StepInfo
 from controlkit.envs._tabletop import TABLE_HALF
@@ -305,31 +306,44 @@ class Task:
 
     env: Any  # the unwrapped PushEnv or SortEnv
     cost: CostConfig
+    # Sort: which box to push next and where to (its region or a staging waypoint); one per task, kept per episode.
+    sequencer: SortSequencer | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.sort and self.sequencer is None:
+            self.sequencer = SortSequencer(self.env.shape, self.env.regions)
 
     @property
     def sort(self) -> bool:
         return hasattr(self.env, "regions")
 
-    def active(self) -> int:
-        """The object being pushed: Push has one; Sort takes the first one not yet in its region."""
+    def reset(self) -> None:
+        """Start a new episode (Sort: forget the current leg)."""
+        if self.sequencer is not None:
+            self.sequencer.reset()
+
+    def leg(self) -> Leg:
+        """What to push now: Push's one object to its goal; Sort asks the sequencer (call once per step)."""
         if not self.sort:
-            return 0
-        done = self.env._info()["sorted"]
-        return next((i for i, d in enumerate(done) if not d), 0)
+            return Leg(0, np.asarray(self.env.goal[:2], dtype=np.float64), True)
+        return self.sequencer.choose(self.env.table.object_poses(), self.env.table.pusher())
 
     def state_goal(self) -> tuple[np.ndarray, np.ndarray]:
-        """World-frame state of the active object and the pusher, and the goal with the pre-push point."""
-        k = self.active()
+        """World-frame state of the leg's object and the pusher, and the goal with the pre-push point."""
+        leg = self.leg()
+        k = leg.box
         full = self.env.state()
         x = np.concatenate([full[4 * k:4 * k + 4], full[-2:]])
         if self.sort:
-            target = np.array([*self.env.region_centres[k], 1.0, 0.0])
+            target = np.array([*leg.target, 1.0, 0.0])
         else:
             g = self.env.goal
             target = np.array([g[0], g[1], np.cos(g[2]), np.sin(g[2])])
         # The pre-push point touches the object on the side away from the target, so the pusher's pull is zero
-        # exactly while it pushes the object straight at the target.
-        return x, np.concatenate([target, pre_push_point(x, target, self.env.shape)])
+        # exactly while it pushes the object straight at the target. On Sort, while the pusher is on its way there,
+        # it is pulled along a route that touches no other box instead.
+        via = None if not self.sort else self.sequencer.pusher_via(self.env.table.object_poses(), full[-2:], leg)
+        return x, np.concatenate([target, pre_push_point(x, target, self.env.shape) if via is None else via])
 
     def weights(self) -> np.ndarray:
         c = self.cost
@@ -421,6 +435,7 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
     """Reset ``env`` and ``planner`` with ``seed`` and run until the episode ends."""
     _, info = env.reset(seed=seed)
     goal_pose = np.asarray(info.get("goal", []), dtype=np.float64)
+    task.reset()
     planner.reset(seed=seed)
     base = env.unwrapped
     distances, states, times, frames = [task.position_error(info)], [base.state()], [], []
