@@ -32,11 +32,27 @@ _NEXT_TO = 0.015  # m: a pusher whose edge is this close to the leg's box goes o
 
 @dataclasses.dataclass(frozen=True)
 class Leg:
-    """One leg of the sorting sequence: push ``box`` towards ``target`` (its region centre when ``final``)."""
+    """One leg of the sorting sequence: push ``box`` from ``origin`` towards ``target`` (its region centre when
+    ``final``), along the straight line between them."""
 
     box: int
     target: np.ndarray
     final: bool
+    origin: np.ndarray
+
+    def aim(self, position: np.ndarray, lookahead: float) -> np.ndarray:
+        """The point of the leg's line ``lookahead`` ahead of the box's projection on it (the target at the end).
+
+        Planners pursue this point rather than the target: a box that drifted off the line is steered back to it,
+        and the goal stays within the distances the pushing model was evaluated on.
+        """
+        d = self.target - self.origin
+        length = float(np.linalg.norm(d))
+        if length < 1e-9 or np.linalg.norm(self.target - position) <= lookahead:
+            return self.target.copy()
+        u = d / length
+        along = float(np.clip((position - self.origin) @ u, 0.0, length))
+        return self.origin + min(along + lookahead, length) * u
 
 
 def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -94,8 +110,8 @@ class SortSequencer:
 
     def __init__(self, shape: Shape, regions: np.ndarray, *, clearance: float | None = None,
                  block_weight: float = 10.0, approach_weight: float = 0.3, staging_penalty: float = 0.05,
-                 switch_margin: float = 0.05, reach: float = 0.03, inset: float = 0.025, patience: int = 20,
-                 grid: int = 11) -> None:
+                 switch_margin: float = 0.05, reach: float = 0.03, inset: float = 0.025, lookahead: float = 0.06,
+                 patience: int = 20, grid: int = 11) -> None:
         self.shape = shape
         self.regions = np.asarray(regions, dtype=np.float64)
         self.centres = (self.regions[:, :2] + self.regions[:, 2:]) / 2
@@ -110,7 +126,7 @@ class SortSequencer:
                 raise ControlkitError(f"{field}: must be an integer >= {low}, got {value!r}.")
         self.block_weight, self.approach_weight = float(block_weight), float(approach_weight)
         self.staging_penalty, self.switch_margin, self.reach = float(staging_penalty), float(switch_margin), float(reach)
-        self.patience, self.inset = int(patience), float(inset)
+        self.patience, self.inset, self.lookahead = int(patience), float(inset), float(lookahead)
         lim = TABLE_HALF - shape.radius
         axis = np.linspace(-lim, lim, int(grid))
         self.waypoints = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
@@ -173,18 +189,19 @@ class SortSequencer:
         return float(cost[1:][np.argmin(np.linalg.norm(targets[1:] - leg.target, axis=-1))])
 
     # ---- routing the pusher ------------------------------------------------------------------------------------
-    def pusher_via(self, poses: np.ndarray, pusher: np.ndarray, leg: Leg) -> np.ndarray | None:
-        """Where the pusher should head before the leg's pre-push point, or ``None`` to go there directly.
+    def pusher_via(self, poses: np.ndarray, pusher: np.ndarray, k: int, aim: np.ndarray) -> np.ndarray | None:
+        """Where the pusher should head before the pre-push point of box ``k`` towards ``aim``, or ``None`` to go
+        there directly.
 
-        While the pusher is away from the leg's box it goes to the standoff point (behind the box, on the push
-        line, one pusher-box clearance away) along a straight path that touches no box, through one waypoint of
-        a grid when the straight path would; once it is at the standoff point or next to the box, ``None``.
+        While the pusher is away from the box it goes to the standoff point (behind the box, on the push line,
+        one pusher-box clearance away) along a straight path that touches no box, through one waypoint of a grid
+        when the straight path would; once it is at the standoff point or next to the box, ``None``.
         """
-        box = poses[leg.box, :2]
-        d = leg.target - box
+        box = poses[k, :2]
+        d = aim - box
         standoff = box - (self.shape.radius + PUSHER_RADIUS + 0.01) * d / max(float(np.linalg.norm(d)), 1e-9)
         if (np.linalg.norm(pusher - standoff) < self.reach
-                or _segment_box_distance(pusher[None], pusher[None], poses[leg.box:leg.box + 1], self.shape)[0, 0]
+                or _segment_box_distance(pusher[None], pusher[None], poses[k:k + 1], self.shape)[0, 0]
                 < PUSHER_RADIUS + _NEXT_TO):
             return None
 
@@ -213,9 +230,9 @@ class SortSequencer:
         for i in np.flatnonzero(~done):
             targets, cost = self.costs(poses, pusher, int(i))
             k = int(np.argmin(cost))
-            options.append((Leg(int(i), targets[k].copy(), k == 0), float(cost[k])))
+            options.append((Leg(int(i), targets[k].copy(), k == 0, poses[i, :2].copy()), float(cost[k])))
             if k != 0:  # the direct leg competes on its own (it may be barred while the staging one is not)
-                options.append((Leg(int(i), targets[0].copy(), True), float(cost[0])))
+                options.append((Leg(int(i), targets[0].copy(), True, poses[i, :2].copy()), float(cost[0])))
         allowed = [o for o in options if (o[0].box, o[0].final) not in self._barred] or options
         return min(allowed, key=lambda o: o[1])
 
@@ -226,7 +243,7 @@ class SortSequencer:
         deep = in_rect(poses[:, :2], self.regions + np.array([1, 1, -1, -1]) * self.inset)
         self._barred = {k: v - 1 for k, v in self._barred.items() if v > 1}
         if done.all():
-            return Leg(0, self.centres[0].copy(), True)
+            return Leg(0, self.centres[0].copy(), True, poses[0, :2].copy())
         leg = self.leg
         if leg is not None:
             gap = float(np.linalg.norm(poses[leg.box, :2] - leg.target))
@@ -246,6 +263,14 @@ class SortSequencer:
             leg = best
         self.leg = leg
         return leg
+
+    def subgoal(self, poses: np.ndarray, pusher: np.ndarray) -> tuple[int, np.ndarray, np.ndarray | None]:
+        """This step's sub-goal: ``(box, aim, via)``: push ``box`` towards the point ``aim`` of the chosen leg, the
+        pusher first going through ``via`` (``None``: straight to the pre-push point). Call once per step."""
+        poses, pusher = np.asarray(poses, dtype=np.float64), np.asarray(pusher, dtype=np.float64)
+        leg = self.choose(poses, pusher)
+        aim = leg.aim(poses[leg.box, :2], self.lookahead)
+        return leg.box, aim, self.pusher_via(poses, pusher, leg.box, aim)
 
 
 __all__ = ["Leg", "SortSequencer"]

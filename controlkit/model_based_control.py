@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 
 from controlkit._push_mip import PipelineMIP
 from controlkit._push_oracle import GreedyPusher, PushThroughExplorer, pre_push_point
-from controlkit._sort_task import Leg, SortSequencer
+from controlkit._sort_task import SortSequencer
 from controlkit.config import EnvId, ExperimentConfig, check_env_kwargs
 from controlkit.controller import Controller, StepInfo
 from controlkit.envs._tabletop import TABLE_HALF
@@ -322,28 +322,28 @@ class Task:
         if self.sequencer is not None:
             self.sequencer.reset()
 
-    def leg(self) -> Leg:
-        """What to push now: Push's one object to its goal; Sort asks the sequencer (call once per step)."""
-        if not self.sort:
-            return Leg(0, np.asarray(self.env.goal[:2], dtype=np.float64), True)
-        return self.sequencer.choose(self.env.table.object_poses(), self.env.table.pusher())
-
     def state_goal(self) -> tuple[np.ndarray, np.ndarray]:
-        """World-frame state of the leg's object and the pusher, and the goal with the pre-push point."""
-        leg = self.leg()
-        k = leg.box
+        """World-frame state of the pushed object and the pusher, and the goal with the pre-push point.
+
+        Sort: the sequencer picks the box and the point to push it towards (call once per step).
+        """
         full = self.env.state()
-        x = np.concatenate([full[4 * k:4 * k + 4], full[-2:]])
+        k, via = 0, None
         if self.sort:
-            target = np.array([*leg.target, 1.0, 0.0])
+            k, aim, via = self.sequencer.subgoal(self.env.table.object_poses(), full[-2:])
+        x = np.concatenate([full[4 * k:4 * k + 4], full[-2:]])
+        if via is not None:
+            # Sort, pusher on its way to the box: a sub-goal of its own. Go to the route point and leave the box
+            # where it is (the model, which has seen the pusher near the box, may predict it moving from afar).
+            return x, np.concatenate([x[:4], via])
+        if self.sort:
+            target = np.array([*aim, 1.0, 0.0])
         else:
             g = self.env.goal
             target = np.array([g[0], g[1], np.cos(g[2]), np.sin(g[2])])
         # The pre-push point touches the object on the side away from the target, so the pusher's pull is zero
-        # exactly while it pushes the object straight at the target. On Sort, while the pusher is on its way there,
-        # it is pulled along a route that touches no other box instead.
-        via = None if not self.sort else self.sequencer.pusher_via(self.env.table.object_poses(), full[-2:], leg)
-        return x, np.concatenate([target, pre_push_point(x, target, self.env.shape) if via is None else via])
+        # exactly while it pushes the object straight at the target.
+        return x, np.concatenate([target, pre_push_point(x, target, self.env.shape)])
 
     def weights(self) -> np.ndarray:
         c = self.cost
