@@ -211,7 +211,7 @@ class SortSequencer:
             dist = _segment_box_distance(a, b, poses, self.shape) - PUSHER_RADIUS
             at_ends = np.minimum(_segment_box_distance(a, a, poses, self.shape),
                                  _segment_box_distance(b, b, poses, self.shape)) - PUSHER_RADIUS
-            return (dist >= np.minimum(_PUSHER_GAP, at_ends) - 0.003).all(-1)
+            return (dist >= np.minimum(_PUSHER_GAP, at_ends) - 1e-4).all(-1)
 
         if clear(pusher[None], standoff[None])[0]:
             return standoff

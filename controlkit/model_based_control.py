@@ -310,6 +310,7 @@ class Task:
     sequencer: SortSequencer | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        self._move: np.ndarray | None = None  # Sort: this step's transit move of the pusher (see applied())
         if self.sort and self.sequencer is None:
             self.sequencer = SortSequencer(self.env.shape, self.env.regions)
 
@@ -319,8 +320,19 @@ class Task:
 
     def reset(self) -> None:
         """Start a new episode (Sort: forget the current leg)."""
+        self._move = None
         if self.sequencer is not None:
             self.sequencer.reset()
+
+    def applied(self, action: np.ndarray) -> np.ndarray:
+        """The action to apply this step: the planner's, except on Sort while the pusher moves freely to the box.
+
+        Those transit moves touch no box (the route keeps clear of all of them), so they need no dynamics model;
+        the learned one, which has only seen the pusher near the object, predicts the object moving when the
+        pusher is far away, and planners misled by that stall or drive the pusher into a corner. So the task
+        moves the pusher along its route for every planner alike and the planners plan every push.
+        """
+        return action if self._move is None else self._move.astype(np.float32)
 
     def state_goal(self) -> tuple[np.ndarray, np.ndarray]:
         """World-frame state of the pushed object and the pusher, and the goal with the pre-push point.
@@ -332,9 +344,12 @@ class Task:
         if self.sort:
             k, aim, via = self.sequencer.subgoal(self.env.table.object_poses(), full[-2:])
         x = np.concatenate([full[4 * k:4 * k + 4], full[-2:]])
+        self._move = None
         if via is not None:
             # Sort, pusher on its way to the box: a sub-goal of its own. Go to the route point and leave the box
-            # where it is (the model, which has seen the pusher near the box, may predict it moving from afar).
+            # where it is; the move itself is the task's (see applied()).
+            step = self.env.step_size
+            self._move = np.clip(via - full[-2:], -step, step)
             return x, np.concatenate([x[:4], via])
         if self.sort:
             target = np.array([*aim, 1.0, 0.0])
@@ -446,7 +461,7 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
     while not done:
         x, goal = task.state_goal()
         planner.set_goal(goal)
-        action = planner.act(x)
+        action = task.applied(planner.act(x))
         facts = planner.last_step
         times.append(facts.compute_time_s)
         fallbacks += facts.used_fallback
