@@ -140,6 +140,8 @@ class SortSequencer:
         self._best_gap = np.inf  # closest the box has come to the current leg's target
         self._since_progress = 0
         self._barred: dict[tuple[int, bool], int] = {}  # (box, final) -> steps left
+        self._via: np.ndarray | None = None  # the pusher's current waypoint on its way to a box
+        self._via_box = -1
 
     # ---- scoring ---------------------------------------------------------------------------------------------
     def _pre_push(self, poses: np.ndarray, i: int, at: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -206,22 +208,29 @@ class SortSequencer:
             return None
 
         def clear(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            # The pusher's edge stays _PUSHER_GAP off every box, or, near a box it is already closer to at either
-            # end of the segment, no closer than it is there (with a little slack).
+            # The pusher's edge stays _PUSHER_GAP off every box, or, from a start already closer to a box than
+            # that (it has just pushed it), gets no closer to it.
             dist = _segment_box_distance(a, b, poses, self.shape) - PUSHER_RADIUS
-            at_ends = np.minimum(_segment_box_distance(a, a, poses, self.shape),
-                                 _segment_box_distance(b, b, poses, self.shape)) - PUSHER_RADIUS
-            return (dist >= np.minimum(_PUSHER_GAP, at_ends) - 1e-4).all(-1)
+            at_start = _segment_box_distance(a, a, poses, self.shape) - PUSHER_RADIUS
+            return (dist >= np.minimum(_PUSHER_GAP, at_start) - 1e-6).all(-1)
 
         if clear(pusher[None], standoff[None])[0]:
+            self._via = None
             return standoff
-        vias = self.pusher_grid
-        start, end = np.broadcast_to(pusher, vias.shape), np.broadcast_to(standoff, vias.shape)
-        ok = clear(start, vias) & clear(vias, end)
-        if not ok.any():
-            return None
-        length = np.linalg.norm(vias - pusher, axis=-1) + np.linalg.norm(end - vias, axis=-1)
-        return vias[np.flatnonzero(ok)[np.argmin(length[ok])]].copy()
+        # Keep the waypoint chosen before while it still leads there (choosing afresh each step can oscillate).
+        via = self._via
+        if (via is None or self._via_box != k or np.linalg.norm(via - pusher) < 0.005
+                or not (clear(pusher[None], via[None]) & clear(via[None], standoff[None]))[0]):
+            vias = self.pusher_grid
+            start, end = np.broadcast_to(pusher, vias.shape), np.broadcast_to(standoff, vias.shape)
+            ok = clear(start, vias) & clear(vias, end)
+            if not ok.any():
+                self._via = None
+                return None
+            length = np.linalg.norm(vias - pusher, axis=-1) + np.linalg.norm(end - vias, axis=-1)
+            via = vias[np.flatnonzero(ok)[np.argmin(length[ok])]].copy()
+        self._via, self._via_box = via, k
+        return via.copy()
 
     # ---- choosing --------------------------------------------------------------------------------------------
     def best(self, poses: np.ndarray, pusher: np.ndarray, done: np.ndarray) -> tuple[Leg, float]:

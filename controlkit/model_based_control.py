@@ -348,8 +348,9 @@ class Task:
         if via is not None:
             # Sort, pusher on its way to the box: a sub-goal of its own. Go to the route point and leave the box
             # where it is; the move itself is the task's (see applied()).
-            step = self.env.step_size
-            self._move = np.clip(via - full[-2:], -step, step)
+            # Straight at the route point, scaled (not clipped) into the action box so that it stays on the route.
+            d = via - full[-2:]
+            self._move = d * min(1.0, self.env.step_size / max(float(np.abs(d).max()), 1e-12))
             return x, np.concatenate([x[:4], via])
         if self.sort:
             target = np.array([*aim, 1.0, 0.0])
