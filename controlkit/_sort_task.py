@@ -130,8 +130,14 @@ class SortSequencer:
         lim = TABLE_HALF - shape.radius
         axis = np.linspace(-lim, lim, int(grid))
         self.waypoints = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
-        axis = np.linspace(-_PUSHER_LIMIT + 0.01, _PUSHER_LIMIT - 0.01, 2 * int(grid) - 1)
+        m = 2 * int(grid) - 1
+        axis = np.linspace(-_PUSHER_LIMIT + 0.01, _PUSHER_LIMIT - 0.01, m)
         self.pusher_grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+        idx = np.arange(m * m).reshape(m, m)  # the pusher grid's 8-neighbour edges, each once
+        pairs = [(idx[:, :-1], idx[:, 1:]), (idx[:-1, :], idx[1:, :]), (idx[:-1, :-1], idx[1:, 1:]),
+                 (idx[:-1, 1:], idx[1:, :-1])]
+        self._grid_edges = (np.concatenate([a.ravel() for a, _ in pairs]),
+                            np.concatenate([b.ravel() for _, b in pairs]))
         self.reset()
 
     def reset(self) -> None:
@@ -224,13 +230,47 @@ class SortSequencer:
             vias = self.pusher_grid
             start, end = np.broadcast_to(pusher, vias.shape), np.broadcast_to(standoff, vias.shape)
             ok = clear(start, vias) & clear(vias, end)
-            if not ok.any():
-                self._via = None
-                return None
-            length = np.linalg.norm(vias - pusher, axis=-1) + np.linalg.norm(end - vias, axis=-1)
-            via = vias[np.flatnonzero(ok)[np.argmin(length[ok])]].copy()
+            if ok.any():
+                length = np.linalg.norm(vias - pusher, axis=-1) + np.linalg.norm(end - vias, axis=-1)
+                via = vias[np.flatnonzero(ok)[np.argmin(length[ok])]].copy()
+            else:  # no single waypoint will do: follow the shortest route over the grid
+                via = self._route_point(pusher, standoff, clear)
+                if via is None:
+                    self._via = None
+                    return None
         self._via, self._via_box = via, k
         return via.copy()
+
+    def _route_point(self, pusher: np.ndarray, standoff: np.ndarray, clear) -> np.ndarray | None:
+        """The farthest point the pusher sees directly on the shortest route to ``standoff`` over the grid graph
+        (8 neighbours, edges that touch no box; ``None`` if there is no route)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import dijkstra
+
+        grid = self.pusher_grid
+        n = len(grid)
+        i, j = self._grid_edges
+        ok = clear(grid[i], grid[j])
+        to_grid = clear(np.broadcast_to(pusher, grid.shape), grid)
+        from_grid = clear(grid, np.broadcast_to(standoff, grid.shape))
+        nodes = np.vstack([grid, pusher, standoff])  # the pusher is node n, the standoff point node n + 1
+        src = np.concatenate([i[ok], np.full(int(to_grid.sum()), n), np.flatnonzero(from_grid)])
+        dst = np.concatenate([j[ok], np.flatnonzero(to_grid), np.full(int(from_grid.sum()), n + 1)])
+        weight = np.linalg.norm(nodes[src] - nodes[dst], axis=-1) + 1e-9
+        graph = coo_matrix((weight, (src, dst)), shape=(n + 2, n + 2)).tocsr()
+        dist, pred = dijkstra(graph, directed=False, indices=n, return_predecessors=True)
+        if not np.isfinite(dist[n + 1]):
+            return None
+        path = [n + 1]
+        while path[-1] != n:
+            path.append(int(pred[path[-1]]))
+        route = nodes[path[-2::-1]]  # after the pusher, up to the standoff point
+        # A grid point the pusher is already at (within the actuator's millimetres) is no way forward.
+        ahead = np.linalg.norm(route - pusher, axis=-1) > 0.005
+        seen = clear(np.broadcast_to(pusher, route.shape), route) & ahead
+        if not ahead.any():
+            return None
+        return route[int(np.flatnonzero(seen).max() if seen.any() else np.flatnonzero(ahead).min())].copy()
 
     # ---- choosing --------------------------------------------------------------------------------------------
     def best(self, poses: np.ndarray, pusher: np.ndarray, done: np.ndarray) -> tuple[Leg, float]:
