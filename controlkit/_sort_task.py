@@ -1,18 +1,24 @@
-"""Task decomposition for ``controlkit/Sort-v0``: which box to push next, and where to.
+"""Task decomposition for ``controlkit/Sort-v0``: which box to push next, where to, and how the pusher gets there.
 
 The pushing model knows one object, so sorting is a sequence of one-object legs: push box ``k`` to a target
 ``(x, y)``, which is either the centre of the box's own region or a staging waypoint. :class:`SortSequencer`
-chooses the leg, and every planner of the pipeline gets the same leg (the same goal and the same cost), so the
-task layer is shared and only the planning differs.
+chooses the leg each step, and every planner of the pipeline gets the same sub-goal (the same goal vector and the
+same cost), so the task layer is shared and only the planning differs.
 
-A leg is scored by the distance the box travels (to its region, directly or through a waypoint on a grid over the
-table), plus a penalty for every other box that lies on the way (closer than ``clearance`` to a leg's straight
-segment, which includes a box sitting in the target region), for a pre-push point the pusher cannot reach (off
-the table, or inside another box) and a small one for the pusher's travel to the pre-push point. The cheapest leg
-wins, nearest first among unblocked boxes, and a staging waypoint only when it avoids more blocking than its
-detour costs. The choice is kept (no dithering between boxes) until the box is sorted, the waypoint reached, or
-another leg has become cheaper by ``switch_margin``; a leg on which the box has not got closer for ``patience``
-steps is given up and barred for as long.
+- **Which leg.** A leg is scored by the distance the box travels (to its region, directly or through a waypoint
+  of a grid over the table), plus a penalty for every other box that lies on the way (closer than ``clearance``
+  to a leg's straight segment, which includes a box sitting in the target region), for a pre-push point the
+  pusher cannot reach (off the table, or inside another box) and a small one for the pusher's travel there. The
+  cheapest leg wins: nearest first among unblocked boxes, a staging waypoint only when it avoids more blocking
+  than its detour costs. The choice is kept (no dithering between boxes) until the box is well inside its region
+  (``inset``), the waypoint is reached, or another leg has become cheaper by ``switch_margin``; a leg on which the
+  box has not got closer for ``patience`` steps is given up and barred for as long.
+- **Where to aim.** The planners pursue the point ``lookahead`` ahead of the box on the leg's line
+  (:meth:`Leg.aim`), not the far target: a box that drifts off the line is steered back, and the goal stays at
+  the 5-15 cm distances the pushing model was evaluated on.
+- **How the pusher gets there.** While the pusher is away from the box, it travels to the standoff point behind
+  the box on a route that touches no box (:meth:`SortSequencer.pusher_via`); the pipeline's ``Task`` makes these
+  transit moves itself, for every planner alike, and the planners plan the pushes.
 """
 
 from __future__ import annotations
@@ -103,30 +109,42 @@ class SortSequencer:
         approach_weight: Cost per metre of pusher travel to the leg's pre-push point.
         staging_penalty: Extra cost (m) of a leg through a staging waypoint.
         switch_margin: Another leg replaces the current one only when cheaper by this much (m).
-        reach: A staging waypoint counts as reached within this distance (m).
+        reach: A staging waypoint, or the pusher's standoff point, counts as reached within this distance (m).
+        inset: A box's leg ends once its centre is this far (m) inside its region, so that it stays sorted.
+        lookahead: How far ahead (m) of the box on the leg's line the planners aim.
         patience: Steps without the box getting 5 mm closer to the leg's target before the leg is given up.
-        grid: Staging waypoints per axis, evenly over the table inside a margin of one object radius.
+        grid: Staging waypoints per axis, evenly over the table inside a margin of one object radius (the
+            pusher's route grid has ``2 grid - 1`` points per axis).
+
+    Raises:
+        ControlkitError: naming the argument, for a negative or non-finite number (zero ``clearance``,
+            ``reach`` or ``lookahead``) or a ``patience`` / ``grid`` that is not an integer of at least 1 / 2.
     """
 
     def __init__(self, shape: Shape, regions: np.ndarray, *, clearance: float | None = None,
                  block_weight: float = 10.0, approach_weight: float = 0.3, staging_penalty: float = 0.05,
                  switch_margin: float = 0.05, reach: float = 0.03, inset: float = 0.025, lookahead: float = 0.06,
                  patience: int = 20, grid: int = 11) -> None:
+        clearance = 2 * shape.radius if clearance is None else clearance
+        numbers = {"clearance": clearance, "block_weight": block_weight, "approach_weight": approach_weight,
+                   "staging_penalty": staging_penalty, "switch_margin": switch_margin, "reach": reach,
+                   "inset": inset, "lookahead": lookahead}
+        for field, value in numbers.items():
+            positive = field in ("clearance", "reach", "lookahead")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or (
+                    value <= 0 if positive else value < 0):
+                raise ControlkitError(f"{field}: must be a finite number {'>' if positive else '>='} 0, "
+                                      f"got {value!r}.")
+        for field, value, low in (("patience", patience, 1), ("grid", grid, 2)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ControlkitError(f"{field}: must be an integer >= {low}, got {value!r}.")
         self.shape = shape
         self.regions = np.asarray(regions, dtype=np.float64)
         self.centres = (self.regions[:, :2] + self.regions[:, 2:]) / 2
-        self.clearance = 2 * shape.radius if clearance is None else clearance
-        for field in ("clearance", "block_weight", "approach_weight", "staging_penalty", "switch_margin", "reach"):
-            value = getattr(self, field) if field == "clearance" else locals()[field]
-            if not np.isfinite(value) or value < 0 or (field in ("clearance", "reach") and value == 0):
-                raise ControlkitError(f"{field}: must be a finite number {'>' if field in ('clearance', 'reach') else '>='}"
-                                      f" 0, got {value!r}.")
-        for field, value, low in (("patience", patience, 1), ("grid", grid, 2)):
-            if isinstance(value, bool) or int(value) != value or value < low:
-                raise ControlkitError(f"{field}: must be an integer >= {low}, got {value!r}.")
-        self.block_weight, self.approach_weight = float(block_weight), float(approach_weight)
-        self.staging_penalty, self.switch_margin, self.reach = float(staging_penalty), float(switch_margin), float(reach)
-        self.patience, self.inset, self.lookahead = int(patience), float(inset), float(lookahead)
+        self.clearance, self.block_weight, self.approach_weight = map(float, (clearance, block_weight,
+                                                                              approach_weight))
+        self.staging_penalty, self.switch_margin, self.reach = map(float, (staging_penalty, switch_margin, reach))
+        self.inset, self.lookahead, self.patience = float(inset), float(lookahead), int(patience)
         lim = TABLE_HALF - shape.radius
         axis = np.linspace(-lim, lim, int(grid))
         self.waypoints = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
@@ -198,12 +216,13 @@ class SortSequencer:
 
     # ---- routing the pusher ------------------------------------------------------------------------------------
     def pusher_via(self, poses: np.ndarray, pusher: np.ndarray, k: int, aim: np.ndarray) -> np.ndarray | None:
-        """Where the pusher should head before the pre-push point of box ``k`` towards ``aim``, or ``None`` to go
-        there directly.
+        """Where the pusher should head now on its way to push box ``k`` towards ``aim``; ``None`` once it is there.
 
-        While the pusher is away from the box it goes to the standoff point (behind the box, on the push line,
-        one pusher-box clearance away) along a straight path that touches no box, through one waypoint of a grid
-        when the straight path would; once it is at the standoff point or next to the box, ``None``.
+        Away from the box, the pusher goes to the standoff point (behind the box on the push line, one pusher-box
+        clearance away) along straight segments that keep its edge ``_PUSHER_GAP`` off every box: directly if it
+        can, else through the one waypoint of the grid that makes the shortest such path (kept while it still
+        leads there), else along the shortest route over the grid graph (which hugs boxes at the minimum gap, so
+        it is only the last resort). At the standoff point or next to the box: ``None``, the planners push.
         """
         box = poses[k, :2]
         d = aim - box

@@ -14,7 +14,8 @@ The pipeline reads top to bottom:
    constraints for all, identical seeded initial states. The cost is the L1 objective of
    :mod:`controlkit.mpc` on the object position (and orientation, if weighted) plus a small pull of the pusher
    towards the pre-push point behind the object, which every planner shares. On ``controlkit/Sort-v0`` the
-   same one-object model is applied to the first object not yet in its region (compositional sorting).
+   same one-object model pushes one box at a time: a task layer (:mod:`controlkit._sort_task`) picks the box
+   and the point to push it towards, and moves the pusher round the other boxes to it (compositional sorting).
 
 ``summary.json`` has ``controllers.<name>`` with ``success_rate``, ``final_distance_mean``,
 ``final_distance_ci95``, ``step_time_median_s``, ``step_time_p95_s``, ``fallbacks``, ``violations`` and more;
@@ -330,7 +331,8 @@ class Task:
         Those transit moves touch no box (the route keeps clear of all of them), so they need no dynamics model;
         the learned one, which has only seen the pusher near the object, predicts the object moving when the
         pusher is far away, and planners misled by that stall or drive the pusher into a corner. So the task
-        moves the pusher along its route for every planner alike and the planners plan every push.
+        moves the pusher along its route for every planner alike and the planners plan every push. (They are
+        still asked on transit steps, with the transit as their goal, so their step times cover every step.)
         """
         return action if self._move is None else self._move.astype(np.float32)
 
@@ -346,9 +348,9 @@ class Task:
         x = np.concatenate([full[4 * k:4 * k + 4], full[-2:]])
         self._move = None
         if via is not None:
-            # Sort, pusher on its way to the box: a sub-goal of its own. Go to the route point and leave the box
-            # where it is; the move itself is the task's (see applied()).
-            # Straight at the route point, scaled (not clipped) into the action box so that it stays on the route.
+            # Sort, pusher on its way to the box: a sub-goal of its own (go to the route point, leave the box where
+            # it is), and the move itself is the task's (see applied()): straight at the route point, scaled (not
+            # clipped) into the action box so that it stays on the clear route.
             d = via - full[-2:]
             self._move = d * min(1.0, self.env.step_size / max(float(np.abs(d).max()), 1e-12))
             return x, np.concatenate([x[:4], via])
