@@ -145,6 +145,8 @@ class SortSequencer:
                                                                               approach_weight))
         self.staging_penalty, self.switch_margin, self.reach = map(float, (staging_penalty, switch_margin, reach))
         self.inset, self.lookahead, self.patience = float(inset), float(lookahead), int(patience)
+        # Where the pusher's transit ends and the planners take over: behind the box on the push line, clear of it.
+        self.standoff_distance = shape.radius + PUSHER_RADIUS + 0.01
         lim = TABLE_HALF - shape.radius
         axis = np.linspace(-lim, lim, int(grid))
         self.waypoints = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
@@ -226,7 +228,7 @@ class SortSequencer:
         """
         box = poses[k, :2]
         d = aim - box
-        standoff = box - (self.shape.radius + PUSHER_RADIUS + 0.01) * d / max(float(np.linalg.norm(d)), 1e-9)
+        standoff = box - self.standoff_distance * d / max(float(np.linalg.norm(d)), 1e-9)
         if (np.linalg.norm(pusher - standoff) < self.reach
                 or _segment_box_distance(pusher[None], pusher[None], poses[k:k + 1], self.shape)[0, 0]
                 < PUSHER_RADIUS + _NEXT_TO):
