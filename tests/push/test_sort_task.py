@@ -3,11 +3,11 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from controlkit.envs._tabletop import PUSHER_RADIUS, get_shape
 from controlkit.envs.sort import SortEnv, regions
 
 import controlkit  # noqa: F401
 from controlkit._sort_task import Leg, SortSequencer, _segment_box_distance
-from controlkit.envs._tabletop import PUSHER_RADIUS, get_shape
 from controlkit.errors import ControlkitError
 from controlkit.model_based_control import CostConfig, PlannerSpec, Task, make_planner, run_episode
 
