@@ -166,8 +166,8 @@ class SortSequencer:
         self._best_gap = np.inf  # closest the box has come to the current leg's target
         self._since_progress = 0
         self._barred: dict[tuple[int, bool], int] = {}  # (box, final) -> steps left
-        self._via: np.ndarray | None = None  # the pusher's current waypoint on its way to a box
-        self._via_box = -1
+        self._route: np.ndarray | None = None  # the rest of the pusher's route to a standoff point
+        self._route_box = -1
 
     # ---- scoring ---------------------------------------------------------------------------------------------
     def _pre_push(self, poses: np.ndarray, i: int, at: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -221,10 +221,11 @@ class SortSequencer:
         """Where the pusher should head now on its way to push box ``k`` towards ``aim``; ``None`` once it is there.
 
         Away from the box, the pusher goes to the standoff point (behind the box on the push line, one pusher-box
-        clearance away) along straight segments that keep its edge ``_PUSHER_GAP`` off every box: directly if it
-        can, else through the one waypoint of the grid that makes the shortest such path (kept while it still
-        leads there), else along the shortest route over the grid graph (which hugs boxes at the minimum gap, so
-        it is only the last resort). At the standoff point or next to the box: ``None``, the planners push.
+        clearance away) on a route of straight segments that keep its edge ``_PUSHER_GAP`` off every box
+        (:meth:`_plan_route`). The route is kept and followed, cutting across to its farthest point in sight,
+        until its next point is no longer clear or the box (so the standoff point) has moved; planning afresh
+        every step made the pusher oscillate between two routes. At the standoff point or next to the box:
+        ``None``, the planners push.
         """
         box = poses[k, :2]
         d = aim - box
@@ -232,51 +233,65 @@ class SortSequencer:
         if (np.linalg.norm(pusher - standoff) < self.reach
                 or _segment_box_distance(pusher[None], pusher[None], poses[k:k + 1], self.shape)[0, 0]
                 < PUSHER_RADIUS + _NEXT_TO):
+            self._route = None
             return None
 
-        def clear(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            # The pusher's edge stays _PUSHER_GAP off every box, or, from a start already closer to a box than
-            # that (it has just pushed it), gets no closer to it.
+        def clear(a: np.ndarray, b: np.ndarray, from_pusher: bool = False) -> np.ndarray:
+            # The pusher's edge stays _PUSHER_GAP off every box; a segment from where the pusher is now, which may
+            # be closer to a box than that (it has just pushed it), may also just get no closer to it.
             dist = _segment_box_distance(a, b, poses, self.shape) - PUSHER_RADIUS
-            at_start = _segment_box_distance(a, a, poses, self.shape) - PUSHER_RADIUS
-            return (dist >= np.minimum(_PUSHER_GAP, at_start) - 1e-6).all(-1)
+            need = _PUSHER_GAP
+            if from_pusher:
+                need = np.minimum(need, _segment_box_distance(a, a, poses, self.shape) - PUSHER_RADIUS)
+            return (dist >= need - 1e-6).all(-1)
 
-        if clear(pusher[None], standoff[None])[0]:
-            self._via = None
-            return standoff
-        # Keep the waypoint chosen before while it still leads there (choosing afresh each step can oscillate).
-        via = self._via
-        if (via is None or self._via_box != k or np.linalg.norm(via - pusher) < 0.005
-                or not (clear(pusher[None], via[None]) & clear(via[None], standoff[None]))[0]):
-            vias = self.pusher_grid
-            start, end = np.broadcast_to(pusher, vias.shape), np.broadcast_to(standoff, vias.shape)
-            ok = clear(start, vias) & clear(vias, end)
-            if ok.any():
-                length = np.linalg.norm(vias - pusher, axis=-1) + np.linalg.norm(end - vias, axis=-1)
-                via = vias[np.flatnonzero(ok)[np.argmin(length[ok])]].copy()
-            else:  # no single waypoint will do: follow the shortest route over the grid
-                via = self._route_point(pusher, standoff, clear)
-                if via is None:
-                    self._via = None
-                    return None
-        self._via, self._via_box = via, k
-        return via.copy()
+        route = self._route
+        if route is not None and (self._route_box != k or np.linalg.norm(route[-1] - standoff) > 0.02):
+            route = None  # another box, or the box has moved: a new route
+        if route is not None:
+            route = route[int(np.argmin(np.linalg.norm(route - pusher, axis=-1))):].copy()  # drop points passed
+            route[-1] = standoff
+            if len(route) > 1 and np.linalg.norm(route[0] - pusher) < 0.005:
+                route = route[1:]
+            if not clear(pusher[None], route[:1], True)[0]:
+                route = None
+        if route is None:
+            route = self._plan_route(pusher, standoff, clear)
+            if route is None:
+                self._route = None
+                return None
+        # Cut across to the farthest point of the route in sight (one the pusher is at already is no way forward).
+        ahead = np.linalg.norm(route - pusher, axis=-1) > 0.005
+        if not ahead.any():
+            self._route = None
+            return None
+        seen = clear(np.broadcast_to(pusher, route.shape), route, True) & ahead
+        first = int(np.flatnonzero(seen).max() if seen.any() else np.flatnonzero(ahead).min())
+        self._route, self._route_box = route[first:], k
+        return route[first].copy()
 
-    def _route_point(self, pusher: np.ndarray, standoff: np.ndarray, clear) -> np.ndarray | None:
-        """The farthest point the pusher sees directly on the shortest route to ``standoff`` over the grid graph
-        (8 neighbours, edges that touch no box; ``None`` if there is no route)."""
+    def _plan_route(self, pusher: np.ndarray, standoff: np.ndarray, clear) -> np.ndarray | None:
+        """Points ``(R, 2)`` from the pusher to ``standoff`` (the last), each straight segment clear: directly,
+        through the one grid waypoint that makes the shortest such path, or the shortest route over the grid graph
+        (8 neighbours, clear edges; it hugs boxes at the minimum gap, so only when no single waypoint will do)."""
+        if clear(pusher[None], standoff[None], True)[0]:
+            return standoff[None].copy()
+        grid = self.pusher_grid
+        start, end = np.broadcast_to(pusher, grid.shape), np.broadcast_to(standoff, grid.shape)
+        ok = clear(start, grid, True) & clear(grid, end)
+        if ok.any():
+            length = np.linalg.norm(grid - pusher, axis=-1) + np.linalg.norm(end - grid, axis=-1)
+            return np.array([grid[np.flatnonzero(ok)[np.argmin(length[ok])]], standoff])
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import dijkstra
 
-        grid = self.pusher_grid
         n = len(grid)
         i, j = self._grid_edges
-        ok = clear(grid[i], grid[j])
-        to_grid = clear(np.broadcast_to(pusher, grid.shape), grid)
-        from_grid = clear(grid, np.broadcast_to(standoff, grid.shape))
+        edge = clear(grid[i], grid[j])
+        to_grid, from_grid = clear(start, grid, True), clear(grid, end)
         nodes = np.vstack([grid, pusher, standoff])  # the pusher is node n, the standoff point node n + 1
-        src = np.concatenate([i[ok], np.full(int(to_grid.sum()), n), np.flatnonzero(from_grid)])
-        dst = np.concatenate([j[ok], np.flatnonzero(to_grid), np.full(int(from_grid.sum()), n + 1)])
+        src = np.concatenate([i[edge], np.full(int(to_grid.sum()), n), np.flatnonzero(from_grid)])
+        dst = np.concatenate([j[edge], np.flatnonzero(to_grid), np.full(int(from_grid.sum()), n + 1)])
         weight = np.linalg.norm(nodes[src] - nodes[dst], axis=-1) + 1e-9
         graph = coo_matrix((weight, (src, dst)), shape=(n + 2, n + 2)).tocsr()
         dist, pred = dijkstra(graph, directed=False, indices=n, return_predecessors=True)
@@ -285,13 +300,7 @@ class SortSequencer:
         path = [n + 1]
         while path[-1] != n:
             path.append(int(pred[path[-1]]))
-        route = nodes[path[-2::-1]]  # after the pusher, up to the standoff point
-        # A grid point the pusher is already at (within the actuator's millimetres) is no way forward.
-        ahead = np.linalg.norm(route - pusher, axis=-1) > 0.005
-        seen = clear(np.broadcast_to(pusher, route.shape), route) & ahead
-        if not ahead.any():
-            return None
-        return route[int(np.flatnonzero(seen).max() if seen.any() else np.flatnonzero(ahead).min())].copy()
+        return nodes[path[-2::-1]]  # after the pusher, up to the standoff point
 
     # ---- choosing --------------------------------------------------------------------------------------------
     def best(self, poses: np.ndarray, pusher: np.ndarray, done: np.ndarray) -> tuple[Leg, float]:
