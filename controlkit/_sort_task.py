@@ -33,7 +33,8 @@ from controlkit.errors import ControlkitError
 
 _PUSHER_LIMIT = TABLE_HALF - PUSHER_RADIUS  # the env clips the pusher's set-point to this
 _PUSHER_GAP = 0.008  # m between the pusher's edge and any box on the pusher's routes
-_NEXT_TO = 0.015  # m: a pusher whose edge is this close to the leg's box goes on by itself (pushing, or round it)
+_NEXT_TO = 0.015  # m: a pusher whose edge is this close to the leg's box, behind it, is the planners' to move
+_BEHIND = 0.6  # rad: "behind" the box: this close in angle (seen from the box) to the standoff point
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,15 +225,18 @@ class SortSequencer:
         clearance away) on a route of straight segments that keep its edge ``_PUSHER_GAP`` off every box
         (:meth:`_plan_route`). The route is kept and followed, cutting across to its farthest point in sight,
         until its next point is no longer clear or the box (so the standoff point) has moved; planning afresh
-        every step made the pusher oscillate between two routes. At the standoff point or next to the box:
-        ``None``, the planners push.
+        every step made the pusher oscillate between two routes. At the standoff point, or next to the box
+        on its side (within ``_BEHIND`` of the push line): ``None``, the planners push. Next to the box on
+        another side the route goes on round it.
         """
         box = poses[k, :2]
         d = aim - box
         standoff = box - self.standoff_distance * d / max(float(np.linalg.norm(d)), 1e-9)
+        v, w = pusher - box, standoff - box
+        behind = v @ w >= np.cos(_BEHIND) * np.linalg.norm(v) * np.linalg.norm(w)
         if (np.linalg.norm(pusher - standoff) < self.reach
-                or _segment_box_distance(pusher[None], pusher[None], poses[k:k + 1], self.shape)[0, 0]
-                < PUSHER_RADIUS + _NEXT_TO):
+                or (behind and _segment_box_distance(pusher[None], pusher[None], poses[k:k + 1], self.shape)[0, 0]
+                    < PUSHER_RADIUS + _NEXT_TO)):
             self._route = None
             return None
 

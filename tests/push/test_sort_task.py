@@ -119,3 +119,28 @@ def test_greedy_sorts_three_boxes_in_closed_loop_and_repeats_with_the_seed():
 def test_bad_sequencer_arguments_name_the_field(kwargs, field):
     with pytest.raises(ControlkitError, match=field):
         SortSequencer(BOX, regions(3, 0.12), **kwargs)
+
+
+def test_the_pusher_finds_its_way_out_of_a_pocket_without_touching_a_box():
+    # Three-box episode 10001 with the first-unsorted rule's successor stuck: the pusher on the left, box 2's
+    # standoff point in the gap between box 2, box 0 and the right table edge; no single waypoint reaches it.
+    env = _sort([[0.175, 0.169, np.radians(-103)], [-0.196, 0.165, np.radians(122)],
+                 [0.180, 0.061, np.radians(-138)]], [-0.203, 0.087])
+    seq = SortSequencer(BOX, env.regions)
+    poses, pusher = env.table.object_poses(), env.table.pusher()
+    region = env.region_centres[2]
+    aim = poses[2, :2] + 0.06 * (region - poses[2, :2]) / np.linalg.norm(region - poses[2, :2])
+    start_gap = _segment_box_distance(pusher[None], pusher[None], poses, BOX).min() - PUSHER_RADIUS
+    for _ in range(60):  # follow the transit moves kinematically (the boxes stay put when nothing touches them)
+        via = seq.pusher_via(poses, pusher, 2, aim)
+        if via is None:
+            break
+        d = via - pusher
+        new = pusher + d * min(1.0, 0.03 / np.abs(d).max())
+        gap = _segment_box_distance(pusher[None], new[None], poses, BOX).min() - PUSHER_RADIUS
+        assert gap >= min(0.008, start_gap) - 1e-6
+        pusher = new
+    else:
+        pytest.fail("the pusher never reached the standoff point")
+    standoff = poses[2, :2] - seq.standoff_distance * (aim - poses[2, :2]) / np.linalg.norm(aim - poses[2, :2])
+    assert np.linalg.norm(pusher - standoff) < seq.reach
