@@ -241,14 +241,17 @@ class SortSequencer:
             return None
 
         def clear(a: np.ndarray, b: np.ndarray, from_pusher: bool = False) -> np.ndarray:
-            # The pusher's edge stays _PUSHER_GAP off every box; a segment from where the pusher is now, which may
-            # be closer to a box than that (it has just pushed it), may also just get no closer to it.
+            # The pusher's edge stays _PUSHER_GAP off every box. Near where the pusher is now (it may just have
+            # pushed a box) and near the standoff point (boxes may crowd it), it need only keep the gap it has
+            # there: a segment from the pusher, or to the standoff point, gets no closer to a box than its end.
             dist = _segment_box_distance(a, b, poses, self.shape) - PUSHER_RADIUS
-            need = _PUSHER_GAP
+            need = np.full(dist.shape, _PUSHER_GAP)
             if from_pusher:
                 need = np.minimum(need, _segment_box_distance(a, a, poses, self.shape) - PUSHER_RADIUS)
+            need = np.where(np.all(b == standoff, axis=-1)[:, None], np.minimum(need, standoff_gap), need)
             return (dist >= need - 1e-6).all(-1)
 
+        standoff_gap = _segment_box_distance(standoff[None], standoff[None], poses, self.shape)[0] - PUSHER_RADIUS
         route = self._route
         if route is not None and (self._route_box != k or np.linalg.norm(route[-1] - standoff) > 0.02):
             route = None  # another box, or the box has moved: a new route
