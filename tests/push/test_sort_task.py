@@ -122,8 +122,8 @@ def test_bad_sequencer_arguments_name_the_field(kwargs, field):
 
 
 def test_the_pusher_finds_its_way_out_of_a_pocket_without_touching_a_box():
-    # Three-box episode 10001 with the first-unsorted rule's successor stuck: the pusher on the left, box 2's
-    # standoff point in the gap between box 2, box 0 and the right table edge; no single waypoint reaches it.
+    # A state of three-box episode 10001 in development: the pusher on the left, box 2's standoff point in the
+    # gap between box 2, box 0 and the right table edge; no straight line or single waypoint reaches it.
     env = _sort([[0.175, 0.169, np.radians(-103)], [-0.196, 0.165, np.radians(122)],
                  [0.180, 0.061, np.radians(-138)]], [-0.203, 0.087])
     seq = SortSequencer(BOX, env.regions)
