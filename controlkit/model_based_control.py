@@ -14,7 +14,8 @@ The pipeline reads top to bottom:
    constraints for all, identical seeded initial states. The cost is the L1 objective of
    :mod:`controlkit.mpc` on the object position (and orientation, if weighted) plus a small pull of the pusher
    towards the pre-push point behind the object, which every planner shares. On ``controlkit/Sort-v0`` the
-   same one-object model is applied to the first object not yet in its region (compositional sorting).
+   same one-object model pushes one box at a time: a task layer (:mod:`controlkit._sort_task`) picks the box
+   and the point to push it towards, and moves the pusher round the other boxes to it (compositional sorting).
 
 ``summary.json`` has ``controllers.<name>`` with ``success_rate``, ``final_distance_mean``,
 ``final_distance_ci95``, ``step_time_median_s``, ``step_time_p95_s``, ``fallbacks``, ``violations`` and more;
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 from controlkit._keep_out_route import next_waypoint
 from controlkit._push_mip import PipelineMIP
 from controlkit._push_oracle import GreedyPusher, PushThroughExplorer, pre_push_point
+from controlkit._sort_task import SortSequencer
 from controlkit.config import EnvId, ExperimentConfig, check_env_kwargs
 from controlkit.controller import Controller, StepInfo
 from controlkit.envs._tabletop import TABLE_HALF
@@ -317,25 +319,55 @@ class Task:
 
     env: Any  # the unwrapped PushEnv or SortEnv
     cost: CostConfig
+    # Sort: which box to push next and where to (its region or a staging waypoint); one per task, kept per episode.
+    sequencer: SortSequencer | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._move: np.ndarray | None = None  # Sort: this step's transit move of the pusher (see applied())
+        if self.sort and self.sequencer is None:
+            self.sequencer = SortSequencer(self.env.shape, self.env.regions)
 
     @property
     def sort(self) -> bool:
         return hasattr(self.env, "regions")
 
-    def active(self) -> int:
-        """The object being pushed: Push has one; Sort takes the first one not yet in its region."""
-        if not self.sort:
-            return 0
-        done = self.env._info()["sorted"]
-        return next((i for i, d in enumerate(done) if not d), 0)
+    def reset(self) -> None:
+        """Start a new episode (Sort: forget the current leg)."""
+        self._move = None
+        if self.sequencer is not None:
+            self.sequencer.reset()
+
+    def applied(self, action: np.ndarray) -> np.ndarray:
+        """The action to apply this step: the planner's, except on Sort while the pusher moves freely to the box.
+
+        Those transit moves touch no box (the route keeps clear of all of them), so they need no dynamics model;
+        the learned one, which has only seen the pusher near the object, predicts the object moving when the
+        pusher is far away, and planners misled by that stall or drive the pusher into a corner. So the task
+        moves the pusher along its route for every planner alike and the planners plan every push. (They are
+        still asked on transit steps, with the transit as their goal, so their step times cover every step.)
+        """
+        return action if self._move is None else self._move.astype(np.float32)
 
     def state_goal(self) -> tuple[np.ndarray, np.ndarray]:
-        """World-frame state of the active object and the pusher, and the goal with the pre-push point."""
-        k = self.active()
+        """World-frame state of the pushed object and the pusher, and the goal with the pre-push point.
+
+        Sort: the sequencer picks the box and the point to push it towards (call once per step).
+        """
         full = self.env.state()
-        x = np.concatenate([full[4 * k:4 * k + 4], full[-2:]])
+        k, via = 0, None
         if self.sort:
-            target = np.array([*self.env.region_centres[k], 1.0, 0.0])
+            k, aim, via = self.sequencer.subgoal(self.env.table.object_poses(), full[-2:])
+        x = np.concatenate([full[4 * k:4 * k + 4], full[-2:]])
+        self._move = None
+        if via is not None:
+            # Sort, pusher on its way to the box: a sub-goal of its own (go to the route point, leave the box where
+            # it is), and the move itself is the task's (see applied()): straight at the route point, scaled (not
+            # clipped) into the action box so that it stays on the clear route.
+            d = via - full[-2:]
+            self._move = d * min(1.0, self.env.step_size / max(float(np.abs(d).max()), 1e-12))
+            return x, np.concatenate([x[:4], via])
+        if self.sort:
+            target = np.array([*aim, 1.0, 0.0])
         else:
             g = self.env.goal
             target = np.array([g[0], g[1], np.cos(g[2]), np.sin(g[2])])
@@ -447,6 +479,7 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
     """Reset ``env`` and ``planner`` with ``seed`` and run until the episode ends."""
     _, info = env.reset(seed=seed)
     goal_pose = np.asarray(info.get("goal", []), dtype=np.float64)
+    task.reset()
     planner.reset(seed=seed)
     base = env.unwrapped
     distances, states, times, frames = [task.position_error(info)], [base.state()], [], []
@@ -458,7 +491,7 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
         x, goal = task.state_goal()
         k = task.active()
         planner.set_goal(goal)
-        action = planner.act(x)
+        action = task.applied(planner.act(x))
         facts = planner.last_step
         times.append(facts.compute_time_s)
         fallbacks += facts.used_fallback
