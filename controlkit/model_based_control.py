@@ -265,7 +265,7 @@ def learn_model(config: ModelBasedControlConfig, ctx: RunContext) -> tuple[Compa
     from controlkit.dynamics import TrainSettings, train_dense
     from controlkit.sparsify import SparsifySettings, export_compact, sparsify
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the same model whether learn_model runs alone or inside run()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     push_kwargs = _push_kwargs(config.env_kwargs)
@@ -324,6 +324,7 @@ class Task:
 
     def __post_init__(self) -> None:
         self._move: np.ndarray | None = None  # Sort: this step's transit move of the pusher (see applied())
+        self.pushed = 0  # the object this step's state is about (set by state_goal)
         if self.sort and self.sequencer is None:
             self.sequencer = SortSequencer(self.env.shape, self.env.regions)
 
@@ -348,6 +349,11 @@ class Task:
         """
         return action if self._move is None else self._move.astype(np.float32)
 
+    @property
+    def in_transit(self) -> bool:
+        """Whether this step's action is the task's transit move rather than the planner's (Sort only)."""
+        return self._move is not None
+
     def state_goal(self) -> tuple[np.ndarray, np.ndarray]:
         """World-frame state of the pushed object and the pusher, and the goal with the pre-push point.
 
@@ -358,7 +364,7 @@ class Task:
         if self.sort:
             k, aim, via = self.sequencer.subgoal(self.env.table.object_poses(), full[-2:])
         x = np.concatenate([full[4 * k:4 * k + 4], full[-2:]])
-        self._move = None
+        self._move, self.pushed = None, k
         if via is not None:
             # Sort, pusher on its way to the box: a sub-goal of its own (go to the route point, leave the box where
             # it is), and the move itself is the task's (see applied()): straight at the route point, scaled (not
@@ -489,13 +495,14 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
     done = False
     while not done:
         x, goal = task.state_goal()
-        k = task.active()
+        k = task.pushed
         planner.set_goal(goal)
         action = task.applied(planner.act(x))
         facts = planner.last_step
         times.append(facts.compute_time_s)
         fallbacks += facts.used_fallback
-        plan = None if facts.used_fallback else getattr(planner, "last_plan", None)  # the plan applied, if any
+        applied = not (facts.used_fallback or task.in_transit)
+        plan = getattr(planner, "last_plan", None) if applied else None  # the plan whose first action was applied
         planned += bool(plan is not None and plan.extras.get("violation", 0.0) > 1e-6)
         statuses[facts.status.value] = statuses.get(facts.status.value, 0) + 1
         _, _, terminated, truncated, info = env.step(np.asarray(action, dtype=np.float32))
@@ -568,6 +575,9 @@ def _targets(controllers: dict[str, dict[str, Any]], specs: dict[str, PlannerSpe
 
 
 def run(config: ModelBasedControlConfig, ctx: RunContext) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)  # the planners' small networks: a second thread only contends (also with model.file)
     net, model_facts = learn_model(config, ctx)
     ctx.log(f"model: {net.n_relu} ReLU and {net.n_identity} identity neurons, hidden sizes {net.hidden_sizes}")
     env = gym.make(config.env, max_episode_steps=config.max_steps, goal_in_obs=False,
