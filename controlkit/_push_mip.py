@@ -3,8 +3,8 @@
 Branch and bound on the push MILP (about 150 unstable ReLUs at H = 10) does not improve a start within a control
 step, and the region descent (``polish_lps``) only improves its one start locally. So the start decides the
 plan. :class:`PipelineMIP` builds several complete candidate starts each step, scores them on the model itself
-(a numpy rollout and the L1 cost, plus a large penalty on constraint violation so that a MILP-feasible start
-wins), hands the best to the MILP as its MIP start, and lets the region descent and HiGHS improve on it. The
+(a numpy rollout and the MILP's objective; a start that breaks a hard constraint ranks after every one that
+does not), hands the best to the MILP as its MIP start, and lets the region descent and HiGHS improve on it. The
 returned plan is always a MILP solution (feasible, with HiGHS's certified gap) and never costs more on the model
 than the chosen start, hence than any candidate that satisfies the constraints.
 
@@ -37,7 +37,8 @@ from controlkit.errors import ControlkitError, choices_error
 from controlkit.mpc import MIPMPC
 
 START_KINDS = ("shifted", "safe", "greedy", "mppi")
-_VIOLATION_PENALTY = 1e3  # per unit of violation: a start that breaks a constraint loses to any that does not
+_VIOLATION_PENALTY = 1e3  # per unit of hard-constraint violation, ranking starts that all break one
+_INFEASIBLE = 1e6  # added to such a start's score: any MILP-feasible start wins (a soft keep-out price can be large)
 
 
 class PipelineMIP(MIPMPC):
@@ -116,10 +117,14 @@ class PipelineMIP(MIPMPC):
         return out
 
     def score(self, x0: np.ndarray, actions: np.ndarray, goal: np.ndarray) -> float:
-        """The MILP's objective of ``actions`` from ``x0`` plus a large penalty per unit of hard-constraint violation."""
+        """The MILP's objective of ``actions`` from ``x0``; a start that breaks a hard constraint (state box, hard
+        keep-out box), and so cannot be the MILP's incumbent, scores ``_INFEASIBLE`` plus a penalty per unit of
+        violation on top, so that it wins only when every candidate breaks one (then the least violation wins)."""
         p = self.problem
         states = p.net.rollout(x0, actions)
-        return float(p.objective(states, actions, goal) + _VIOLATION_PENALTY * p.violation(states, hard_only=True))
+        hard = float(p.violation(states, hard_only=True))
+        offset = _INFEASIBLE + _VIOLATION_PENALTY * hard if hard > 1e-9 else 0.0
+        return float(p.objective(states, actions, goal)) + offset
 
     def plan(self, x0: Any, goal: Any, warm_start: np.ndarray | None = None) -> Plan:
         """Plan from the best candidate start; ``warm_start`` (default: the shifted last plan) is the shifted one."""

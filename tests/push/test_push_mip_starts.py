@@ -140,3 +140,25 @@ def test_a_step_without_a_milp_plan_applies_the_best_candidate():
     np.testing.assert_allclose(action, cands[best][0])
     # standing still (the base class's last resort) would not move the pusher towards the object at all
     assert np.abs(action).max() > 0
+
+
+def test_a_start_that_breaks_the_state_box_ranks_after_every_feasible_one():
+    """With a priced keep-out box, leaving it can lower the objective by more than a small hard violation costs at
+    1000 per unit: a start whose pusher leaves the table must still lose, or the MILP has no incumbent."""
+    env = PushEnv(goal_in_obs=False, keep_out=[-0.05, -0.05, 0.05, 0.05])
+    env.reset(options={"object": [-0.15, 0.0, 0.0], "goal": [0.15, 0.0, 0.0], "pusher": [-0.28, 0.0]})
+    task = Task(env, CostConfig(horizon=3, keep_out_margin=0.02, keep_out_penalty=1e3))
+    # object and pusher both move by the action (two identity neurons)
+    net = CompactNetwork([np.hstack([np.zeros((2, 6)), np.eye(2)]), np.vstack([np.eye(2), np.zeros((2, 2)), np.eye(2)])],
+                         [np.zeros(2), np.zeros(6)], [np.zeros(2, bool)], 6, 2, residual=True)
+    mip = make_planner("m", PlannerSpec(type="mip_mpc", time_limit=1.0), net, task, seed=0)
+    p = mip.problem
+    x = np.array([-0.06, 0.0, 1.0, 0.0, -0.28, 0.0])  # the object 1 cm inside the grown square [-0.07, 0.07]^2
+    goal = p.check_goal(np.array([0.15, 0.0, 1.0, 0.0, -0.28, 0.0]))
+    out = np.array([[-0.01, 0.0]] * 3)  # leaves the square at once, but the pusher ends 1 cm past the table edge
+    still = np.zeros((3, 2))
+    hard = float(p.violation(p.net.rollout(x, out), hard_only=True))
+    assert hard > 0 and p.violation(p.net.rollout(x, still), hard_only=True) == 0
+    cheaper = p.objective(p.net.rollout(x, out), out, goal) + 1e3 * hard < p.objective(p.net.rollout(x, still), still, goal)
+    assert cheaper  # so a plain penalty would have preferred the start the MILP cannot take
+    assert mip.score(x, out, goal) > mip.score(x, still, goal)
