@@ -10,9 +10,8 @@ path, the usual remedy. The box is convex, so the path has at most two corners.
 
 from __future__ import annotations
 
-import heapq
-
 import numpy as np
+from scipy.sparse.csgraph import dijkstra
 
 
 def _crosses(a: np.ndarray, b: np.ndarray, low: np.ndarray, high: np.ndarray) -> bool:
@@ -50,18 +49,17 @@ def next_waypoint(start, target, low, high, clearance: float) -> np.ndarray:
         return g
     c = clearance
     corners = [np.array([x, y]) for x in (lo[0] - c, hi[0] + c) for y in (lo[1] - c, hi[1] + c)]
-    nodes = [s, *corners, g]
+    nodes = np.array([s, *corners, g])
     n = len(nodes)
-    dist, first = [np.inf] * n, [None] * n  # Dijkstra on six nodes; `first` is the path's first hop
-    dist[0], heap = 0.0, [(0.0, 0)]
-    while heap:
-        d, i = heapq.heappop(heap)
-        if d > dist[i]:
-            continue
-        for j in range(1, n):
-            if j != i and not _crosses(nodes[i], nodes[j], lo, hi):
-                nd = d + float(np.linalg.norm(nodes[j] - nodes[i]))
-                if nd < dist[j] - 1e-12:
-                    dist[j], first[j] = nd, (j if i == 0 else first[i])
-                    heapq.heappush(heap, (nd, j))
-    return g if first[-1] is None else nodes[first[-1]]
+    graph = np.zeros((n, n))  # visibility graph: edge lengths between points that see each other (0 = no edge)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if not _crosses(nodes[i], nodes[j], lo, hi):
+                graph[i, j] = graph[j, i] = float(np.linalg.norm(nodes[j] - nodes[i]))
+    dist, pred = dijkstra(graph, indices=0, return_predecessors=True)
+    if not np.isfinite(dist[-1]):
+        return g
+    hop = n - 1
+    while pred[hop] != 0:  # walk back from the target to the path's first hop
+        hop = pred[hop]
+    return nodes[hop]
