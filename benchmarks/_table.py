@@ -6,7 +6,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from controlkit._io import atomic_write_json
+from controlkit.core.io import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -18,8 +18,8 @@ import numpy as np
 from _table import report
 
 from controlkit import ConstantController
-from controlkit.fallback import Fallback
-from controlkit.loop import run_loop
+from controlkit.core.fallback import Fallback
+from controlkit.core.loop import run_loop
 
 
 class NullPlant:
@@ -113,9 +113,9 @@ def _wait_for_first_plan(ctrl, x0, timeout_s: float = 60.0) -> None:
 def async_mip_mpc(seconds: float = 10.0) -> list[dict]:
     import gymnasium as gym
 
-    from controlkit.async_planner import AsyncPlanner
-    from controlkit.mpc import MIPMPC
-    from controlkit.network import CompactNetwork
+    from controlkit.core.async_planner import AsyncPlanner
+    from controlkit.planning import MIPMPC
+    from controlkit.models.network import CompactNetwork
 
     # The sparse pushing model shipped with the examples (8 ReLU + 63 identity neurons per step).
     net = CompactNetwork.load(Path(__file__).resolve().parents[1] / "examples" / "models" / "push_box.npz")

@@ -47,11 +47,11 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import report  # noqa: E402
 
-from controlkit._milp_bounds import ibp  # noqa: E402
-from controlkit._milp_highs import HighsMILP  # noqa: E402
-from controlkit._milp_pyomo import configured_solver  # noqa: E402
-from controlkit.mpc import MIPMPC  # noqa: E402
-from controlkit.network import CompactNetwork  # noqa: E402
+from controlkit.planning.milp.bounds import ibp  # noqa: E402
+from controlkit.planning.milp.highs import HighsMILP  # noqa: E402
+from controlkit.planning.milp.pyomo_backend import configured_solver  # noqa: E402
+from controlkit.planning import MIPMPC  # noqa: E402
+from controlkit.models.network import CompactNetwork  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NX, NU = 4, 2
@@ -242,7 +242,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from controlkit._io import save_figure
+    from controlkit.core.io import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 2]})
     for ax, what, tags in ((axes[0], "build_s", ("base", "omlt")), (axes[1], "total_s", ("base", "auto", "omlt"))):

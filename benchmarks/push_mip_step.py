@@ -30,8 +30,8 @@ import torch
 from _table import report
 
 import controlkit  # noqa: F401
-from controlkit.controller import Controller
-from controlkit.model_based_control import (
+from controlkit.core.controller import Controller
+from controlkit.runner.kinds.model_based_control import (
     CostConfig,
     PlannerSpec,
     Task,

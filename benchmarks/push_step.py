@@ -15,7 +15,7 @@ import time
 import mujoco
 import numpy as np
 from _table import report
-from controlkit.envs._tabletop import N_SUBSTEPS
+from controlkit.envs.tabletop import N_SUBSTEPS
 from controlkit.envs.push import PushEnv
 from controlkit.envs.sort import SortEnv
 

@@ -25,9 +25,9 @@ import platform
 import time
 from pathlib import Path
 
-from controlkit._io import atomic_write_json
-from controlkit.config import load_config
-from controlkit.run import run_experiment
+from controlkit.core.io import atomic_write_json
+from controlkit.runner.config import load_config
+from controlkit.runner.run import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("collect_s", "dense_s", "sparsify_s", "export_s")
@@ -127,8 +127,8 @@ def _baselines(result: dict, hiddens: list[list[int]], epochs: int) -> list[dict
 
     import torch
 
-    from controlkit.data import load_dataset
-    from controlkit.dynamics import train_dense
+    from controlkit.models.data import load_dataset
+    from controlkit.models.dynamics import train_dense
 
     run_dir = Path(result["run_dir"])
     config = load_config(run_dir / "config.yaml")
@@ -166,9 +166,9 @@ def _capacity(result: dict, trajectories: int, epochs: int) -> list[dict]:
     import numpy as np
     import torch
 
-    from controlkit.data import collect, load_dataset
-    from controlkit.dynamics import DynamicsModel, fit
-    from controlkit.sparsify import IDENTITY, RELU, NeuronGates, SparsifySettings
+    from controlkit.models.data import collect, load_dataset
+    from controlkit.models.dynamics import DynamicsModel, fit
+    from controlkit.models.sparsify import IDENTITY, RELU, NeuronGates, SparsifySettings
 
     run_dir = Path(result["run_dir"])
     config = load_config(run_dir / "config.yaml")

@@ -24,7 +24,7 @@ from controlkit.envs.swimmer import N_SUBSTEPS, SwimmerEnv
 from controlkit.policies import MLPPolicy, NCAPPolicy
 
 import controlkit  # noqa: F401  (registers controlkit/Swimmer-v0)
-from controlkit._io import atomic_write_json
+from controlkit.core.io import atomic_write_json
 
 RESULTS = Path(__file__).parent / "results" / "swimmer_throughput.json"
 

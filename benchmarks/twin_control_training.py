@@ -38,8 +38,8 @@ TWINS = ("twin_predator_prey", "twin_metabolic", "twin_immune")
 
 def _data(config, name: str, cache: Path):
     """The experiment's ABM data, from the cache or collected (and cached) now; the collection time if collected."""
-    from controlkit.data import load_dataset, save_dataset
-    from controlkit.twin_control_experiment import collect_config_data
+    from controlkit.models.data import load_dataset, save_dataset
+    from controlkit.runner.kinds.twin_control import collect_config_data
 
     path = cache / f"{name}_seed{config.seed}_n{config.data.trajectories}_data.npz"
     if path.is_file():
@@ -56,8 +56,8 @@ def measure(name: str, threads: int, overrides: list[str], evaluate_n: int, cach
     from controlkit.twins.deploy import evaluate
     from controlkit.twins.neural_control import train_controller
 
-    from controlkit.config import load_config
-    from controlkit.twin_control_experiment import EVAL, build_task, component_settings, fit_surrogates
+    from controlkit.runner.config import load_config
+    from controlkit.runner.kinds.twin_control import EVAL, build_task, component_settings, fit_surrogates
 
     config = load_config(ROOT / "experiments" / f"{name}.yaml", overrides)
     data, collect_s = _data(config, name, cache)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import controlkit.twins.immune as immune_module  # noqa: E402
 from controlkit.twins import ImmuneTwin, MetabolicPathway, PredatorPrey  # noqa: E402
 
-from controlkit._io import atomic_write_json  # noqa: E402
+from controlkit.core.io import atomic_write_json  # noqa: E402
 
 RATES = dict(initial_sheep=100, initial_wolves=50, sheep_reproduce=0.04, wolf_reproduce=0.05,
              wolf_gain_from_food=20, sheep_gain_from_food=4, grass_regrowth_time=30)

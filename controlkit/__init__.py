@@ -1,37 +1,65 @@
 """controlkit: model-based control and digital twins.
 
-Importing it registers the ``controlkit/...`` gymnasium environments. Heavy backends (torch, HiGHS, Mesa) are
-imported by the modules that need them, not here.
+The package is layered; data flows down this list and never back:
+
+- :mod:`controlkit.core` -- the Controller interface, errors, registry of controllers, Fallback, run_loop,
+  AsyncPlanner, export;
+- :mod:`controlkit.models` -- transition data, dynamics training, sparsification, CompactNetwork;
+- :mod:`controlkit.planning` -- the MPC problem, the planner base class, samplers, MIP-MPC and its MILP compiler;
+- :mod:`controlkit.tasks` -- application logic (pushing);
+- :mod:`controlkit.runner` -- configs, experiment kinds, run folders, sweeps, the CLI.
+
+``controlkit.envs``, ``controlkit.twins`` and ``controlkit.policies`` hold the environments, the Mesa twins and
+the swimmer policies. Importing controlkit registers the ``controlkit/...`` gymnasium environments; heavy
+backends (torch, HiGHS, Mesa) load when a name that needs them is first used.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-import controlkit.envs  # noqa: E402,F401  registers the environments
-from controlkit.config import ExperimentConfig, load_config
-from controlkit.controller import Controller, Plan, Planner, Status, StepInfo
-from controlkit.controllers import (
+import controlkit.envs  # noqa: F401  registers the environments
+from controlkit.core import (
+    AsyncPlanner,
     ConstantController,
+    Controller,
+    ControlkitError,
+    Fallback,
+    Plan,
+    Planner,
     RandomController,
+    Status,
+    StepInfo,
     controller_names,
     make_controller,
+    map_tasks,
     register_controller,
+    run_loop,
 )
-from controlkit.errors import ControlkitError
-from controlkit.executors import map_tasks
-from controlkit.kinds import ExperimentKind, register_kind
-from controlkit.run import RunResult, run_experiment
+from controlkit.core.lazy import lazy_getattr
+from controlkit.runner import ExperimentConfig, ExperimentKind, RunResult, load_config, register_kind, run_experiment
 
 try:
     __version__ = version("controlkit")
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0+unknown"
 
+_LAZY = {
+    "CompactNetwork": "controlkit.models.network",
+    **dict.fromkeys(["KeepOut", "MIPMPC"], "controlkit.planning.mip_mpc"),
+    "RecedingHorizonPlanner": "controlkit.planning.receding",
+    **dict.fromkeys(
+        ["CEMPlanner", "GradientPlanner", "MPPIPlanner", "RandomShootingPlanner"], "controlkit.planning.samplers"
+    ),
+}
+__getattr__ = lazy_getattr(__name__, _LAZY)
+
 __all__ = [
+    "AsyncPlanner",
     "ConstantController",
     "Controller",
     "ControlkitError",
     "ExperimentConfig",
     "ExperimentKind",
+    "Fallback",
     "Plan",
     "Planner",
     "RandomController",
@@ -45,4 +73,6 @@ __all__ = [
     "register_controller",
     "register_kind",
     "run_experiment",
+    "run_loop",
+    *_LAZY,
 ]

@@ -1,6 +1,6 @@
 """Planar object pushing (``controlkit/Push-v0``): push a box or a T to a goal pose with a cylindrical pusher.
 
-The object slides on the table with Coulomb friction; the pusher is position-driven (see :mod:`._tabletop`).
+The object slides on the table with Coulomb friction; the pusher is position-driven (see :mod:`.tabletop`).
 One step moves the pusher's set-point by the action ``(dx, dy)`` (metres, each within ``±step_size``) and runs
 0.3 s of physics (the set-point moves for 0.2 s, then holds), so that the object has stopped when the step
 ends (quasi-static pushing; residual speeds stay below 1 mm/s) and the
@@ -26,7 +26,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from controlkit.envs._tabletop import (
+from controlkit.envs.tabletop import (
     CONTROL_DT,
     PUSHER_RADIUS,
     TABLE_HALF,
@@ -45,7 +45,7 @@ from controlkit.envs._tabletop import (
     wrap_angle,
 )
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 OBS_OBJECT = slice(0, 4)
 OBS_PUSHER = slice(4, 6)

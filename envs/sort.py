@@ -20,7 +20,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from controlkit.envs._tabletop import (
+from controlkit.envs.tabletop import (
     CONTROL_DT,
     PUSHER_RADIUS,
     TABLE_HALF,
@@ -37,7 +37,7 @@ from controlkit.envs._tabletop import (
     rect_distance,
 )
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 MAX_OBJECTS = 4
 REGION_CENTRE = 0.19  # region i is centred at (±0.19, ±0.19), counter-clockwise from the (+, +) corner

@@ -26,7 +26,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from controlkit.errors import ControlkitError, choices_error
+from controlkit.core.errors import ControlkitError, choices_error
 
 TASKS = ("swim", "navigate")
 PHYSICS_DT = 0.002

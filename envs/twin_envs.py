@@ -33,7 +33,7 @@ from controlkit.twins import (
 )
 from controlkit.twins._common import TwinModel, upscale
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 
 class TwinEnv(gym.Env):

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from controlkit.controller import Controller, StepInfo
-from controlkit.errors import ControlkitError, choices_error
+from controlkit.core.controller import Controller, StepInfo
+from controlkit.core.errors import ControlkitError, choices_error
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 

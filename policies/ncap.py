@@ -17,8 +17,8 @@ from controlkit.envs.swimmer import EPISODE_STEPS, SwimmerLayout
 from controlkit.policies._circuit import NAVIGATION, circuit, oscillator_drive, target_commands
 from torch import nn
 
-from controlkit.controller import Controller, StepInfo
-from controlkit.errors import ControlkitError, choices_error
+from controlkit.core.controller import Controller, StepInfo
+from controlkit.core.errors import ControlkitError, choices_error
 
 # Sign of each weight group: +1 excitatory, -1 inhibitory.
 _SIGN = {"prop": 1.0, "osc": 1.0, "ipsi": 1.0, "contra": -1.0, "speed": -1.0, "turn": 1.0}

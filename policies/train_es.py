@@ -19,7 +19,7 @@ from controlkit.envs.swimmer import EPISODE_STEPS, SwimmerEnv
 from controlkit.policies._rollout import episode_return, evaluate
 from torch import nn
 
-from controlkit.errors import ControlkitError, choices_error
+from controlkit.core.errors import ControlkitError, choices_error
 
 ES_METHODS = ("openai", "cma")
 

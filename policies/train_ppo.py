@@ -31,7 +31,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-from controlkit.errors import choices_error
+from controlkit.core.errors import choices_error
 
 ACTORS = ("ncap", "mlp")
 

@@ -23,7 +23,7 @@ TWINS: dict[str, type[TwinModel]] = {
 
 def make_twin(name: str, params: dict | None = None, seed: int | None = None) -> TwinModel:
     """Build the twin called ``name`` (see :data:`TWINS`) with parameter overrides and a seed."""
-    from controlkit.errors import choices_error
+    from controlkit.core.errors import choices_error
 
     if name not in TWINS:
         raise choices_error("twin", name, TWINS)

@@ -18,7 +18,7 @@ import numpy as np
 from mesa.datacollection import DataCollector
 from mesa.discrete_space import PropertyLayer
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 
 @dataclasses.dataclass(frozen=True)

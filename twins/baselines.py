@@ -3,10 +3,10 @@
 - no control and the best constant control (grid search on the ABM itself);
 - bang-bang feedback (every control at a bound, switched on the observables; the rule is the objective's);
 - optimal control solved on the surrogate, open loop, lifted to the ABM (the companion paper's route);
-- MIP-MPC in receding horizon on a ReLU surrogate compiled to a MILP (:class:`controlkit.mpc.MIPMPC`, HiGHS);
+- MIP-MPC in receding horizon on a ReLU surrogate compiled to a MILP (:class:`controlkit.planning.mip_mpc.MIPMPC`, HiGHS);
 - PPO (stable-baselines3) on a gymnasium view of the same task, with a stated sample budget.
 
-Each returns a :class:`~controlkit.controller.Controller`, so :func:`controlkit.twins.deploy.evaluate` scores
+Each returns a :class:`~controlkit.core.controller.Controller`, so :func:`controlkit.twins.deploy.evaluate` scores
 them all alike.
 """
 
@@ -24,7 +24,7 @@ from controlkit.twins.deploy import evaluate_many
 from controlkit.twins.neural_control import mlp_forward, straight_through_round, surrogate_cost
 from controlkit.twins.objectives import TwinTask
 
-from controlkit.controller import Controller, StepInfo
+from controlkit.core.controller import Controller, StepInfo
 
 
 class ConstantTwinController(Controller):
@@ -120,7 +120,7 @@ class SurrogateMPCController(Controller):
     """MIP-MPC on a ReLU surrogate in receding horizon (the MILP is built lazily, so the controller pickles).
 
     Args:
-        net: The surrogate as a :class:`~controlkit.network.CompactNetwork`.
+        net: The surrogate as a :class:`~controlkit.models.network.CompactNetwork`.
         task: The control task (its objective must have an L1 form, see ``Objective.l1_form``).
         horizon: Decisions planned ahead.
         time_limit: Seconds per MILP solve.
@@ -143,7 +143,7 @@ class SurrogateMPCController(Controller):
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
         if self._mpc is None:
-            from controlkit.mpc import MIPMPC
+            from controlkit.planning import MIPMPC
 
             low, high = self.task.bounds
             self._mpc = MIPMPC(self.net, self.horizon, low, high, x_low=np.zeros(self.net.nx),

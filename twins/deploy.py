@@ -3,7 +3,7 @@
 One episode: a fresh twin from the replicate's seed, ``burn_in`` ticks without control, then ``decisions`` times:
 observe the twin's observables, ask the controller, turn the decision into per-tick ABM controls
 (:meth:`TwinTask.schedule`) and run them. The objective is scored at every tick. Replicates run through
-:func:`controlkit.executors.map_tasks`, so they parallelise locally or on Ray and come back in seed order.
+:func:`controlkit.core.executors.map_tasks`, so they parallelise locally or on Ray and come back in seed order.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from controlkit.twins.objectives import TwinTask
 
-from controlkit.controller import Controller
-from controlkit.executors import map_tasks
-from controlkit.stats import mean_ci95
+from controlkit.core.controller import Controller
+from controlkit.core.executors import map_tasks
+from controlkit.core.stats import mean_ci95
 
 
 @dataclasses.dataclass
@@ -131,10 +131,10 @@ def evaluate(task: TwinTask, controller: Controller, seeds: Sequence[int],
 
     Args:
         task: The control task.
-        controller: Any :class:`~controlkit.controller.Controller`; it must pickle when ``workers > 1``.
+        controller: Any :class:`~controlkit.core.controller.Controller`; it must pickle when ``workers > 1``.
         seeds: One replicate per seed.
         spread: Parameter name -> relative half-width of its uniform perturbation (``None``: nominal model).
-        executor: ``"local"`` or ``"ray"`` (see :func:`controlkit.executors.map_tasks`).
+        executor: ``"local"`` or ``"ray"`` (see :func:`controlkit.core.executors.map_tasks`).
         workers: Parallel workers.
         desc: Progress-bar label.
         quiet: Hide the progress bar.

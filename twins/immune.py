@@ -40,7 +40,7 @@ import numpy as np
 from controlkit.twins._common import ControlSpec, TwinModel, check_int, check_range, field_layer
 from controlkit.twins._fields import diffuse
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 HEALTHY, INFECTED, DEAD, REGROWING = 0, 1, 2, 3
 MACROPHAGE, NK, NEUTROPHIL = 0, 1, 2

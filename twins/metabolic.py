@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from controlkit.twins._common import ControlSpec, TwinModel, check_int, check_range, field_layer, group_ranks
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 SPECIES = ("S", "P", "Q", "R", "T")
 S, P, Q, R, T = range(5)

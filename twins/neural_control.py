@@ -1,6 +1,6 @@
 """Neural control laws ``u = pi(t, observables; theta)`` trained by back-propagating the objective through a
 differentiable surrogate of the twin (the AI-Pontryagin idea), and deployed on the ABM as a
-:class:`~controlkit.controller.Controller`.
+:class:`~controlkit.core.controller.Controller`.
 
 Admissible range: the network's output passes through a sigmoid scaled to ``[low, high]``, so every parameter
 value gives an admissible control. Integer controls (whole agents removed) are rounded in the forward pass and
@@ -23,9 +23,9 @@ from controlkit.twins.surrogate import tanh_mlp
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
-from controlkit._io import atomic_write_text
-from controlkit.controller import Controller, StepInfo
-from controlkit.errors import ControlkitError
+from controlkit.core.io import atomic_write_text
+from controlkit.core.controller import Controller, StepInfo
+from controlkit.core.errors import ControlkitError
 
 
 def straight_through_round(u: torch.Tensor) -> torch.Tensor:

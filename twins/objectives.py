@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from controlkit.errors import ControlkitError, choices_error
+from controlkit.core.errors import ControlkitError, choices_error
 
 APPLY_MODES = ("pulse", "hold")
 

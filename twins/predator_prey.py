@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from controlkit.twins._common import ControlSpec, TwinModel, check_int, check_range, field_layer, group_ranks
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 REMOVAL_MODES = ("fraction", "count")
 MOVEMENTS = ("netlogo", "grid")

@@ -2,18 +2,18 @@
 
 Data: each trajectory is one seed: the burn-in without control, then an *exciting* schedule of decisions
 (random piecewise-constant levels or a chirp), observed at every decision point. It is stored as a
-:class:`controlkit.data.TransitionData` (states = observables at decision points, actions = decisions), so the
+:class:`controlkit.models.data.TransitionData` (states = observables at decision points, actions = decisions), so the
 toolkit's trajectory split, windows and training loop apply unchanged.
 
 Two surrogates, both mapping (observables, decision) at one decision point to the observables at the next:
 
-- ``discrete``: the toolkit's ReLU dynamics model (:class:`controlkit.dynamics.DynamicsModel`, residual), which
+- ``discrete``: the toolkit's ReLU dynamics model (:class:`controlkit.models.dynamics.DynamicsModel`, residual), which
   :func:`to_compact` exports for the MILP compiler (MIP-MPC baseline);
 - ``ode``: a neural ODE ``dz/dtau = f(z, u)`` on normalised observables, integrated over one decision interval
   (``tau`` in [0, 1]) with a fixed-step solver (RK4 or Euler, ``substeps`` steps per decision) — the metamodel of
   the source paper.
 
-Both are trained by :func:`controlkit.dynamics.fit` (one-step plus multi-step rollout loss, early stopping on
+Both are trained by :func:`controlkit.models.dynamics.fit` (one-step plus multi-step rollout loss, early stopping on
 held-out seeds).
 """
 
@@ -29,10 +29,10 @@ from controlkit.twins.objectives import TwinTask
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
-from controlkit.data import TransitionData
-from controlkit.dynamics import DynamicsModel, TrainSettings, fit
-from controlkit.errors import ControlkitError, choices_error
-from controlkit.executors import map_tasks
+from controlkit.models.data import TransitionData
+from controlkit.models.dynamics import DynamicsModel, TrainSettings, fit
+from controlkit.core.errors import ControlkitError, choices_error
+from controlkit.core.executors import map_tasks
 
 SURROGATES = ("discrete", "ode")
 SOLVERS = ("rk4", "euler")
@@ -92,7 +92,7 @@ def collect_data(task: TwinTask, seeds: Sequence[int], decisions: int | None = N
         seeds: Twin seeds (also seed the schedules).
         decisions: Decisions per trajectory (default: the task's horizon).
         schedules: Kinds cycled over the seeds.
-        executor, workers: Passed to :func:`controlkit.executors.map_tasks`.
+        executor, workers: Passed to :func:`controlkit.core.executors.map_tasks`.
         quiet: Hide the progress bar.
 
     The metadata records ``abm_steps`` (ticks simulated, burn-in included) and the seeds.
@@ -146,7 +146,7 @@ class ODESurrogate(nn.Module):
     decision ``odeint``'s per-call set-up (input checks, solver object, time grid) cost about 60 % on top of the
     network evaluations, and training calls it once per decision of every rollout.
 
-    Offers the interface :func:`controlkit.dynamics.fit` trains (``step``, ``rollout``, ``one_step_loss``,
+    Offers the interface :func:`controlkit.models.dynamics.fit` trains (``step``, ``rollout``, ``one_step_loss``,
     ``rollout_loss``, ``fit_normalisation``) so both surrogates share one training loop.
 
     Args:
@@ -222,7 +222,7 @@ class SurrogateSettings(BaseModel):
     train: TrainSettings = Field(
         default_factory=lambda: TrainSettings(epochs=150, batch_size=128, lr=3e-3, rollout_steps=8,
                                               rollout_weight=1.0, patience=25, eval_steps=15),
-        description="Training settings (controlkit.dynamics.TrainSettings).")
+        description="Training settings (controlkit.models.dynamics.TrainSettings).")
 
 
 @dataclasses.dataclass
@@ -297,7 +297,7 @@ def fit_surrogate(kind: str, train: TransitionData, val: TransitionData, setting
 
 def to_compact(model: DynamicsModel, metadata: dict[str, Any] | None = None):
     """Export a dense discrete surrogate (every hidden neuron ReLU) as a MILP-ready CompactNetwork."""
-    from controlkit.sparsify import RELU, export_compact
+    from controlkit.models.sparsify import RELU, export_compact
 
     if not isinstance(model, DynamicsModel):
         raise ControlkitError("surrogate: only the 'discrete' (ReLU) surrogate compiles to a MILP; "

@@ -7,7 +7,7 @@ from gymnasium.envs.registration import load_env_creator
 from gymnasium.utils.env_checker import check_env
 
 import controlkit  # noqa: F401  registers the envs
-from controlkit.cli import main
+from controlkit.runner.cli import main
 
 
 @pytest.mark.parametrize("env_id", env_ids())

@@ -40,7 +40,7 @@ def test_wheel_installs_one_top_level_package(tmp_path):
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
         check=True, timeout=300,
     )
-    code = "import controlkit.envs, controlkit.twins, controlkit.policies as p, controlkit.cli; print(p.__file__)"
+    code = "import controlkit.envs, controlkit.twins, controlkit.policies as p, controlkit.runner.cli; print(p.__file__)"
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"},

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controlkit.cli import main
-from controlkit.config import ExperimentConfig
-from controlkit.kinds import ExperimentKind, register_kind
+from controlkit.runner.cli import main
+from controlkit.runner.config import ExperimentConfig
+from controlkit.runner.registry import ExperimentKind, register_kind
 
 ROLLOUT = """\
 kind: rollout
@@ -139,7 +139,7 @@ def test_cli_subprocess_exit_code_and_no_traceback(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(ROLLOUT + "bogus: 1\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "controlkit.cli", "run", str(path), "--out", str(tmp_path / "runs")],
+        [sys.executable, "-m", "controlkit.runner.cli", "run", str(path), "--out", str(tmp_path / "runs")],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2

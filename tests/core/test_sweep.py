@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from controlkit.cli import main
-from controlkit.sweep import parse_sweep
+from controlkit.runner.cli import main
+from controlkit.runner.sweep import parse_sweep
 
 EXP = """\
 kind: rollout

@@ -7,8 +7,8 @@ import pytest
 from test_fallback_and_loop import RecordingPlant
 
 from controlkit import ControlkitError, Plan, Planner, Status, StepInfo
-from controlkit.async_planner import AsyncPlanner
-from controlkit.loop import run_loop
+from controlkit.core.async_planner import AsyncPlanner
+from controlkit.core.loop import run_loop
 
 
 class SlowPlanner(Planner):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from controlkit import ControlkitError, Controller, Plan, Status, StepInfo
-from controlkit.fallback import Fallback
-from controlkit.loop import GymPlant, MujocoPlant, run_loop
+from controlkit.core.fallback import Fallback
+from controlkit.core.loop import GymPlant, MujocoPlant, run_loop
 
 SLIDER = """
 <mujoco>

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from controlkit.network import CompactNetwork
+from controlkit.models.network import CompactNetwork
 
 
 def random_net(hidden, nx=3, nu=2, seed=0, scale=0.5, identity_frac=0.0, residual=True):

@@ -8,9 +8,9 @@ import torch
 from scipy.optimize import linprog
 
 from controlkit import ControlkitError, Status
-from controlkit._milp_bounds import ibp, preactivations, tighten_lp
-from controlkit._milp_highs import HighsMILP
-from controlkit.mpc import MIPMPC, CEMPlanner, KeepOut
+from controlkit.planning.milp.bounds import ibp, preactivations, tighten_lp
+from controlkit.planning.milp.highs import HighsMILP
+from controlkit.planning import MIPMPC, CEMPlanner, KeepOut
 
 
 def _mpc(net, horizon=3, **kw):

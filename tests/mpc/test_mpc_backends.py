@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from controlkit import Status
-from controlkit.mpc import MIPMPC
+from controlkit.planning import MIPMPC
 
 
 @pytest.mark.parametrize("solver", ["appsi_highs", "highs"])
@@ -67,7 +67,7 @@ def test_pyomo_widened_structure_updates_in_place(small_net):
 
 
 def test_pyomo_backend_prices_a_soft_keep_out_box_like_highs(small_net):
-    from controlkit.mpc import KeepOut
+    from controlkit.planning import KeepOut
 
     box = KeepOut((0, 1), (-1.0, -1.0), (1.0, 1.0), penalty=50.0)  # x0 inside, too wide to leave in 3 steps
     kw = dict(x_low=[-4] * 3, x_high=[4] * 3, mip_gap=1e-7, keep_out=[box])

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from controlkit import ControlkitError, Status
-from controlkit._milp_bounds import ibp, preactivations, symbolic, tighten_lp
-from controlkit.mpc import MIPMPC
-from controlkit.network import CompactNetwork
+from controlkit.planning.milp.bounds import ibp, preactivations, symbolic, tighten_lp
+from controlkit.planning import MIPMPC
+from controlkit.models.network import CompactNetwork
 
 
 def _problem(net, horizon, **kw):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from controlkit import ControlkitError, Status
-from controlkit._milp_bounds import preactivations, symbolic, tighten_lp
-from controlkit.mpc import AUTO_MIN_BINARIES, MIPMPC
+from controlkit.planning.milp.bounds import preactivations, symbolic, tighten_lp
+from controlkit.planning.mip_mpc import AUTO_MIN_BINARIES, MIPMPC
 
 
 def _mpc(net, horizon, **kw):

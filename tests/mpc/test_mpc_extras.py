@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from controlkit import ControlkitError, Status
-from controlkit.mpc import MIPMPC, KeepOut, MPPIPlanner
+from controlkit.planning import MIPMPC, KeepOut, MPPIPlanner
 
 
 def _mpc(net, horizon=3, **kw):

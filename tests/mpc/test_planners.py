@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from controlkit import Status
-from controlkit.mpc import MIPMPC, CEMPlanner, GradientPlanner, MPPIPlanner, RandomShootingPlanner
+from controlkit.planning import MIPMPC, CEMPlanner, GradientPlanner, MPPIPlanner, RandomShootingPlanner
 
 PLANNERS = [
     (RandomShootingPlanner, {"n_samples": 300}),

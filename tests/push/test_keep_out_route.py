@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from controlkit._keep_out_route import next_waypoint
+from controlkit.tasks.pushing.routing import next_waypoint
 
 LOW, HIGH, C = np.array([-0.07, -0.07]), np.array([0.07, 0.07]), 0.02
 

@@ -8,7 +8,7 @@ from controlkit.envs.sort import SortEnv
 from gymnasium.utils.env_checker import check_env
 
 import controlkit  # noqa: F401  registers the envs
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 
 def _run(env, seed, steps=15):
@@ -102,7 +102,7 @@ def test_keep_out_violations_are_counted_per_step():
 
 
 def test_keep_out_crossing_puts_the_box_in_the_way():
-    from controlkit.envs._tabletop import in_rect
+    from controlkit.envs.tabletop import in_rect
 
     box = np.array([-0.05, -0.05, 0.05, 0.05])
     env = PushEnv(keep_out=box.tolist(), keep_out_crossing=True, goal_distance=(0.24, 0.3), goal_in_obs=False)

@@ -5,10 +5,10 @@ import pytest
 from controlkit.envs.push import PushEnv
 
 import controlkit  # noqa: F401
-from controlkit.controller import Plan, Status
-from controlkit.errors import ControlkitError
-from controlkit.model_based_control import CostConfig, PlannerSpec, Task, load_network, make_planner
-from controlkit.network import CompactNetwork
+from controlkit.core.controller import Plan, Status
+from controlkit.core.errors import ControlkitError
+from controlkit.runner.kinds.model_based_control import CostConfig, PlannerSpec, Task, load_network, make_planner
+from controlkit.models.network import CompactNetwork
 
 MODEL = "benchmarks/results/push_mip_step_model.npz"  # the 16-ReLU push model the pipeline learns (seed 0)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from controlkit.data import (
+from controlkit.models.data import (
     CorrelatedNoiseController,
     TransitionData,
     collect,
@@ -11,7 +11,7 @@ from controlkit.data import (
     make_env,
     save_dataset,
 )
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 
 @pytest.mark.parametrize("behaviour", ["random", "correlated"])

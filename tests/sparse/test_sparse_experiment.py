@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from controlkit.cli import main
-from controlkit.data import collect, save_dataset
-from controlkit.network import CompactNetwork
+from controlkit.runner.cli import main
+from controlkit.models.data import collect, save_dataset
+from controlkit.models.network import CompactNetwork
 
 TINY = {
     "kind": "sparsify",

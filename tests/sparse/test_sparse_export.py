@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from controlkit.data import collect
-from controlkit.dynamics import DynamicsModel
-from controlkit.errors import ControlkitError
-from controlkit.network import FORMAT_VERSION, CompactNetwork
-from controlkit.sparsify import IDENTITY, RELU, REMOVED, export_compact, export_gap, fixed_gates
+from controlkit.models.data import collect
+from controlkit.models.dynamics import DynamicsModel
+from controlkit.core.errors import ControlkitError
+from controlkit.models.network import FORMAT_VERSION, CompactNetwork
+from controlkit.models.sparsify import IDENTITY, RELU, REMOVED, export_compact, export_gap, fixed_gates
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
-from controlkit.data import collect
-from controlkit.dynamics import TrainSettings, rollout_mse, train_dense
-from controlkit.sparsify import SparsifySettings, fixed_gates, sparsify
+from controlkit.models.data import collect
+from controlkit.models.dynamics import TrainSettings, rollout_mse, train_dense
+from controlkit.models.sparsify import SparsifySettings, fixed_gates, sparsify
 
 
 def _run(**settings):

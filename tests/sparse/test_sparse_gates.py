@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from controlkit.errors import ControlkitError
-from controlkit.sparsify import IDENTITY, RELU, REMOVED, NeuronGates, SparsifySettings
+from controlkit.core.errors import ControlkitError
+from controlkit.models.sparsify import IDENTITY, RELU, REMOVED, NeuronGates, SparsifySettings
 
 
 def _gates(hidden=(40, 40), **kw):
@@ -81,7 +81,7 @@ def test_schedule_validation():
 
 
 def test_operating_point_is_the_fewest_relus_within_tolerance():
-    from controlkit.sparsify import RoundResult, SparsifyResult, select_operating_point
+    from controlkit.models.sparsify import RoundResult, SparsifyResult, select_operating_point
 
     def point(i, relus, err):
         return RoundResult(i, relus, relus, 0, 0, err / 5, err, 1, state={}, modes=[])

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from controlkit._sparse_compact import narrow_copy, write_back
-from controlkit.data import collect
-from controlkit.dynamics import DynamicsModel, TrainSettings, fit, polish, rollout_mse, train_dense
-from controlkit.sparsify import IDENTITY, RELU, REMOVED, NeuronGates, SparsifySettings, _finetune, fixed_gates
+from controlkit.models._sparse_compact import narrow_copy, write_back
+from controlkit.models.data import collect
+from controlkit.models.dynamics import DynamicsModel, TrainSettings, fit, polish, rollout_mse, train_dense
+from controlkit.models.sparsify import IDENTITY, RELU, REMOVED, NeuronGates, SparsifySettings, _finetune, fixed_gates
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from controlkit.envs.swimmer import EPISODE_STEPS, SwimmerEnv, swimmer_xml
 from gymnasium.utils.env_checker import check_env
 
 import controlkit  # noqa: F401  (registers controlkit/Swimmer-v0)
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 
 @pytest.mark.parametrize("n_links", [3, 6, 11])

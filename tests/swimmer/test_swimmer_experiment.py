@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from controlkit.config import validate_config
-from controlkit.errors import ControlkitError
-from controlkit.run import run_experiment
+from controlkit.runner.config import validate_config
+from controlkit.core.errors import ControlkitError
+from controlkit.runner.run import run_experiment
 
 TINY = {
     "kind": "swimmer", "name": "tiny", "seed": 3, "n_links": 3, "replicates": 2, "eval_every": 2000,

@@ -10,7 +10,7 @@ from controlkit.policies import MLPPolicy, NCAPPolicy, count_parameters
 from controlkit.policies._circuit import circuit
 from controlkit.policies._rollout import episode_return
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 
 def _obs(n_joints, angles=None, **layout):

@@ -7,7 +7,7 @@ from controlkit.envs.swimmer import SwimmerEnv
 from controlkit.policies import MLPPolicy, NCAPPolicy
 from controlkit.policies.train_es import centred_ranks, get_flat, train_es
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 
 @pytest.mark.parametrize("method", ["openai", "cma"])

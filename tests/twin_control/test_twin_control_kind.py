@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from controlkit.config import validate_config
-from controlkit.run import run_experiment
+from controlkit.runner.config import validate_config
+from controlkit.runner.run import run_experiment
 
 TINY = {"width": 30, "height": 30, "initial_sheep": 80, "initial_wolves": 20, "removal": "count",
         "max_removal_count": 10}

@@ -7,7 +7,7 @@ from controlkit.twins.baselines import BangBangController, ConstantTwinControlle
 from controlkit.twins.deploy import run_episode
 from controlkit.twins.objectives import TwinTask, make_objective, twin_names
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 
 def test_every_twin_has_an_objective():

@@ -8,7 +8,7 @@ from controlkit.twins import ImmuneTwin
 from controlkit.twins._fields import diffuse
 from controlkit.twins.immune import DEAD, HEALTHY, INFECTED, REGROWING
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 SMALL = dict(width=25, height=25, initial_inoculum=18, resident_macrophages=15)
 

@@ -7,7 +7,7 @@ import pytest
 from controlkit.twins import MetabolicPathway
 from controlkit.twins.metabolic import HOLE, SUBSTRATE, A
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 SMALL = dict(scale=0.02)
 

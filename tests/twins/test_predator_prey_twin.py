@@ -7,7 +7,7 @@ import pytest
 from controlkit.twins import PredatorPrey
 from controlkit.twins._common import group_ranks
 
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 
 def test_same_seed_same_trajectory_and_different_seed_differs():

@@ -9,7 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import controlkit  # noqa: F401  registers the envs
-from controlkit.errors import ControlkitError
+from controlkit.core.errors import ControlkitError
 
 SMALL = {
     "controlkit/PredatorPrey-v0": {"params": {"width": 21, "height": 21, "initial_sheep": 40, "initial_wolves": 15}},

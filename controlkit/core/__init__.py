@@ -1,0 +1,50 @@
+"""The controller interface and what runs it: Controller/Planner/Plan/StepInfo, errors, the controller registry,
+the safety wrapper (Fallback), the fixed-rate loop, the asynchronous planner, export to numpy/ONNX, and small
+shared utilities (atomic file writes, confidence intervals, parallel map).
+
+Nothing here imports models, planning, tasks or the runner: every other layer builds on this one.
+"""
+
+from controlkit.core.async_planner import AsyncPlanner
+from controlkit.core.controller import Controller, Plan, Planner, Status, StepInfo
+from controlkit.core.controllers import (
+    ConstantController,
+    RandomController,
+    controller_names,
+    make_controller,
+    register_controller,
+)
+from controlkit.core.errors import ControlkitError, choices_error
+from controlkit.core.executors import map_tasks
+from controlkit.core.export import NumpyController, export_numpy, export_onnx, load_numpy, to_numpy
+from controlkit.core.fallback import Fallback
+from controlkit.core.loop import GymPlant, LoopReport, MujocoPlant, run_loop
+from controlkit.core.stats import mean_ci95
+
+__all__ = [
+    "AsyncPlanner",
+    "ConstantController",
+    "Controller",
+    "ControlkitError",
+    "Fallback",
+    "GymPlant",
+    "LoopReport",
+    "MujocoPlant",
+    "NumpyController",
+    "Plan",
+    "Planner",
+    "RandomController",
+    "Status",
+    "StepInfo",
+    "choices_error",
+    "controller_names",
+    "export_numpy",
+    "export_onnx",
+    "load_numpy",
+    "make_controller",
+    "map_tasks",
+    "mean_ci95",
+    "register_controller",
+    "run_loop",
+    "to_numpy",
+]

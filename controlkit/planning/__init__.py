@@ -1,0 +1,18 @@
+"""Planning over a learned model: the MPC problem (cost, bounds, keep-out boxes), the public receding-horizon
+base class every planner derives from, the sampling/gradient planners, and MIP-MPC (the network compiled into a
+MILP, see :mod:`controlkit.planning.milp`).
+
+The samplers run on torch and load on first use, so MIP-MPC runs with numpy and highspy alone.
+"""
+
+from controlkit.core.lazy import lazy_getattr
+from controlkit.planning.mip_mpc import MIPMPC
+from controlkit.planning.problem import KeepOut, MPCProblem, make_problem
+from controlkit.planning.receding import RecedingHorizonPlanner
+
+_LAZY = dict.fromkeys(
+    ["CEMPlanner", "GradientPlanner", "MPPIPlanner", "RandomShootingPlanner"], "controlkit.planning.samplers"
+)
+__getattr__ = lazy_getattr(__name__, _LAZY)
+
+__all__ = ["KeepOut", "MIPMPC", "MPCProblem", "RecedingHorizonPlanner", "make_problem", *_LAZY]
