@@ -114,8 +114,8 @@ def async_mip_mpc(seconds: float = 10.0) -> list[dict]:
     import gymnasium as gym
 
     from controlkit.core.async_planner import AsyncPlanner
-    from controlkit.planning import MIPMPC
     from controlkit.models.network import CompactNetwork
+    from controlkit.planning import MIPMPC
 
     # The sparse pushing model shipped with the examples (8 ReLU + 63 identity neurons per step).
     net = CompactNetwork.load(Path(__file__).resolve().parents[1] / "examples" / "models" / "push_box.npz")

@@ -47,11 +47,11 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import report  # noqa: E402
 
+from controlkit.models.network import CompactNetwork  # noqa: E402
+from controlkit.planning import MIPMPC  # noqa: E402
 from controlkit.planning.milp.bounds import ibp  # noqa: E402
 from controlkit.planning.milp.highs import HighsMILP  # noqa: E402
 from controlkit.planning.milp.pyomo_backend import configured_solver  # noqa: E402
-from controlkit.planning import MIPMPC  # noqa: E402
-from controlkit.models.network import CompactNetwork  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NX, NU = 4, 2

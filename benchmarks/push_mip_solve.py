@@ -21,7 +21,7 @@ import torch
 from _table import report
 
 import controlkit  # noqa: F401
-from controlkit.runner.kinds.model_based_control import CostConfig, PlannerSpec, Task, load_network, make_planner
+from controlkit.tasks.pushing import CostConfig, PlannerSpec, Task, load_network, make_planner
 
 
 def main(model_file: str, seed: int = 10_000) -> None:

@@ -31,7 +31,7 @@ from _table import report
 
 import controlkit  # noqa: F401
 from controlkit.core.controller import Controller
-from controlkit.runner.kinds.model_based_control import (
+from controlkit.tasks.pushing import (
     CostConfig,
     PlannerSpec,
     Task,

@@ -15,9 +15,9 @@ import time
 import mujoco
 import numpy as np
 from _table import report
-from controlkit.envs.tabletop import N_SUBSTEPS
 from controlkit.envs.push import PushEnv
 from controlkit.envs.sort import SortEnv
+from controlkit.envs.tabletop import N_SUBSTEPS
 
 
 def _env_step_s(env, actions: np.ndarray) -> float:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from controlkit.core.io import atomic_write_json
-from controlkit.runner.config import load_config
+from controlkit.runner import load_config
 from controlkit.runner.run import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]

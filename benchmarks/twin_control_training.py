@@ -56,7 +56,7 @@ def measure(name: str, threads: int, overrides: list[str], evaluate_n: int, cach
     from controlkit.twins.deploy import evaluate
     from controlkit.twins.neural_control import train_controller
 
-    from controlkit.runner.config import load_config
+    from controlkit.runner import load_config
     from controlkit.runner.kinds.twin_control import EVAL, build_task, component_settings, fit_surrogates
 
     config = load_config(ROOT / "experiments" / f"{name}.yaml", overrides)

@@ -20,8 +20,8 @@ import controlkit.envs  # noqa: F401  registers the environments
 from controlkit.core import (
     AsyncPlanner,
     ConstantController,
-    Controller,
     ControlkitError,
+    Controller,
     Fallback,
     Plan,
     Planner,

@@ -25,9 +25,9 @@ import controlkit  # noqa: E402,F401  registers controlkit/Push-v0
 from controlkit import Controller  # noqa: E402
 from controlkit.core.async_planner import AsyncPlanner  # noqa: E402
 from controlkit.core.loop import GymPlant, run_loop  # noqa: E402
-from controlkit.runner.kinds.model_based_control import CostConfig, Task  # noqa: E402
-from controlkit.planning import MIPMPC  # noqa: E402
 from controlkit.models.network import CompactNetwork  # noqa: E402
+from controlkit.planning import MIPMPC  # noqa: E402
+from controlkit.tasks.pushing import CostConfig, Task  # noqa: E402
 
 MODEL = Path(__file__).resolve().parent / "models" / "push_box.npz"
 

@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "NCAPPolicy": "ncap", "count_parameters": "ncap",
+    "NCAPPolicy": "ncap", "count_parameters": "ncap", "ncap_controller": "ncap",
     "MLPPolicy": "mlp",
     "NCAPNumpy": "export", "MLPNumpy": "export", "load_policy": "export", "save_onnx": "export",
     "TrainingCurve": "train_es", "ModuleActorPolicy": "train_ppo",

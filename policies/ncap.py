@@ -267,3 +267,8 @@ def count_parameters(module: nn.Module) -> int:
 
 
 __all__ = ["NCAPPolicy", "count_parameters"]
+
+
+def ncap_controller(env: Any, **kwargs: Any) -> NCAPPolicy:
+    """The ``ncap`` entry of the controller registry: :meth:`NCAPPolicy.for_env` (the runner's factory form)."""
+    return NCAPPolicy.for_env(env, **kwargs)

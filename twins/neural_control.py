@@ -23,9 +23,9 @@ from controlkit.twins.surrogate import tanh_mlp
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
-from controlkit.core.io import atomic_write_text
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.core.errors import ControlkitError
+from controlkit.core.io import atomic_write_text
 
 
 def straight_through_round(u: torch.Tensor) -> torch.Tensor:

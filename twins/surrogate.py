@@ -29,10 +29,10 @@ from controlkit.twins.objectives import TwinTask
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
-from controlkit.models.data import TransitionData
-from controlkit.models.dynamics import DynamicsModel, TrainSettings, fit
 from controlkit.core.errors import ControlkitError, choices_error
 from controlkit.core.executors import map_tasks
+from controlkit.models.data import TransitionData
+from controlkit.models.dynamics import DynamicsModel, TrainSettings, fit
 
 SURROGATES = ("discrete", "ode")
 SOLVERS = ("rk4", "euler")

@@ -9,32 +9,43 @@ import gymnasium as gym
 import numpy as np
 
 from controlkit.core.controller import Controller, StepInfo
-from controlkit.core.errors import ControlkitError, choices_error
+from controlkit.core.errors import ControlkitError
+from controlkit.core.registry import Registry
 
 ControllerFactory = Callable[..., Controller]
-_REGISTRY: dict[str, ControllerFactory] = {}
+
+
+def _check_factory(name: str, obj: Any) -> ControllerFactory:
+    if not callable(obj):
+        raise ControlkitError(f"controller: {name!r} is a {type(obj).__name__}, not a factory(env, **kwargs).")
+    return obj
+
+
+# The circuit lives in controlkit.policies (torch); the core names it lazily and never imports it.
+CONTROLLERS: Registry[ControllerFactory] = Registry(
+    "controller", builtins={"ncap": "controlkit.policies:ncap_controller"}, group="controlkit.controllers",
+    check=_check_factory)
 
 
 def register_controller(name: str, factory: ControllerFactory) -> None:
     """Make ``factory(env, **kwargs) -> Controller`` available to the runner under ``name``."""
-    _REGISTRY[name] = factory
+    CONTROLLERS.register(name, factory)
 
 
 def controller_names() -> list[str]:
-    """Names the runner accepts for ``controller:``."""
-    return sorted(_REGISTRY)
+    """Names the runner accepts for ``controller:`` (besides ``module:factory`` paths)."""
+    return CONTROLLERS.names()
 
 
 def make_controller(name: str, env: gym.Env, **kwargs: Any) -> Controller:
-    """Build the registered controller ``name`` for ``env``.
+    """Build the controller ``name`` (a registered name or ``package.module:factory``) for ``env``.
 
     Raises:
         ControlkitError: unknown name, or keyword arguments the controller does not take.
     """
-    if name not in _REGISTRY:
-        raise choices_error("controller", name, _REGISTRY)
+    factory = CONTROLLERS.get(name)
     try:
-        return _REGISTRY[name](env, **kwargs)
+        return factory(env, **kwargs)
     except TypeError as exc:
         raise ControlkitError(f"controller_kwargs for {name!r}: {exc}") from exc
 
@@ -80,13 +91,6 @@ class ConstantController(Controller):
         return self.action.copy(), StepInfo()
 
 
-def _ncap(env: gym.Env, **kwargs: Any) -> Controller:
-    from controlkit.policies import NCAPPolicy  # torch loads only when an NCAP controller is asked for
-
-    return NCAPPolicy.for_env(env, **kwargs)
-
-
 register_controller("random", lambda env, seed=None: RandomController(env.action_space, seed=seed))
 register_controller("zero", lambda env: ConstantController(env.action_space, 0.0))
 register_controller("constant", lambda env, value=0.0: ConstantController(env.action_space, value))
-register_controller("ncap", _ncap)

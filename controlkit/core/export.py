@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from controlkit.core.io import atomic_write_bytes
 from controlkit.core._onnx import OnnxGraph
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.core.errors import ControlkitError
+from controlkit.core.io import atomic_write_bytes
 from controlkit.models.network import CompactNetwork
 
 SUPPORTED = ("CompactNetwork", "NCAPPolicy", "MLPPolicy", "NCAPNumpy", "MLPNumpy")

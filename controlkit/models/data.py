@@ -18,10 +18,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from controlkit.core.io import atomic_write_bytes
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.core.controllers import RandomController
 from controlkit.core.errors import ControlkitError, choices_error
+from controlkit.core.io import atomic_write_bytes
 
 DATA_FORMAT_VERSION = 1
 BEHAVIOURS = ("random", "correlated")

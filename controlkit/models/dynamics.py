@@ -17,8 +17,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 from torch import nn
 
-from controlkit.models.data import TransitionData
 from controlkit.core.errors import ControlkitError
+from controlkit.models.data import TransitionData
 
 Gates = Sequence[torch.Tensor]
 """One ``(n_hidden_k, 2)`` tensor per hidden layer: coefficients of ``relu(z)`` and of ``z`` for each neuron."""

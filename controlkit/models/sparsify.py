@@ -21,10 +21,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
 from torch import nn
 
+from controlkit.core.errors import ControlkitError
 from controlkit.models._sparse_compact import narrow_copy, write_back
 from controlkit.models.data import TransitionData
 from controlkit.models.dynamics import DynamicsModel, FitResult, Gates, TrainSettings, fit, polish, rollout_mse
-from controlkit.core.errors import ControlkitError
 from controlkit.models.network import CompactNetwork
 
 RELU, IDENTITY, REMOVED = 0, 1, 2

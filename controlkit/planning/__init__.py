@@ -9,10 +9,14 @@ from controlkit.core.lazy import lazy_getattr
 from controlkit.planning.mip_mpc import MIPMPC
 from controlkit.planning.problem import KeepOut, MPCProblem, make_problem
 from controlkit.planning.receding import RecedingHorizonPlanner
+from controlkit.planning.registry import get_planner, planner_names, register_planner
 
 _LAZY = dict.fromkeys(
     ["CEMPlanner", "GradientPlanner", "MPPIPlanner", "RandomShootingPlanner"], "controlkit.planning.samplers"
 )
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
-__all__ = ["KeepOut", "MIPMPC", "MPCProblem", "RecedingHorizonPlanner", "make_problem", *_LAZY]
+__all__ = [
+    "KeepOut", "MIPMPC", "MPCProblem", "RecedingHorizonPlanner", "get_planner", "make_problem", "planner_names",
+    "register_planner", *_LAZY,
+]

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from controlkit.planning.milp.bounds import Bounds, ibp, symbolic, tighten_lp
-from controlkit.planning.problem import KeepOut
-from controlkit.planning.receding import RecedingHorizonPlanner
 from controlkit.core.controller import Plan, Status
 from controlkit.core.errors import ControlkitError, choices_error
+from controlkit.planning.milp.bounds import Bounds, ibp, symbolic
+from controlkit.planning.milp.tightening import tighten_lp
+from controlkit.planning.problem import KeepOut
+from controlkit.planning.receding import RecedingHorizonPlanner
 
 BACKENDS = ("highs", "pyomo")
 BOUND_METHODS = {"symbolic": symbolic, "interval": ibp}

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from controlkit.planning.problem import KeepOut, MPCProblem, make_problem
 from controlkit.core.controller import Plan, Planner, Status, StepInfo
 from controlkit.core.errors import ControlkitError, choices_error
+from controlkit.planning.problem import KeepOut, MPCProblem, make_problem
 
 _GOOD = (Status.OK, Status.SUBOPTIMAL)
 WARM_TAILS = ("safe", "repeat")

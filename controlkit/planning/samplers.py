@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from controlkit.planning.receding import RecedingHorizonPlanner
 from controlkit.core.controller import Plan, Status
 from controlkit.core.errors import ControlkitError
+from controlkit.planning.receding import RecedingHorizonPlanner
 
 
 class _TorchPlanner(RecedingHorizonPlanner):

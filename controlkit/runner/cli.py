@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
-    from controlkit.runner.config import load_config
+    from controlkit.runner import load_config
     from controlkit.runner.registry import get_kind
     from controlkit.runner.run import RunFailed, run_experiment
 

@@ -88,26 +88,6 @@ def load_yaml(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]
     return data
 
 
-def validate_config(data: Mapping[str, Any]) -> ExperimentConfig:
-    """Validate a config dict against its kind's schema."""
-    from controlkit.runner.registry import get_kind
-
-    if "kind" not in data:
-        from controlkit.runner.registry import kind_names
-
-        raise ControlkitError(f"kind: missing required field; valid kinds: {', '.join(kind_names())}.")
-    schema = get_kind(str(data["kind"])).config
-    try:
-        return schema.model_validate(dict(data))
-    except ValidationError as exc:
-        raise ControlkitError(format_validation_error(exc, schema)) from None
-
-
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Load, override and validate an experiment file."""
-    return validate_config(load_yaml(path, overrides))
-
-
 def format_validation_error(exc: ValidationError, schema: type[BaseModel]) -> str:
     """One paragraph naming each bad field, what is wrong, and the valid keys where a key is unknown."""
     parts = []
@@ -144,7 +124,5 @@ __all__ = [
     "ExperimentConfig",
     "check_env_kwargs",
     "config_to_yaml",
-    "load_config",
     "load_yaml",
-    "validate_config",
 ]

@@ -1,21 +1,23 @@
-"""The registry of experiment kinds: a config schema plus a run function, looked up by the YAML's ``kind:``.
+"""The registry of experiment kinds (a config schema plus a run function, looked up by the YAML's ``kind:``) and
+the loading of an experiment file into its kind's validated config.
 
-Built-in kinds are imported lazily (so ``controlkit run`` on a rollout never imports torch); a kind from
-outside the package registers itself with :func:`register_kind`.
+Built-in kinds are imported lazily (so ``controlkit run`` on a rollout never imports torch). A kind from outside
+the package registers itself with :func:`register_kind`, is installed as an entry point in the group
+``controlkit.kinds``, or is named in the YAML as ``kind: package.module:KIND``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-from controlkit.core.errors import choices_error
+from pydantic import ValidationError
 
-if TYPE_CHECKING:
-    from controlkit.runner.config import ExperimentConfig
-    from controlkit.runner.run import RunContext
+from controlkit.core.errors import ControlkitError
+from controlkit.core.registry import Registry
+from controlkit.runner.config import ExperimentConfig, format_validation_error, load_yaml
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,38 +34,53 @@ class ExperimentKind:
 
     name: str
     config: type[ExperimentConfig]
-    run: Callable[[ExperimentConfig, RunContext], dict[str, Any]]
+    run: Callable[[ExperimentConfig, Any], dict[str, Any]]  # (config, RunContext) -> summary
     description: str = ""
     report: Callable[[dict[str, Any]], str] | None = None
 
 
-# kind name -> "module:attribute" holding its ExperimentKind; imported on first use.
-_BUILTIN: dict[str, str] = {
-    "rollout": "controlkit.runner.kinds.rollout:KIND",
-    "twin_control": "controlkit.runner.kinds.twin_control:KIND",
-    "twin_simulate": "controlkit.runner.kinds.twin_simulate:KIND",
-    "swimmer": "controlkit.runner.kinds.swimmer:KIND",
-    "sparsify": "controlkit.runner.kinds.sparsify:KIND",
-    "model_based_control": "controlkit.runner.kinds.model_based_control:KIND",
-}
-_KINDS: dict[str, ExperimentKind] = {}
+def _check_kind(name: str, obj: Any) -> ExperimentKind:
+    if not isinstance(obj, ExperimentKind):
+        raise ControlkitError(f"kind: {name!r} is a {type(obj).__name__}, not an ExperimentKind.")
+    return obj
+
+
+KINDS: Registry[ExperimentKind] = Registry("kind", builtins={
+        "rollout": "controlkit.runner.kinds.rollout:KIND",
+        "twin_control": "controlkit.runner.kinds.twin_control:KIND",
+        "twin_simulate": "controlkit.runner.kinds.twin_simulate:KIND",
+        "swimmer": "controlkit.runner.kinds.swimmer:KIND",
+        "sparsify": "controlkit.runner.kinds.sparsify:KIND",
+        "model_based_control": "controlkit.runner.kinds.model_based_control:KIND",
+    }, group="controlkit.kinds", check=_check_kind)
 
 
 def register_kind(kind: ExperimentKind) -> None:
-    """Register an experiment kind (replaces one of the same name)."""
-    _KINDS[kind.name] = kind
+    """Register an experiment kind under ``kind.name`` (replaces one of the same name)."""
+    KINDS.register(kind.name, kind)
 
 
 def kind_names() -> list[str]:
-    """Every kind ``controlkit run`` accepts."""
-    return sorted(set(_BUILTIN) | set(_KINDS))
+    """Every kind name ``controlkit run`` accepts (besides ``module:KIND`` paths)."""
+    return KINDS.names()
 
 
 def get_kind(name: str) -> ExperimentKind:
-    """Look up a kind by name, importing a built-in one on first use."""
-    if name not in _KINDS:
-        if name not in _BUILTIN:
-            raise choices_error("kind", name, kind_names())
-        module, attr = _BUILTIN[name].split(":")
-        register_kind(getattr(importlib.import_module(module), attr))
-    return _KINDS[name]
+    """Look up a kind by name or ``module:attribute``, importing it on first use."""
+    return KINDS.get(name)
+
+
+def validate_config(data: Mapping[str, Any]) -> ExperimentConfig:
+    """Validate a config dict against its kind's schema."""
+    if "kind" not in data:
+        raise ControlkitError(f"kind: missing required field; valid kinds: {', '.join(kind_names())}.")
+    schema = get_kind(str(data["kind"])).config
+    try:
+        return schema.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ControlkitError(format_validation_error(exc, schema)) from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Load, override and validate an experiment file."""
+    return validate_config(load_yaml(path, overrides))

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from controlkit.core.errors import ControlkitError
 from controlkit.core.io import atomic_write_json, atomic_write_text, save_figure
 from controlkit.runner.config import ExperimentConfig, config_to_yaml
-from controlkit.core.errors import ControlkitError
 from controlkit.runner.registry import get_kind
 
 _VERSIONED = ["controlkit", "numpy", "torch", "gymnasium", "mujoco", "highspy", "pyomo", "mesa", "ray"]

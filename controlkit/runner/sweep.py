@@ -11,10 +11,11 @@ from typing import Any
 
 import yaml
 
-from controlkit.core.io import atomic_write_text
-from controlkit.runner.config import load_yaml, validate_config
 from controlkit.core.errors import ControlkitError
 from controlkit.core.executors import map_tasks
+from controlkit.core.io import atomic_write_text
+from controlkit.runner.config import load_yaml
+from controlkit.runner.registry import validate_config
 from controlkit.runner.run import new_run_dir, run_experiment
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from controlkit.runner.config import load_config
+from controlkit.runner import load_config
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml"))
 

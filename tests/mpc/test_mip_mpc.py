@@ -8,9 +8,10 @@ import torch
 from scipy.optimize import linprog
 
 from controlkit import ControlkitError, Status
-from controlkit.planning.milp.bounds import ibp, preactivations, tighten_lp
-from controlkit.planning.milp.highs import HighsMILP
 from controlkit.planning import MIPMPC, CEMPlanner, KeepOut
+from controlkit.planning.milp.bounds import ibp, preactivations
+from controlkit.planning.milp.highs import HighsMILP
+from controlkit.planning.milp.tightening import tighten_lp
 
 
 def _mpc(net, horizon=3, **kw):

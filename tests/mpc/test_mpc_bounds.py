@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from controlkit import ControlkitError, Status
-from controlkit.planning.milp.bounds import ibp, preactivations, symbolic, tighten_lp
-from controlkit.planning import MIPMPC
 from controlkit.models.network import CompactNetwork
+from controlkit.planning import MIPMPC
+from controlkit.planning.milp.bounds import ibp, preactivations, symbolic
+from controlkit.planning.milp.tightening import tighten_lp
 
 
 def _problem(net, horizon, **kw):

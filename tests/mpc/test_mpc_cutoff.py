@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from controlkit import ControlkitError, Status
-from controlkit.planning.milp.bounds import preactivations, symbolic, tighten_lp
+from controlkit.planning.milp.bounds import preactivations, symbolic
+from controlkit.planning.milp.tightening import tighten_lp
 from controlkit.planning.mip_mpc import AUTO_MIN_BINARIES, MIPMPC
 
 

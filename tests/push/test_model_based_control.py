@@ -8,17 +8,17 @@ import pytest
 from controlkit.envs.push import PushEnv
 
 import controlkit  # noqa: F401
-from controlkit.runner.config import validate_config
 from controlkit.core.errors import ControlkitError
-from controlkit.runner.kinds.model_based_control import (
+from controlkit.models.network import CompactNetwork
+from controlkit.runner.registry import validate_config
+from controlkit.runner.run import run_experiment
+from controlkit.tasks.pushing import (
     CostConfig,
     Task,
     fold_frame,
     frame_matrix,
     load_network,
 )
-from controlkit.models.network import CompactNetwork
-from controlkit.runner.run import run_experiment
 
 TINY = {
     "kind": "model_based_control", "name": "tiny", "seed": 0,
@@ -125,7 +125,7 @@ def test_bad_planner_knob_names_the_planner_before_anything_runs():
 
 
 def test_warm_started_mip_is_never_worse_than_its_mppi_start():
-    from controlkit.runner.kinds.model_based_control import PlannerSpec, make_planner
+    from controlkit.tasks.pushing import PlannerSpec, make_planner
 
     env = PushEnv(goal_in_obs=False)
     env.reset(options={"object": [0.0, 0.0, 0.0], "goal": [0.08, 0.0, 0.0], "pusher": [-0.07, 0.0]})
@@ -163,7 +163,7 @@ def test_sim_dynamics_reproduces_the_env_step():
 
 
 def test_greedy_pusher_goes_round_the_box_and_pushes_it_to_the_goal():
-    from controlkit.runner.kinds.model_based_control import PlannerSpec, make_planner
+    from controlkit.tasks.pushing import PlannerSpec, make_planner
 
     env = PushEnv(goal_in_obs=False, orientation_tolerance=3.1416)
     # The pusher starts on the goal side: it must go round the box before it can push.
@@ -180,8 +180,8 @@ def test_greedy_pusher_goes_round_the_box_and_pushes_it_to_the_goal():
 
 
 def test_push_through_data_makes_contact():
-    from controlkit.tasks.pushing.greedy import PushThroughExplorer
     from controlkit.models.data import collect
+    from controlkit.tasks.pushing.greedy import PushThroughExplorer
 
     data = collect("controlkit/Push-v0", 6, 15, seed=0, behaviour=PushThroughExplorer("box", 0.03),
                    env_kwargs={"goal_in_obs": False, "terminate_on_success": False})
@@ -202,7 +202,7 @@ def test_sim_mppi_is_refused_on_sort():
 def test_mip_start_stays_feasible_when_the_model_drifts_cos_past_one():
     """A learned model predicts cos θ slightly beyond ±1; the pipeline's state box must still admit its rollouts,
     or every MIP start is infeasible and MIP-MPC falls back to the safe action for the whole episode."""
-    from controlkit.runner.kinds.model_based_control import PlannerSpec, make_planner
+    from controlkit.tasks.pushing import PlannerSpec, make_planner
 
     env = PushEnv(goal_in_obs=False)
     env.reset(options={"object": [0.0, 0.0, 0.0], "goal": [0.08, 0.0, 0.0], "pusher": [-0.07, 0.0]})
@@ -228,7 +228,7 @@ def _keep_out_task(**cost):
 
 @pytest.mark.parametrize("penalty", [None, 1000.0])
 def test_soft_keep_out_gives_a_plan_where_the_hard_one_has_none(penalty):
-    from controlkit.runner.kinds.model_based_control import PlannerSpec, make_planner
+    from controlkit.tasks.pushing import PlannerSpec, make_planner
 
     task = _keep_out_task(keep_out_penalty=penalty)
     net = load_network(Path(__file__).parents[2] / "benchmarks/results/push_mip_step_model.npz")

@@ -7,8 +7,8 @@ from controlkit.envs.push import PushEnv
 import controlkit  # noqa: F401
 from controlkit.core.controller import Plan, Status
 from controlkit.core.errors import ControlkitError
-from controlkit.runner.kinds.model_based_control import CostConfig, PlannerSpec, Task, load_network, make_planner
 from controlkit.models.network import CompactNetwork
+from controlkit.tasks.pushing import CostConfig, PlannerSpec, Task, load_network, make_planner
 
 MODEL = "benchmarks/results/push_mip_step_model.npz"  # the 16-ReLU push model the pipeline learns (seed 0)
 

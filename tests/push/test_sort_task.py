@@ -3,13 +3,13 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from controlkit.envs.tabletop import PUSHER_RADIUS, get_shape
 from controlkit.envs.sort import SortEnv, regions
+from controlkit.envs.tabletop import PUSHER_RADIUS, get_shape
 
 import controlkit  # noqa: F401
-from controlkit.tasks.pushing.sort_task import Leg, SortSequencer, _segment_box_distance
 from controlkit.core.errors import ControlkitError
-from controlkit.runner.kinds.model_based_control import CostConfig, PlannerSpec, Task, make_planner, run_episode
+from controlkit.tasks.pushing import CostConfig, PlannerSpec, Task, make_planner, run_episode
+from controlkit.tasks.pushing.sort_task import Leg, SortSequencer, _segment_box_distance
 
 BOX = get_shape("box")
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from controlkit.core.errors import ControlkitError
 from controlkit.models.data import (
     CorrelatedNoiseController,
     TransitionData,
@@ -11,7 +12,6 @@ from controlkit.models.data import (
     make_env,
     save_dataset,
 )
-from controlkit.core.errors import ControlkitError
 
 
 @pytest.mark.parametrize("behaviour", ["random", "correlated"])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from controlkit.runner.cli import main
 from controlkit.models.data import collect, save_dataset
 from controlkit.models.network import CompactNetwork
+from controlkit.runner.cli import main
 
 TINY = {
     "kind": "sparsify",

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from controlkit.core.errors import ControlkitError
 from controlkit.models.data import collect
 from controlkit.models.dynamics import DynamicsModel
-from controlkit.core.errors import ControlkitError
 from controlkit.models.network import FORMAT_VERSION, CompactNetwork
 from controlkit.models.sparsify import IDENTITY, RELU, REMOVED, export_compact, export_gap, fixed_gates
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from controlkit.runner.config import validate_config
 from controlkit.core.errors import ControlkitError
+from controlkit.runner.registry import validate_config
 from controlkit.runner.run import run_experiment
 
 TINY = {

@@ -32,9 +32,9 @@ from controlkit.twins.surrogate import (
     to_compact,
 )
 
-from controlkit.runner.config import validate_config
 from controlkit.core.errors import ControlkitError
 from controlkit.core.stats import mean_ci95
+from controlkit.runner.registry import validate_config
 
 torch.set_num_threads(1)
 

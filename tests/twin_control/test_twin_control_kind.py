@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from controlkit.runner.config import validate_config
+from controlkit.runner.registry import validate_config
 from controlkit.runner.run import run_experiment
 
 TINY = {"width": 30, "height": 30, "initial_sheep": 80, "initial_wolves": 20, "removal": "count",

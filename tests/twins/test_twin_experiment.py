@@ -6,10 +6,10 @@ import re
 import numpy as np
 import pytest
 
-from controlkit.runner.config import validate_config
 from controlkit.core.errors import ControlkitError
-from controlkit.runner.run import run_experiment
 from controlkit.runner.kinds.twin_simulate import bands
+from controlkit.runner.registry import validate_config
+from controlkit.runner.run import run_experiment
 
 PP = {"width": 15, "height": 15, "initial_sheep": 20, "initial_wolves": 6}
 

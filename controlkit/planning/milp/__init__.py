@@ -1,7 +1,8 @@
 """The MILP compiler's back half: sound bounds on every neuron (interval, zonotope, LP tightening), the HiGHS
 backend (embedded, the default) and the Pyomo backend (any solver Pyomo opens)."""
 
-from controlkit.planning.milp.bounds import Bounds, ibp, symbolic, tighten_lp
+from controlkit.planning.milp.bounds import Bounds, ibp, symbolic
 from controlkit.planning.milp.highs import CompiledMILP, HighsMILP, SolveResult, assemble
+from controlkit.planning.milp.tightening import tighten_lp
 
 __all__ = ["Bounds", "CompiledMILP", "HighsMILP", "SolveResult", "assemble", "ibp", "symbolic", "tighten_lp"]

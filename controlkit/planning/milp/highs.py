@@ -25,9 +25,9 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
+from controlkit.core.controller import Status
 from controlkit.planning.milp.bounds import INACTIVE, LINEAR, UNSTABLE, Bounds, classify, preactivations
 from controlkit.planning.problem import MPCProblem
-from controlkit.core.controller import Status
 
 
 @dataclasses.dataclass
@@ -643,7 +643,7 @@ class HighsMILP(CompiledMILP):
     def relax_to_cutoff(self, cutoff: float) -> None:
         """Turn this MILP into its LP relaxation restricted to ``objective <= cutoff``, without objective.
 
-        What :func:`~controlkit.planning.milp.bounds.tighten_lp` optimises pre-activations over when it knows a feasible
+        What :func:`~controlkit.planning.milp.tightening.tighten_lp` optimises pre-activations over when it knows a feasible
         plan of objective ``cutoff``. The bound gets a relative slack of 1e-9 so that plan stays inside.
         """
         h, cost = self.h, self._col_cost

@@ -15,11 +15,11 @@ import time
 
 import numpy as np
 
+from controlkit.core.controller import Status
+from controlkit.core.errors import ControlkitError
 from controlkit.planning.milp.bounds import Bounds
 from controlkit.planning.milp.highs import CompiledMILP, SolveResult, assemble
 from controlkit.planning.problem import MPCProblem
-from controlkit.core.controller import Status
-from controlkit.core.errors import ControlkitError
 
 # Option names of the classic (shell) solver plugins; solvers with a ``config`` take time_limit / gap there.
 _LEGACY_OPTIONS = {

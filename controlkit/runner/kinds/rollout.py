@@ -9,11 +9,11 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from controlkit.runner.config import EnvId, ExperimentConfig, check_env_kwargs
 from controlkit.core.controllers import controller_names, make_controller
+from controlkit.core.stats import mean_ci95
+from controlkit.runner.config import EnvId, ExperimentConfig, check_env_kwargs
 from controlkit.runner.registry import ExperimentKind
 from controlkit.runner.run import RunContext
-from controlkit.core.stats import mean_ci95
 
 
 class RolloutConfig(ExperimentConfig):

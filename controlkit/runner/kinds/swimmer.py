@@ -16,11 +16,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
-from controlkit.runner.config import ExperimentConfig
 from controlkit.core.executors import map_tasks
+from controlkit.core.stats import mean_ci95
+from controlkit.runner.config import ExperimentConfig
 from controlkit.runner.registry import ExperimentKind
 from controlkit.runner.run import RunContext
-from controlkit.core.stats import mean_ci95
 
 
 class _Strict(BaseModel):
@@ -140,7 +140,7 @@ def train_replicate(spec_d: dict[str, Any], cfg_d: dict[str, Any], seed: int) ->
     import torch
 
     from controlkit.envs.swimmer import SwimmerEnv
-    from controlkit.policies._rollout import evaluate
+    from controlkit.policies import evaluate
     from controlkit.policies.train_es import TrainingCurve, train_es
 
     torch.set_num_threads(1)
@@ -294,7 +294,7 @@ def _plot_transfer(ctx: RunContext, config: SwimmerConfig, summary: dict[str, An
 def _figures(ctx: RunContext, config: SwimmerConfig, policy, name: str) -> None:
     """Frame strip and B-neuron/muscle activity of one trained NCAP episode."""
     from controlkit.envs.swimmer import SwimmerEnv
-    from controlkit.policies._rollout import record_episode
+    from controlkit.policies import record_episode
 
     plt = _plt()
     steps, every = 150, 30

@@ -16,10 +16,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from controlkit.core.io import atomic_write_bytes
-from controlkit.runner.config import ExperimentConfig
-from controlkit.models.data import save_dataset
 from controlkit.core.errors import ControlkitError
+from controlkit.core.io import atomic_write_bytes
+from controlkit.models.data import save_dataset
+from controlkit.runner.config import ExperimentConfig
 from controlkit.runner.registry import ExperimentKind
 from controlkit.runner.run import RunContext
 

@@ -19,13 +19,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
 from scipy import stats as _st
 
-from controlkit.core.io import atomic_write_bytes
-from controlkit.runner.config import ExperimentConfig
 from controlkit.core.errors import ControlkitError
 from controlkit.core.executors import map_tasks
+from controlkit.core.io import atomic_write_bytes
+from controlkit.core.stats import mean_ci95
+from controlkit.runner.config import ExperimentConfig
 from controlkit.runner.registry import ExperimentKind
 from controlkit.runner.run import RunContext
-from controlkit.core.stats import mean_ci95
 
 TwinName = Literal["immune", "metabolic", "predator_prey"]
 

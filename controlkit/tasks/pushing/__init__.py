@@ -6,14 +6,36 @@ from controlkit.tasks.pushing.greedy import GreedyPusher, PushThroughExplorer, S
 from controlkit.tasks.pushing.routing import next_waypoint
 from controlkit.tasks.pushing.sort_task import Leg, SortSequencer
 from controlkit.tasks.pushing.starts import PipelineMIP
+from controlkit.tasks.pushing.task import (
+    CostConfig,
+    EpisodeResult,
+    PlannerSpec,
+    PushExplorer,
+    Task,
+    fold_frame,
+    frame_matrix,
+    load_network,
+    make_planner,
+    run_episode,
+)
 
 __all__ = [
+    "CostConfig",
+    "EpisodeResult",
     "GreedyPusher",
     "Leg",
     "PipelineMIP",
+    "PlannerSpec",
+    "PushExplorer",
     "PushThroughExplorer",
     "SimDynamics",
     "SortSequencer",
+    "Task",
+    "fold_frame",
+    "frame_matrix",
+    "load_network",
+    "make_planner",
     "next_waypoint",
     "pre_push_point",
+    "run_episode",
 ]

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from controlkit.tasks.pushing.greedy import SimDynamics
 from controlkit.planning.samplers import MPPIPlanner
+from controlkit.tasks.pushing.greedy import SimDynamics
 
 
 class SimMPPIPlanner(MPPIPlanner):

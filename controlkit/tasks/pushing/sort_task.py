@@ -27,9 +27,9 @@ import dataclasses
 
 import numpy as np
 
-from controlkit.tasks.pushing.greedy import PRE_PUSH_GAP
-from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF, Shape, in_rect
 from controlkit.core.errors import ControlkitError
+from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF, Shape, in_rect
+from controlkit.tasks.pushing.greedy import PRE_PUSH_GAP
 
 _PUSHER_LIMIT = TABLE_HALF - PUSHER_RADIUS  # the env clips the pusher's set-point to this
 _PUSHER_GAP = 0.008  # m between the pusher's edge and any box on the pusher's routes

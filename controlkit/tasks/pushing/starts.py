@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from controlkit.tasks.pushing.greedy import GreedyPusher
 from controlkit.core.controller import Plan, StepInfo
-from controlkit.envs.tabletop import Shape
 from controlkit.core.errors import ControlkitError, choices_error
+from controlkit.envs.tabletop import Shape
 from controlkit.planning import MIPMPC
+from controlkit.tasks.pushing.greedy import GreedyPusher
 
 START_KINDS = ("shifted", "safe", "greedy", "mppi")
 _VIOLATION_PENALTY = 1e3  # per unit of hard-constraint violation, ranking starts that all break one
