@@ -15,6 +15,14 @@ backends (torch, HiGHS, Mesa) load when a name that needs them is first used.
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+# In a source checkout envs/, twins/ and policies/ sit beside this folder; an install maps them into the package.
+# When the checkout itself is imported (``python -m pytest`` from its root puts it first on sys.path, ahead of a
+# non-editable install), searching the checkout's root for subpackages finds them where the install would.
+_checkout = Path(__file__).resolve().parent.parent
+if not (Path(__file__).parent / "envs").is_dir() and (_checkout / "envs" / "__init__.py").is_file():
+    __path__.append(str(_checkout))
 
 import controlkit.envs  # noqa: F401  registers the environments
 from controlkit.core import (

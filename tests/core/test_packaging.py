@@ -34,6 +34,8 @@ def test_wheel_installs_one_top_level_package(tmp_path):
     for folder in ("envs", "twins", "policies"):  # every module in the source folders made it into the wheel
         for src in (ROOT / folder).glob("*.py"):
             assert f"controlkit/{folder}/{src.name}" in names, src
+    for src in (ROOT / "controlkit").rglob("*.py"):  # and every subpackage of the core (pyproject lists them)
+        assert src.relative_to(ROOT).as_posix() in names, src
 
     site = tmp_path / "site"
     subprocess.run(
@@ -47,3 +49,13 @@ def test_wheel_installs_one_top_level_package(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith(str(site))
+
+
+def test_the_checkout_imports_whole_without_the_install_mapping():
+    # `python -m pytest` from the root puts the checkout ahead of a non-editable install: with no editable finder
+    # to map envs/, twins/ and policies/ into the package, they must still be found beside it.
+    code = ("import sys; sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+            "import controlkit.envs, controlkit.twins, controlkit.policies as p; print(p.__file__)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()) == ROOT / "policies" / "__init__.py"

@@ -30,7 +30,7 @@ def test_twin_control_kind_runs_from_config(tmp_path):
         assert {"cost_mean", "cost_ci95", "parts", "outcomes", "abm_steps", "perturbed"} <= set(m)
     assert s["methods"]["neural"]["abm_steps"] == 8 * (40 + 30)
     assert set(s["surrogates"]) == {"discrete", "ode"} and len(s["surrogates"]["ode"]["val_nrmse"]) == 3
-    assert "neural_over_constant" in s["targets"] and "neural" in s["timings"]["methods"]
+    assert "neural_over_constant" in s["comparisons"] and "neural" in s["timings"]["methods"]
     split = s["timings"]["neural"]
     assert split["surrogate"] == "discrete" and split["fit_s"] > 0 and split["controller_s"] > 0
     for name in ("trajectories.png", "costs.png", "surrogate_fit.png", "controller.json", "metrics.csv", "data.npz"):
