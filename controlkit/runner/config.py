@@ -6,6 +6,7 @@ where there is a finite set, the valid choices.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,7 +35,10 @@ def _check_env_id(env_id: str) -> str:
     import controlkit.envs  # noqa: F401  (registers controlkit/* ids)
 
     try:
-        gym.spec(env_id)
+        module, _, name = env_id.rpartition(":")
+        if module:  # "package.module:Env-v0": the module registers the id when imported (as gym.make does it)
+            importlib.import_module(module)
+        gym.spec(name)
     except (gym.error.Error, ModuleNotFoundError, ImportError) as exc:
         ours = [i for i in gym.registry if i.startswith("controlkit/")]
         raise ValueError(
@@ -50,7 +54,7 @@ EnvId = Annotated[str, AfterValidator(_check_env_id)]
 
 def check_env_kwargs(env_id: str, kwargs: Mapping[str, Any], field: str = "env_kwargs") -> None:
     """Raise a ControlkitError if ``kwargs`` names arguments the env's constructor does not take."""
-    spec = gym.spec(env_id)
+    spec = gym.spec(env_id.rpartition(":")[2])  # the module part was imported when env_id was validated
     entry = spec.entry_point
     if isinstance(entry, str):
         from gymnasium.envs.registration import load_env_creator

@@ -9,7 +9,8 @@ import gymnasium as gym
 import numpy as np
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from controlkit.core.controllers import controller_names, make_controller
+from controlkit.core.controllers import CONTROLLERS, make_controller
+from controlkit.core.errors import ControlkitError
 from controlkit.core.stats import mean_ci95
 from controlkit.runner.config import EnvId, ExperimentConfig, check_env_kwargs
 from controlkit.runner.registry import ExperimentKind
@@ -22,7 +23,8 @@ class RolloutConfig(ExperimentConfig):
     kind: str = "rollout"
     env: EnvId = Field(description="Gymnasium env id, e.g. Pendulum-v1 or controlkit/Swimmer-v0.")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for gymnasium.make.")
-    controller: str = Field("random", description="Registered controller name (see controlkit.controller_names).")
+    controller: str = Field("random", description="Registered controller name (see controlkit.controller_names) "
+                            "or a 'package.module:factory' path.")
     controller_kwargs: dict[str, Any] = Field(default_factory=dict)
     episodes: PositiveInt = Field(10, description="Number of episodes; episode i resets with seed + i.")
     max_steps: PositiveInt | None = Field(None, description="Cap on steps per episode (default: the env's).")
@@ -30,8 +32,10 @@ class RolloutConfig(ExperimentConfig):
     @field_validator("controller")
     @classmethod
     def _known_controller(cls, v: str) -> str:
-        if v not in controller_names():
-            raise ValueError(f"unknown controller; valid choices: {', '.join(controller_names())}")
+        try:
+            CONTROLLERS.get(v)
+        except ControlkitError as exc:
+            raise ValueError(str(exc).removeprefix("controller: ")) from None
         return v
 
     @model_validator(mode="after")

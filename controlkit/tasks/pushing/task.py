@@ -273,7 +273,10 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     kwargs = spec.kwargs()
     if spec.type == "greedy":
         return GreedyPusher(task.env.shape, step, **kwargs)
-    kwargs.setdefault("seed", seed)
+    cls = planner_class(spec.type)
+    takes = planner_params(cls)
+    if "seed" in takes:  # a user's deterministic planner need not take one
+        kwargs.setdefault("seed", seed)
     if spec.type == "mip_mpc":
         kwargs["shape"] = task.env.shape  # for the greedy candidate start
     if spec.type == "sim_mppi":
@@ -282,9 +285,10 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
         kwargs["sim"] = SimDynamics(task.env.shape, task.env.friction)
     # The shifted warm start's new tail step: MIP-MPC needs the safe action (a repeated push can leave the state
     # box: an infeasible MIP start); the samplers keep the repeated last action, which served MPPI better.
-    kwargs.setdefault("warm_tail", "safe" if spec.type == "mip_mpc" else "repeat")
+    if "warm_tail" in takes:
+        kwargs.setdefault("warm_tail", "safe" if spec.type == "mip_mpc" else "repeat")
     try:
-        return planner_class(spec.type)(
+        return cls(
             net, task.cost.horizon, [-step] * NU, [step] * NU, -x_high, x_high, state_weights=task.weights(),
             terminal_weight=task.cost.terminal_weight, keep_out=boxes, **kwargs)
     except TypeError as exc:
