@@ -24,8 +24,8 @@ _checkout = Path(__file__).resolve().parent.parent
 if not (Path(__file__).parent / "envs").is_dir() and (_checkout / "envs" / "__init__.py").is_file():
     __path__.append(str(_checkout))
 
-import controlkit.envs  # noqa: F401  registers the environments
-from controlkit.core import (
+import controlkit.envs  # noqa: E402,F401  registers the environments
+from controlkit.core import (  # noqa: E402
     AsyncPlanner,
     ConstantController,
     ControlkitError,
@@ -42,8 +42,15 @@ from controlkit.core import (
     register_controller,
     run_loop,
 )
-from controlkit.core.lazy import lazy_getattr
-from controlkit.runner import ExperimentConfig, ExperimentKind, RunResult, load_config, register_kind, run_experiment
+from controlkit.core.lazy import lazy_getattr  # noqa: E402
+from controlkit.runner import (  # noqa: E402
+    ExperimentConfig,
+    ExperimentKind,
+    RunResult,
+    load_config,
+    register_kind,
+    run_experiment,
+)
 
 try:
     __version__ = version("controlkit")

@@ -18,15 +18,15 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import gymnasium as gym  # noqa: E402
 
 import controlkit  # noqa: E402,F401  registers controlkit/Swimmer-v0
-from controlkit.core.export import NumpyController, load_numpy  # noqa: E402
 from controlkit.core.loop import GymPlant, run_loop  # noqa: E402
+from controlkit.export import NumpyController, load_numpy  # noqa: E402
 
 
 def export_policy(path: Path) -> None:
     """Export the constant-initialised circuit (it swims before training); a trained one exports the same way."""
     from controlkit.policies import NCAPPolicy
 
-    from controlkit.core.export import export_numpy
+    from controlkit.export import export_numpy
 
     export_numpy(NCAPPolicy(n_joints=5), path)
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from controlkit.policies._circuit import TURN_GAIN, WEIGHT_NAMES, circuit, oscillator_drive, target_commands
 
-from controlkit.core._onnx import OnnxGraph
 from controlkit.core.errors import ControlkitError
 from controlkit.core.io import atomic_write_bytes
+from controlkit.core.onnx import OnnxGraph
 
 EPISODE_STEPS = 1000  # the swimmer's time_obs scale (controlkit.envs.swimmer.EPISODE_STEPS; no mujoco import here)
 

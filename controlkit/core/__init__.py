@@ -1,6 +1,6 @@
 """The controller interface and what runs it: Controller/Planner/Plan/StepInfo, errors, the controller registry,
-the safety wrapper (Fallback), the fixed-rate loop, the asynchronous planner, export to numpy/ONNX, and small
-shared utilities (atomic file writes, confidence intervals, parallel map).
+the safety wrapper (Fallback), the fixed-rate loop, the asynchronous planner, and small shared utilities (atomic
+file writes, confidence intervals, parallel map, the registry class, an ONNX graph writer).
 
 Nothing here imports models, planning, tasks or the runner: every other layer builds on this one.
 """
@@ -16,7 +16,6 @@ from controlkit.core.controllers import (
 )
 from controlkit.core.errors import ControlkitError, choices_error
 from controlkit.core.executors import map_tasks
-from controlkit.core.export import NumpyController, export_numpy, export_onnx, load_numpy, to_numpy
 from controlkit.core.fallback import Fallback
 from controlkit.core.loop import GymPlant, LoopReport, MujocoPlant, run_loop
 from controlkit.core.stats import mean_ci95
@@ -30,7 +29,6 @@ __all__ = [
     "GymPlant",
     "LoopReport",
     "MujocoPlant",
-    "NumpyController",
     "Plan",
     "Planner",
     "RandomController",
@@ -38,13 +36,9 @@ __all__ = [
     "StepInfo",
     "choices_error",
     "controller_names",
-    "export_numpy",
-    "export_onnx",
-    "load_numpy",
     "make_controller",
     "map_tasks",
     "mean_ci95",
     "register_controller",
     "run_loop",
-    "to_numpy",
 ]

@@ -12,7 +12,7 @@ import torch
 from controlkit.policies import MLPPolicy, NCAPPolicy
 
 from controlkit import ControlkitError
-from controlkit.core.export import export_numpy, export_onnx, load_numpy
+from controlkit.export import export_numpy, export_onnx, load_numpy
 from controlkit.models.network import CompactNetwork
 
 
@@ -89,7 +89,7 @@ def test_exported_forms_run_with_torch_blocked(tmp_path):
     export_numpy(NCAPPolicy(n_joints=5), tmp_path / "ncap.npz")
     out = _run_without_torch("""
         import numpy as np
-        from controlkit.core.export import load_numpy
+        from controlkit.export import load_numpy
         net, ncap = load_numpy("net.npz"), load_numpy("ncap.npz")
         print(net.step(np.zeros(3), np.zeros(2)).shape, ncap(np.zeros(ncap.obs_size), 0).shape)
         assert "torch" not in sys.modules
@@ -102,7 +102,7 @@ def test_mip_mpc_runs_from_an_exported_network_with_torch_blocked(tmp_path):
     export_numpy(net, tmp_path / "net.npz")
     out = _run_without_torch("""
         import numpy as np
-        from controlkit.core.export import load_numpy
+        from controlkit.export import load_numpy
         from controlkit.planning import MIPMPC
         mpc = MIPMPC(load_numpy("net.npz"), horizon=3, u_low=[-1, -1], u_high=[1, 1], goal=np.ones(3), time_limit=20)
         plan = mpc.plan(np.zeros(3), np.ones(3))

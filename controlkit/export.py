@@ -4,7 +4,8 @@
 alone); ``export_onnx(obj, path)`` writes an ONNX graph for onnxruntime or any other runtime. Supported: NCAP and
 MLP policies (torch modules or their numpy forms) and :class:`~controlkit.models.network.CompactNetwork` (for
 ``torch.nn.Sequential`` dynamics, convert first with ``CompactNetwork.from_sequential``). Nothing here imports
-torch.
+torch. It sits above the layers (not in :mod:`controlkit.core`) because it reads both the models' networks and
+the swimmer policies.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from controlkit.core._onnx import OnnxGraph
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.core.errors import ControlkitError
 from controlkit.core.io import atomic_write_bytes
+from controlkit.core.onnx import OnnxGraph
 from controlkit.models.network import CompactNetwork
 
 SUPPORTED = ("CompactNetwork", "NCAPPolicy", "MLPPolicy", "NCAPNumpy", "MLPNumpy")
