@@ -1,6 +1,6 @@
 """Experiment kind ``swimmer``: train NCAP and MLP policies on N-link swimmers, compare, transfer, ablate.
 
-Each entry of ``policies`` is trained ``replicates`` times (training seeds ``seed, seed + 1, ...``) with ES or
+Each entry of ``policies`` is trained ``replicates`` times (training seeds spawned from ``seed``) with ES or
 PPO, evaluated every ``eval_every`` env steps on fixed episode seeds, and (NCAP with weight sharing) evaluated
 at every body length in ``transfer_links`` without retraining. The summary holds, per policy: parameter count,
 return at each evaluation budget (mean and 95 % CI over replicates), env steps to reach ``threshold``, best
@@ -182,7 +182,9 @@ def train_replicate(spec_d: dict[str, Any], cfg_d: dict[str, Any], seed: int) ->
 
 def run(config: SwimmerConfig, ctx: RunContext) -> dict[str, Any]:
     cfg_d = config.model_dump(mode="json")
-    jobs = [(spec.model_dump(mode="json"), cfg_d, ctx.seed + r)
+    # Every policy trains on the same independent seeds of the run (common random numbers across policies).
+    seeds = ctx.seeds(max(spec.replicates or config.replicates for spec in config.policies), "training")
+    jobs = [(spec.model_dump(mode="json"), cfg_d, seeds[r])
             for spec in config.policies for r in range(spec.replicates or config.replicates)]
     ctx.log(f"{len(jobs)} training runs ({len(config.policies)} policies), {config.workers} worker(s)")
     results = map_tasks(train_replicate, jobs, workers=config.workers, desc="train", quiet=ctx.quiet)

@@ -118,7 +118,10 @@ class TwinControlConfig(ExperimentConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> TwinControlConfig:
+        from controlkit.models.data import check_split
+
         task = build_task(self)  # raises ControlkitError naming the field
+        check_split(self.data.trajectories, self.data.val_fraction)
         decisions = self.data.decisions or self.task.decisions
         if self.task.decisions > decisions:
             raise ControlkitError(f"task.decisions: a horizon of {self.task.decisions} decisions is longer than the "
@@ -383,15 +386,17 @@ def _plots(ctx: RunContext, task, evals: dict[str, Any], fits: dict[str, Any], v
     ctx.savefig(fig, "costs.png")
 
     # surrogate fit vs held-out ABM runs
-    fig, axes = plt.subplots(1, n_obs, figsize=(4 * n_obs, 3))
+    fig, axes = plt.subplots(1, n_obs, figsize=(4 * n_obs, 3), squeeze=False)
+    axes = axes[0]
     k = np.arange(val.states.shape[1])
+    shown = min(2, val.n_trajectories)  # a small data set may hold out a single trajectory
     with torch.no_grad():
-        x0 = torch.as_tensor(val.states[:2, 0], dtype=torch.float32)
-        acts = torch.as_tensor(val.actions[:2], dtype=torch.float32)
-        preds = {kind: np.concatenate([val.states[:2, :1], f.model.rollout(x0, acts).numpy()], 1)
+        x0 = torch.as_tensor(val.states[:shown, 0], dtype=torch.float32)
+        acts = torch.as_tensor(val.actions[:shown], dtype=torch.float32)
+        preds = {kind: np.concatenate([val.states[:shown, :1], f.model.rollout(x0, acts).numpy()], 1)
                  for kind, f in fits.items()}
     for j in range(n_obs):
-        for i in range(2):
+        for i in range(shown):
             axes[j].plot(k, val.states[i, :, j], color=f"C{i}", lw=1.5, label=f"ABM held-out {i}" if j == 0 else None)
             for kind, ls in zip(preds, ("--", ":")):
                 axes[j].plot(k, preds[kind][i, :, j], color=f"C{i}", ls=ls, lw=1.2,
