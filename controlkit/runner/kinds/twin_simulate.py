@@ -1,8 +1,9 @@
 """Experiment kind ``twin_simulate``: N seeded replicates of a twin under a fixed control schedule, per arm.
 
 Each arm (default: one, ``baseline``) may override the twin's parameters and the control schedule. Replicate
-``i`` of every arm uses the same seed, the run's ``i``-th spawned replicate seed (common random numbers, so arms differ by their settings, not their
-luck). Replicates run in parallel through :func:`controlkit.core.executors.map_tasks` (a local process pool, or Ray).
+``i`` of every arm uses the same seed, the run's ``i``-th spawned replicate seed (common random numbers, so arms
+differ by their settings, not their luck). Replicates run in parallel through
+:func:`controlkit.core.executors.map_tasks` (a local process pool, or Ray).
 
 Outputs: ``trajectories.npz`` (``<arm>`` -> ``(replicates, steps + 1, observables)`` arrays, plus ``observables``),
 ``trajectories.png`` (mean and 95 % bands per observable), ``metrics.csv`` (one row per replicate with its
