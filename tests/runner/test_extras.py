@@ -44,10 +44,15 @@ def test_a_missing_extra_is_named(module, code, extra):
     assert proc.stdout.startswith("MissingExtraError True") and extra in proc.stdout, proc.stdout
 
 
-def test_the_cli_names_the_missing_extra_in_one_line(tmp_path):
+@pytest.mark.parametrize("module, file, extra", [
+    ("mesa", "twin_immune_baseline.yaml", "controlkit[twins]"),
+    ("stable_baselines3", "swimmer_ncap_vs_mlp.yaml", "controlkit[rl]"),  # found before any arm trains
+    ("highspy", "quickstart.yaml", "controlkit[mpc]"),
+])
+def test_the_cli_names_the_missing_extra_in_one_line_before_any_folder(module, file, extra, tmp_path):
     code = ("from controlkit.runner.cli import main\n"
-            f"sys.exit(main(['run', 'experiments/twin_immune_baseline.yaml', '--out', {str(tmp_path / 'o')!r}]))")
-    proc = _blocked("mesa", code)
+            f"sys.exit(main(['run', 'experiments/{file}', '--out', {str(tmp_path / 'o')!r}]))")
+    proc = _blocked(module, code)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "controlkit[twins]" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and extra in proc.stderr, proc.stderr
     assert not (tmp_path / "o").exists()

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from controlkit.core.executors import map_tasks
+from controlkit.core.extras import require
 from controlkit.core.stats import mean_ci95
 from controlkit.runner.config import ExperimentConfig
 from controlkit.runner.registry import ExperimentKind
@@ -118,6 +119,9 @@ class SwimmerConfig(ExperimentConfig):
                                  "task is navigate")
             if p.type == "ncap" and p.ncap.n_turn_joints > self.n_links - 1:
                 raise ValueError(f"policies[{p.name}].ncap.n_turn_joints: at most n_links - 1")
+            if p.trainer == "ppo":  # a missing extra fails here, not in a worker after the other arms trained
+                require("stable_baselines3", f"policies[{p.name}].trainer ppo (stable-baselines3)")
+        require("mujoco", "the swimmer kind (MuJoCo)")
         return self
 
 

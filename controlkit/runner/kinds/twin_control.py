@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from controlkit.core.errors import ControlkitError
+from controlkit.core.extras import require
 from controlkit.core.io import atomic_write_bytes
 from controlkit.models.data import save_dataset
 from controlkit.runner.config import ExperimentConfig
@@ -122,6 +123,10 @@ class TwinControlConfig(ExperimentConfig):
 
         task = build_task(self)  # raises ControlkitError naming the field
         check_split(self.data.trajectories, self.data.val_fraction)
+        if "ppo" in self.methods:  # a missing extra fails here, not after data, surrogates and other methods
+            require("stable_baselines3", "methods: ppo (stable-baselines3)")
+        if "mip_mpc" in self.methods:
+            require("highspy", "methods: mip_mpc (HiGHS)")
         decisions = self.data.decisions or self.task.decisions
         if self.task.decisions > decisions:
             raise ControlkitError(f"task.decisions: a horizon of {self.task.decisions} decisions is longer than the "
