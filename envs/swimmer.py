@@ -23,6 +23,7 @@ import dataclasses
 from typing import Any
 
 import gymnasium as gym
+
 try:
     import mujoco
 except ImportError as _exc:  # an optional extra: say which one installs it

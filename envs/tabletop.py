@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
+
 try:
     import mujoco
 except ImportError as _exc:  # an optional extra: say which one installs it

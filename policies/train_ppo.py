@@ -25,6 +25,7 @@ from controlkit.policies._rollout import evaluate
 from controlkit.policies.mlp import MLPPolicy
 from controlkit.policies.ncap import NCAPPolicy
 from controlkit.policies.train_es import TrainingCurve
+
 try:
     from stable_baselines3 import PPO
 except ImportError as _exc:  # an optional extra: say which one installs it
