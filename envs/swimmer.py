@@ -23,7 +23,13 @@ import dataclasses
 from typing import Any
 
 import gymnasium as gym
-import mujoco
+
+try:
+    import mujoco
+except ImportError as _exc:  # an optional extra: say which one installs it
+    from controlkit.core.extras import missing_extra
+
+    raise missing_extra("mujoco", "controlkit/Swimmer-v0 (MuJoCo)") from _exc
 import numpy as np
 
 from controlkit.core.errors import ControlkitError, choices_error

@@ -17,7 +17,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
-import mujoco
+
+try:
+    import mujoco
+except ImportError as _exc:  # an optional extra: say which one installs it
+    from controlkit.core.extras import missing_extra
+
+    raise missing_extra("mujoco", "controlkit/Push-v0 and Sort-v0 (MuJoCo)") from _exc
 import numpy as np
 
 from controlkit.core.errors import ControlkitError, choices_error

@@ -118,8 +118,9 @@ def train_es(
 
     record()
     if method == "cma":
-        import cma
+        from controlkit.core.extras import require
 
+        cma = require("cma", "ES with method 'cma'")
         es = cma.CMAEvolutionStrategy(get_flat(policy), sigma, {"popsize": population, "verbose": -9,
                                                                 "seed": int(rng.integers(1, 2**31 - 1))})
     else:

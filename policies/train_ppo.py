@@ -25,7 +25,13 @@ from controlkit.policies._rollout import evaluate
 from controlkit.policies.mlp import MLPPolicy
 from controlkit.policies.ncap import NCAPPolicy
 from controlkit.policies.train_es import TrainingCurve
-from stable_baselines3 import PPO
+
+try:
+    from stable_baselines3 import PPO
+except ImportError as _exc:  # an optional extra: say which one installs it
+    from controlkit.core.extras import missing_extra
+
+    raise missing_extra("stable_baselines3", "PPO training (stable-baselines3)") from _exc
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.policies import ActorCriticPolicy

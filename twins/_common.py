@@ -13,7 +13,12 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
-import mesa
+try:
+    import mesa
+except ImportError as _exc:  # an optional extra: say which one installs it
+    from controlkit.core.extras import missing_extra
+
+    raise missing_extra("mesa", "the digital twins (Mesa)") from _exc
 import numpy as np
 from mesa.datacollection import DataCollector
 from mesa.discrete_space import PropertyLayer

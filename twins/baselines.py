@@ -248,8 +248,9 @@ def train_ppo(task: TwinTask, obs_scale: Sequence[float], timesteps: int, seed: 
     Returns:
         The controller, the ABM ticks consumed (burn-ins included) and the wall time.
     """
-    from stable_baselines3 import PPO
+    from controlkit.core.extras import require
 
+    PPO = require("stable_baselines3", "the ppo method (stable-baselines3)").PPO
     t0 = time.perf_counter()
     env = TwinControlEnv(task, obs_scale, seed_offset=10_000_000)
     env.reset(seed=seed)

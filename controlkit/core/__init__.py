@@ -16,8 +16,11 @@ from controlkit.core.controllers import (
 )
 from controlkit.core.errors import ControlkitError, choices_error
 from controlkit.core.executors import map_tasks
+from controlkit.core.extras import MissingExtraError
 from controlkit.core.fallback import Fallback
 from controlkit.core.loop import GymPlant, LoopReport, MujocoPlant, run_loop
+from controlkit.core.progress import progress_bar
+from controlkit.core.seeding import spawn_seeds
 from controlkit.core.stats import mean_ci95
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "Fallback",
     "GymPlant",
     "LoopReport",
+    "MissingExtraError",
     "MujocoPlant",
     "Plan",
     "Planner",
@@ -39,6 +43,8 @@ __all__ = [
     "make_controller",
     "map_tasks",
     "mean_ci95",
+    "progress_bar",
     "register_controller",
     "run_loop",
+    "spawn_seeds",
 ]

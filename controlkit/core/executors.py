@@ -9,12 +9,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import signal
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from controlkit.core.errors import ControlkitError, choices_error
+from controlkit.core.extras import missing_extra
+from controlkit.core.progress import progress_bar
 
 EXECUTORS = ("local", "ray")
 
@@ -27,8 +29,13 @@ def map_tasks(
     ray_address: str | None = None,
     desc: str | None = None,
     quiet: bool = False,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """Return ``[fn(*a) for a in args]``, computed in parallel.
+
+    If the caller is interrupted (Ctrl-C, or SIGTERM turned into an exception) or a task raises, queued tasks are
+    cancelled and running workers are stopped (SIGTERM, then SIGKILL after ``STOP_GRACE_S``) before the exception
+    propagates: no worker outlives the call.
 
     Args:
         fn: A picklable, module-level function.
@@ -37,38 +44,95 @@ def map_tasks(
         workers: Parallel workers (default: CPU count).
         ray_address: Ray cluster address; default ``$RAY_ADDRESS`` or a fresh local cluster.
         desc: Progress-bar label.
-        quiet: Hide the progress bar.
+        quiet: Hide the progress bar (it shows only on a terminal anyway).
+        on_result: Called as ``on_result(index, result)`` in this process as each task finishes (in finishing
+            order), e.g. to save partial results.
     """
     if executor not in EXECUTORS:
         raise choices_error("executor", executor, EXECUTORS)
     if workers is not None and workers < 1:
         raise ControlkitError(f"workers: must be >= 1, got {workers}.")
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(args), desc=desc, disable=quiet, leave=False)
+    out: list[Any] = [None] * len(args)
+
+    def done(i: int, result: Any) -> None:
+        out[i] = result
+        if on_result is not None:
+            on_result(i, result)
+        bar.update()
+
+    bar = progress_bar(total=len(args), desc=desc, quiet=quiet)
     try:
         if executor == "ray":
-            return _map_ray(fn, args, workers, ray_address, bar)
-        if workers == 1 or len(args) <= 1:
-            out = []
-            for a in args:
-                out.append(fn(*a))
-                bar.update()
-            return out
-        # spawn: forked children of a process that already started torch/OpenMP threads can deadlock.
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(args)), mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(fn, *a) for a in args]
-            for _ in cf.as_completed(futures):
-                bar.update()
-            return [f.result() for f in futures]
+            _map_ray(fn, args, workers, ray_address, done)
+        elif workers == 1 or len(args) <= 1:
+            for i, a in enumerate(args):
+                done(i, fn(*a))
+        else:
+            _map_pool(fn, args, min(workers, len(args)), done)
+        return out
     finally:
         bar.close()
 
 
-def _map_ray(fn, args, workers, address, bar) -> list[Any]:
+STOP_GRACE_S = 10.0
+"""Seconds a stopped worker gets to finish its clean-up (a run records ``interrupted``) before it is killed."""
+
+
+def _map_pool(fn, args, workers: int, done: Callable[[int, Any], None]) -> None:
+    # spawn: forked children of a process that already started torch/OpenMP threads can deadlock.
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                  initializer=_ignore_sigint)
+    # At most one task per worker is handed to the pool at a time: the pool would otherwise pass queued tasks
+    # to its workers ahead of time, and a worker stopped mid-task could start one of them before it exits.
+    pending = iter(enumerate(args))
+    running: dict[cf.Future, int] = {}
+
+    def submit_next() -> None:
+        item = next(pending, None)
+        if item is not None:
+            running[pool.submit(fn, *item[1])] = item[0]
+
+    try:
+        for _ in range(workers):
+            submit_next()
+        while running:
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                done(running.pop(fut), fut.result())
+                submit_next()
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
+    """Cancel queued tasks and stop the workers: SIGTERM (a run inside records ``interrupted``), then SIGKILL."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # the pool has no public handle before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for proc in processes:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def _ignore_sigint() -> None:
+    """Pool-worker initializer. A terminal's Ctrl-C reaches every process of the group; the parent alone acts on
+    it (and stops the workers with SIGTERM), so idle workers do not each print a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _map_ray(fn, args, workers, address, done) -> None:
     try:
         import ray
     except ImportError:
-        raise ControlkitError("executor 'ray' needs Ray: pip install 'controlkit[ray]'.") from None
+        raise missing_extra("ray", "executor 'ray'") from None
     address = address or os.environ.get("RAY_ADDRESS")
     started = not ray.is_initialized()
     if started:
@@ -77,11 +141,17 @@ def _map_ray(fn, args, workers, address, bar) -> list[Any]:
     try:
         remote = ray.remote(num_cpus=1)(fn)
         refs = [remote.remote(*a) for a in args]
+        index = {ref: i for i, ref in enumerate(refs)}
         pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            bar.update(len(done))
-        return ray.get(refs)
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    done(index[ref], ray.get(ref))
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
     finally:
         if started:
             ray.shutdown()

@@ -14,7 +14,9 @@ class OnnxGraph:
     """Minimal ONNX graph builder: float32 tensors, one op per call, constants as initializers."""
 
     def __init__(self) -> None:
-        import onnx  # noqa: F401  (fail early with a clear ImportError)
+        from controlkit.core.extras import require
+
+        require("onnx", "ONNX export")  # fail early, naming the extra
 
         self.nodes: list[Any] = []
         self.inits: list[Any] = []

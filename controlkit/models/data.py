@@ -22,6 +22,7 @@ from controlkit.core.controller import Controller, StepInfo
 from controlkit.core.controllers import RandomController
 from controlkit.core.errors import ControlkitError, choices_error
 from controlkit.core.io import atomic_write_bytes
+from controlkit.core.seeding import spawn_seeds
 
 DATA_FORMAT_VERSION = 1
 BEHAVIOURS = ("random", "correlated")
@@ -94,14 +95,24 @@ class TransitionData:
         Raises:
             ControlkitError: if ``val_fraction`` leaves either part empty.
         """
-        n_val = int(round(val_fraction * self.n_trajectories))
-        if not 0 < n_val < self.n_trajectories:
-            raise ControlkitError(
-                f"data.val_fraction: {val_fraction} of {self.n_trajectories} trajectories leaves an empty "
-                "train or validation set; use more trajectories or a fraction strictly between them."
-            )
+        n_val = check_split(self.n_trajectories, val_fraction)
         order = np.random.default_rng(seed).permutation(self.n_trajectories)
         return self.subset(np.sort(order[n_val:])), self.subset(np.sort(order[:n_val]))
+
+
+def check_split(n_trajectories: int, val_fraction: float, field: str = "data.val_fraction") -> int:
+    """The number of validation trajectories :meth:`TransitionData.split` takes from ``n_trajectories``.
+
+    Raises:
+        ControlkitError: naming ``field`` if either part would be empty (checked by configs before a run starts).
+    """
+    n_val = int(round(val_fraction * n_trajectories))
+    if not 0 < n_val < n_trajectories:
+        raise ControlkitError(
+            f"{field}: {val_fraction} of {n_trajectories} trajectories leaves an empty train or validation set; "
+            "use more trajectories or a fraction strictly between them."
+        )
+    return n_val
 
 
 class CorrelatedNoiseController(Controller):
@@ -181,7 +192,8 @@ def collect(
 ) -> TransitionData:
     """Collect ``trajectories`` episodes of at most ``steps`` transitions each, observation = state.
 
-    Trajectory ``i`` resets the env and the behaviour with ``seed + i``, so the same seed gives the same data.
+    Trajectory ``i`` resets the env and the behaviour with the ``i``-th seed spawned from ``seed``
+    (:func:`controlkit.core.seeding.spawn_seeds`): the same seed gives the same data, other seeds share none of it.
 
     Args:
         env_id: Any gymnasium id with a bounded Box action space and a flat Box observation space.
@@ -202,10 +214,11 @@ def collect(
     actions = np.zeros((trajectories, steps, nu))
     lengths = np.zeros(trajectories, dtype=np.int64)
     episodes = range(trajectories) if progress is None else progress(range(trajectories), desc="collect")
+    seeds = spawn_seeds(seed, trajectories, "data")
     try:
         for i in episodes:
-            obs, _ = env.reset(seed=seed + i)
-            controller.reset(seed=seed + i)
+            obs, _ = env.reset(seed=seeds[i])
+            controller.reset(seed=seeds[i])
             states[i, 0] = obs
             for t in range(steps):
                 action = np.asarray(controller.act(obs), dtype=env.action_space.dtype)

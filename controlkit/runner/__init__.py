@@ -3,14 +3,18 @@ module per kind in :mod:`controlkit.runner.kinds`), run folders, sweeps and the 
 
 from controlkit.runner.config import ExperimentConfig
 from controlkit.runner.registry import ExperimentKind, get_kind, kind_names, load_config, register_kind, validate_config
-from controlkit.runner.run import RunContext, RunResult, run_experiment
-from controlkit.runner.sweep import run_sweep
+from controlkit.runner.run import RunContext, RunFailed, RunResult, run_experiment
+from controlkit.runner.signals import Interrupted
+from controlkit.runner.sweep import SweepFailed, run_sweep
 
 __all__ = [
     "ExperimentConfig",
     "ExperimentKind",
+    "Interrupted",
     "RunContext",
+    "RunFailed",
     "RunResult",
+    "SweepFailed",
     "get_kind",
     "kind_names",
     "load_config",

@@ -21,7 +21,12 @@ import os
 import sys
 import time
 
-import highspy
+try:
+    import highspy
+except ImportError as _exc:  # an optional extra: say which one installs it
+    from controlkit.core.extras import missing_extra
+
+    raise missing_extra("highspy", "MIP-MPC (HiGHS)") from _exc
 import numpy as np
 import scipy.sparse as sp
 

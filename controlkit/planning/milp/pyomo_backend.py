@@ -34,7 +34,9 @@ _LEGACY_OPTIONS = {
 
 def check_solver(name: str) -> None:
     """Raise :class:`ControlkitError` unless Pyomo knows ``name`` and the solver is available here."""
-    import pyomo.environ as pyo
+    from controlkit.core.extras import require
+
+    pyo = require("pyomo.environ", "the Pyomo backend")
     from pyomo.common.errors import ApplicationError
 
     try:

@@ -34,12 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 from controlkit.core.controller import Controller
 from controlkit.core.stats import mean_ci95
 from controlkit.models.network import CompactNetwork
-from controlkit.runner.config import EnvId, ExperimentConfig, check_env_kwargs
+from controlkit.runner.config import EnvId, ExperimentConfig, check_env_builds, check_env_kwargs
 from controlkit.runner.registry import ExperimentKind
 from controlkit.runner.run import RunContext
 from controlkit.tasks.pushing.greedy import PushThroughExplorer
 from controlkit.tasks.pushing.plots import plot_all
 from controlkit.tasks.pushing.task import (
+    NU,
     NX,
     CostConfig,
     EpisodeResult,
@@ -139,7 +140,29 @@ class ModelBasedControlConfig(ExperimentConfig):
                                  f"{', '.join(sorted(allowed))}")
         TrainSettings(**self.train)
         SparsifySettings(**self.sparsify).check_network(self.model.hidden, field="sparsify.schedule")
+        _check_before_run(self)
         return self
+
+
+def _check_before_run(config: ModelBasedControlConfig) -> None:
+    """What would otherwise fail only after data, model and sparsification: the model file, the data split, the
+    env's keyword values and every planner's knobs (each planner is built once on a small stand-in network)."""
+    from controlkit.models.data import check_split
+
+    if config.model.file is not None:
+        load_network(config.model.file)
+    else:
+        check_split(config.data.trajectories, config.data.val_fraction)
+    env = check_env_builds(config.env, {**config.env_kwargs, "goal_in_obs": False})
+    try:
+        task = Task(env.unwrapped, config.cost)
+        rng = np.random.default_rng(0)
+        stand_in = CompactNetwork([rng.normal(size=(4, NX + NU)), rng.normal(size=(NX, 4))],
+                                  [np.zeros(4), np.zeros(NX)], [np.ones(4, bool)], NX, NU, True)
+        for name, spec in config.planners.items():
+            make_planner(name, spec, stand_in, task, seed=0)
+    finally:
+        env.close()
 
 
 def learn_model(config: ModelBasedControlConfig, ctx: RunContext) -> tuple[CompactNetwork, dict[str, Any]]:
@@ -240,7 +263,7 @@ def run(config: ModelBasedControlConfig, ctx: RunContext) -> dict[str, Any]:
     env = gym.make(config.env, max_episode_steps=config.max_steps, goal_in_obs=False,
                    render_mode="rgb_array" if config.frames else None, width=160, height=160, **config.env_kwargs)
     task = Task(env.unwrapped, config.cost)
-    seeds = [ctx.seed + 10_000 + i for i in range(config.episodes)]
+    seeds = ctx.seeds(config.episodes, "episodes")  # the same starts for every planner
     results: dict[str, list[EpisodeResult]] = {}
     eval_s: dict[str, float] = {}
     try:

@@ -12,7 +12,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from controlkit.core.controllers import CONTROLLERS, make_controller
 from controlkit.core.errors import ControlkitError
 from controlkit.core.stats import mean_ci95
-from controlkit.runner.config import EnvId, ExperimentConfig, check_env_kwargs
+from controlkit.runner.config import EnvId, ExperimentConfig, check_env_builds
 from controlkit.runner.registry import ExperimentKind
 from controlkit.runner.run import RunContext
 
@@ -26,7 +26,7 @@ class RolloutConfig(ExperimentConfig):
     controller: str = Field("random", description="Registered controller name (see controlkit.controller_names) "
                             "or a 'package.module:factory' path.")
     controller_kwargs: dict[str, Any] = Field(default_factory=dict)
-    episodes: PositiveInt = Field(10, description="Number of episodes; episode i resets with seed + i.")
+    episodes: PositiveInt = Field(10, description="Number of episodes; episode seeds are spawned from seed.")
     max_steps: PositiveInt | None = Field(None, description="Cap on steps per episode (default: the env's).")
 
     @field_validator("controller")
@@ -39,8 +39,20 @@ class RolloutConfig(ExperimentConfig):
         return v
 
     @model_validator(mode="after")
-    def _env_kwargs_exist(self) -> RolloutConfig:
-        check_env_kwargs(self.env, self.env_kwargs)
+    def _env_and_controller_work(self) -> RolloutConfig:
+        # One reset and one step before the run starts: bad keyword values fail here, not in the run folder.
+        env = check_env_builds(self.env, self.env_kwargs)
+        try:
+            controller = make_controller(self.controller, env, **self.controller_kwargs)
+            try:
+                obs, _ = env.reset(seed=0)
+                controller.reset(seed=0)
+                env.step(controller.act(obs))
+            except (TypeError, ValueError) as exc:
+                raise ControlkitError(f"env_kwargs, controller_kwargs: the first step of {self.env} with "
+                                      f"{self.controller} fails ({type(exc).__name__}: {exc}).") from None
+        finally:
+            env.close()
         return self
 
 
@@ -48,8 +60,7 @@ def run(config: RolloutConfig, ctx: RunContext) -> dict[str, Any]:
     env = gym.make(config.env, max_episode_steps=config.max_steps, **config.env_kwargs)
     controller = make_controller(config.controller, env, **config.controller_kwargs)
     returns, lengths, act_times = [], [], []
-    for ep in ctx.progress(range(config.episodes), desc="episodes"):
-        seed = ctx.seed + ep
+    for ep, seed in enumerate(ctx.progress(ctx.seeds(config.episodes, "episodes"), desc="episodes")):
         obs, _ = env.reset(seed=seed)
         controller.reset(seed=seed)
         total, steps, done = 0.0, 0, False

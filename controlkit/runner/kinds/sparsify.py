@@ -63,16 +63,18 @@ class SparsifyConfig(ExperimentConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> SparsifyConfig:
-        from controlkit.models.data import load_dataset, make_env
+        from controlkit.models.data import check_split, load_dataset, make_env
 
         check_env_kwargs(self.env, self.env_kwargs)
         env = make_env(self.env, **self.env_kwargs)
         nx, nu = env.observation_space.shape[0], int(np.prod(env.action_space.shape))
         env.close()
         self.sparsify.check_network(self.model.hidden)
-        longest = self.data.steps
+        longest, n_traj = self.data.steps, self.data.trajectories
         if self.data.file is not None:
-            longest = int(load_dataset(self.data.file, nx=nx, nu=nu, field="data.file").lengths.max(initial=0))
+            data = load_dataset(self.data.file, nx=nx, nu=nu, field="data.file")
+            longest, n_traj = int(data.lengths.max(initial=0)), data.n_trajectories
+        check_split(n_traj, self.data.val_fraction)
         if self.train.eval_steps > longest:
             raise ControlkitError(f"train.eval_steps: {self.train.eval_steps}-step validation needs trajectories "
                                   f"that long; the data has at most {longest} steps (data.steps or data.file).")

@@ -1,6 +1,6 @@
 """Experiment kind ``swimmer``: train NCAP and MLP policies on N-link swimmers, compare, transfer, ablate.
 
-Each entry of ``policies`` is trained ``replicates`` times (training seeds ``seed, seed + 1, ...``) with ES or
+Each entry of ``policies`` is trained ``replicates`` times (training seeds spawned from ``seed``) with ES or
 PPO, evaluated every ``eval_every`` env steps on fixed episode seeds, and (NCAP with weight sharing) evaluated
 at every body length in ``transfer_links`` without retraining. The summary holds, per policy: parameter count,
 return at each evaluation budget (mean and 95 % CI over replicates), env steps to reach ``threshold``, best
@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from controlkit.core.executors import map_tasks
+from controlkit.core.extras import require
 from controlkit.core.stats import mean_ci95
 from controlkit.runner.config import ExperimentConfig
 from controlkit.runner.registry import ExperimentKind
@@ -118,6 +119,9 @@ class SwimmerConfig(ExperimentConfig):
                                  "task is navigate")
             if p.type == "ncap" and p.ncap.n_turn_joints > self.n_links - 1:
                 raise ValueError(f"policies[{p.name}].ncap.n_turn_joints: at most n_links - 1")
+            if p.trainer == "ppo":  # a missing extra fails here, not in a worker after the other arms trained
+                require("stable_baselines3", f"policies[{p.name}].trainer ppo (stable-baselines3)")
+        require("mujoco", "the swimmer kind (MuJoCo)")
         return self
 
 
@@ -182,7 +186,9 @@ def train_replicate(spec_d: dict[str, Any], cfg_d: dict[str, Any], seed: int) ->
 
 def run(config: SwimmerConfig, ctx: RunContext) -> dict[str, Any]:
     cfg_d = config.model_dump(mode="json")
-    jobs = [(spec.model_dump(mode="json"), cfg_d, ctx.seed + r)
+    # Every policy trains on the same independent seeds of the run (common random numbers across policies).
+    seeds = ctx.seeds(max(spec.replicates or config.replicates for spec in config.policies), "training")
+    jobs = [(spec.model_dump(mode="json"), cfg_d, seeds[r])
             for spec in config.policies for r in range(spec.replicates or config.replicates)]
     ctx.log(f"{len(jobs)} training runs ({len(config.policies)} policies), {config.workers} worker(s)")
     results = map_tasks(train_replicate, jobs, workers=config.workers, desc="train", quiet=ctx.quiet)

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from controlkit.core.errors import ControlkitError
+from controlkit.core.extras import require
 from controlkit.core.io import atomic_write_bytes
 from controlkit.models.data import save_dataset
 from controlkit.runner.config import ExperimentConfig
@@ -118,7 +119,14 @@ class TwinControlConfig(ExperimentConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> TwinControlConfig:
+        from controlkit.models.data import check_split
+
         task = build_task(self)  # raises ControlkitError naming the field
+        check_split(self.data.trajectories, self.data.val_fraction)
+        if "ppo" in self.methods:  # a missing extra fails here, not after data, surrogates and other methods
+            require("stable_baselines3", "methods: ppo (stable-baselines3)")
+        if "mip_mpc" in self.methods:
+            require("highspy", "methods: mip_mpc (HiGHS)")
         decisions = self.data.decisions or self.task.decisions
         if self.task.decisions > decisions:
             raise ControlkitError(f"task.decisions: a horizon of {self.task.decisions} decisions is longer than the "
@@ -383,15 +391,17 @@ def _plots(ctx: RunContext, task, evals: dict[str, Any], fits: dict[str, Any], v
     ctx.savefig(fig, "costs.png")
 
     # surrogate fit vs held-out ABM runs
-    fig, axes = plt.subplots(1, n_obs, figsize=(4 * n_obs, 3))
+    fig, axes = plt.subplots(1, n_obs, figsize=(4 * n_obs, 3), squeeze=False)
+    axes = axes[0]
     k = np.arange(val.states.shape[1])
+    shown = min(2, val.n_trajectories)  # a small data set may hold out a single trajectory
     with torch.no_grad():
-        x0 = torch.as_tensor(val.states[:2, 0], dtype=torch.float32)
-        acts = torch.as_tensor(val.actions[:2], dtype=torch.float32)
-        preds = {kind: np.concatenate([val.states[:2, :1], f.model.rollout(x0, acts).numpy()], 1)
+        x0 = torch.as_tensor(val.states[:shown, 0], dtype=torch.float32)
+        acts = torch.as_tensor(val.actions[:shown], dtype=torch.float32)
+        preds = {kind: np.concatenate([val.states[:shown, :1], f.model.rollout(x0, acts).numpy()], 1)
                  for kind, f in fits.items()}
     for j in range(n_obs):
-        for i in range(2):
+        for i in range(shown):
             axes[j].plot(k, val.states[i, :, j], color=f"C{i}", lw=1.5, label=f"ABM held-out {i}" if j == 0 else None)
             for kind, ls in zip(preds, ("--", ":")):
                 axes[j].plot(k, preds[kind][i, :, j], color=f"C{i}", ls=ls, lw=1.2,

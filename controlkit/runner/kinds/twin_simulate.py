@@ -1,8 +1,9 @@
 """Experiment kind ``twin_simulate``: N seeded replicates of a twin under a fixed control schedule, per arm.
 
 Each arm (default: one, ``baseline``) may override the twin's parameters and the control schedule. Replicate
-``i`` of every arm uses seed ``seed + i`` (common random numbers, so arms differ by their settings, not their
-luck). Replicates run in parallel through :func:`controlkit.core.executors.map_tasks` (a local process pool, or Ray).
+``i`` of every arm uses the same seed, the run's ``i``-th spawned replicate seed (common random numbers, so arms
+differ by their settings, not their luck). Replicates run in parallel through
+:func:`controlkit.core.executors.map_tasks` (a local process pool, or Ray).
 
 Outputs: ``trajectories.npz`` (``<arm>`` -> ``(replicates, steps + 1, observables)`` arrays, plus ``observables``),
 ``trajectories.png`` (mean and 95 % bands per observable), ``metrics.csv`` (one row per replicate with its
@@ -58,7 +59,7 @@ class TwinSimulateConfig(ExperimentConfig):
     schedule: list[Segment] | None = Field(None, description="Piecewise-constant control; first start must be 0.")
     arms: dict[str, Arm] = Field(default_factory=lambda: {"baseline": Arm()},
                                  description="Named settings compared side by side (default: one baseline arm).")
-    replicates: PositiveInt = Field(10, description="Seeded replicates per arm (seeds seed, seed+1, ...).")
+    replicates: PositiveInt = Field(10, description="Seeded replicates per arm (seeds spawned from seed).")
     executor: Literal["local", "ray"] = Field("local", description="Where replicates run.")
     workers: PositiveInt | None = Field(None, description="Parallel workers (default: CPU count).")
 
@@ -133,9 +134,10 @@ def run(config: TwinSimulateConfig, ctx: RunContext) -> dict[str, Any]:
     names = TWINS[config.twin].observables()
     arms = {name: _arm_setup(config, name) for name in config.arms}
     tasks, index = [], []
+    seeds = ctx.seeds(config.replicates, "replicates")
     for arm, (params, schedule) in arms.items():
         for i in range(config.replicates):
-            tasks.append((config.twin, params, ctx.seed + i, schedule))
+            tasks.append((config.twin, params, seeds[i], schedule))
             index.append((arm, i))
     ctx.log(f"{config.twin}: {len(arms)} arm(s) x {config.replicates} replicates x {config.steps} ticks")
     results = map_tasks(simulate_replicate, tasks, executor=config.executor, workers=config.workers,
@@ -147,7 +149,7 @@ def run(config: TwinSimulateConfig, ctx: RunContext) -> dict[str, Any]:
         trajs[arm].append(traj)
         outcomes[arm].append(outcome)
         walls.append(wall)
-        ctx.metric(arm=arm, replicate=i, seed=ctx.seed + i, **outcome, time_wall_s=wall)
+        ctx.metric(arm=arm, replicate=i, seed=seeds[i], **outcome, time_wall_s=wall)
     stacked = {arm: np.stack(v) for arm, v in trajs.items()}
     buf = io.BytesIO()
     np.savez_compressed(buf, observables=np.array(names), **stacked)
