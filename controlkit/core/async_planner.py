@@ -143,11 +143,12 @@ class AsyncPlanner(Controller):
 
     def _restart_process(self) -> None:
         """The child died (pipe closed or broken): replace it, up to ``max_restarts`` times; never raise."""
-        code = self._process.exitcode
         self._conn.close()
+        self._process.join(timeout=1)  # the pipe closes as the child exits: let it finish, for its exit code
         if self._process.is_alive():
             self._process.kill()
-        self._process.join(timeout=5)
+            self._process.join(timeout=5)
+        code = self._process.exitcode
         self.last_error = f"planner process died (exit code {code})"
         if self.restarts >= self.max_restarts:
             self._process = None

@@ -139,11 +139,12 @@ class _ProcessWorker:
 
     def restart(self) -> str:
         """Replace a dead child; returns what happened, for the step's message."""
-        code = self._process.exitcode
         self._conn.close()
+        self._process.join(timeout=1)  # the pipe closes as the child exits: let it finish, for its exit code
         if self._process.is_alive():
             self._process.kill()
-        self._process.join(timeout=5)
+            self._process.join(timeout=5)
+        code = self._process.exitcode
         self.restarts += 1
         _log.warning("Fallback: the primary's process died (exit code %s); restarted it (%d restarts so far).",
                      code, self.restarts)
