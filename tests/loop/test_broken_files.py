@@ -9,7 +9,7 @@ import pytest
 from controlkit.policies.export import FORMAT_VERSION, MLPNumpy, load_policy
 
 from controlkit import ControlkitError
-from controlkit.core.export import export_numpy, load_numpy
+from controlkit.export import export_numpy, load_numpy
 from controlkit.models.network import CompactNetwork
 
 
