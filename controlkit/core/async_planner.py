@@ -213,7 +213,7 @@ class AsyncPlanner(Controller):
         action, info = self._current(now)
         if self._notice:
             info = StepInfo(info.status, fallback=info.fallback, solve_time_s=info.solve_time_s,
-                            message=f"{info.message}; {self._notice}")
+                            message=f"{info.message}; {self._notice}" if info.message else self._notice)
             self._notice = ""
         return action, info
 

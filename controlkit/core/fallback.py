@@ -1,4 +1,7 @@
-"""``Fallback``: the real-time contract around any controller -- a finite, in-bounds action by the deadline, always.
+"""``Fallback``: the real-time contract around any controller -- always a finite, in-bounds action, by the deadline.
+
+The deadline holds in ``mode="process"``, and in ``mode="thread"`` for a primary that releases the GIL while it
+computes; a step that returns late all the same is counted (``deadline_misses``), never hidden.
 
 The action is the primary's when it is ready, finite and of the right shape; otherwise the next step of the last
 good plan (at most ``max_reuse`` times in a row, as common practice caps repeated reuse), itself checked the same
@@ -8,6 +11,7 @@ actions were refused in :class:`~controlkit.core.controller.StepInfo`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import queue
@@ -30,6 +34,17 @@ def _facts(primary: Any) -> StepInfo:
     """The primary's step facts; a duck-typed primary without (proper) ``last_step`` reports a plain OK step."""
     step = getattr(primary, "last_step", None)
     return step if isinstance(step, StepInfo) else StepInfo()
+
+
+def _give_time_limit(primary: Any, time_limit: float | None) -> None:
+    """Pass the time left to a primary with a settable ``time_limit`` (one that refuses it simply keeps its own)."""
+    if time_limit is not None and hasattr(primary, "time_limit"):
+        with contextlib.suppress(AttributeError, TypeError, ValueError):
+            primary.time_limit = time_limit
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def _answer(primary: Any, obs: Any) -> tuple[Any, StepInfo, Any]:
@@ -66,8 +81,7 @@ class _Worker:
 
     def call(self, obs: Any, time_limit: float | None, timeout: float | None):
         """``(answer, error)`` for ``obs``, or ``None`` if it is not done within ``timeout`` seconds."""
-        if time_limit is not None and hasattr(self._primary, "time_limit"):
-            self._primary.time_limit = time_limit
+        _give_time_limit(self._primary, time_limit)
         self._pending = True
         self._jobs.put(obs)
         try:
@@ -108,8 +122,7 @@ def _serve_primary(conn, primary: Any) -> None:
             conn.send(("reset", None))
             continue
         _, obs, time_limit = job
-        if time_limit is not None and hasattr(primary, "time_limit"):
-            primary.time_limit = time_limit
+        _give_time_limit(primary, time_limit)
         try:
             action, step, plan = _answer(primary, obs)
             out = ((np.asarray(action) if action is not None else None, step, plan if isinstance(plan, Plan) else None),
@@ -325,7 +338,7 @@ class Fallback(Controller):
             if late > 0:
                 self.deadline_misses += 1
                 info = StepInfo(info.status, fallback=info.fallback, solve_time_s=info.solve_time_s,
-                                message=f"{info.message}; returned {late * 1e3:.1f} ms after the deadline",
+                                message=_join(info.message, f"returned {late * 1e3:.1f} ms after the deadline"),
                                 rejected=info.rejected)
         return action, info
 
@@ -342,8 +355,11 @@ class Fallback(Controller):
                 limit = None if self.deadline_s is None else max(self.deadline_s - self.margin_s, 1e-3)
                 left = None if self.deadline_s is None else self.deadline_s - (time.perf_counter() - t0)
                 answer = self._worker.call(obs, limit, left)
-            except (EOFError, OSError):  # the child process died: pipe closed or broken
+            except (EOFError, OSError):  # only a child process's pipe raises these: the child died
                 return self._fall_back(Status.ERROR, self._worker.restart())
+            except Exception as exc:  # e.g. an observation that cannot be pickled for the child process
+                return self._fall_back(Status.ERROR, f"could not hand the observation to the primary: "
+                                                     f"{type(exc).__name__}: {exc}")
             if answer is None:
                 return self._fall_back(Status.TIMEOUT, f"no action within the {self.deadline_s * 1e3:.1f} ms deadline")
             out, error = answer

@@ -180,6 +180,9 @@ def test_a_dying_primary_process_is_restarted_not_raised():
         assert ctrl.last_step.status is Status.ERROR and ctrl.last_step.fallback == "safe_action"
         assert "died (exit code 3); restarted" in ctrl.last_step.message and ctrl.restarts == 1
         assert ctrl.act(None)[0] == 0.5 and ctrl.last_step.fallback is None  # the fresh copy plans again
+        assert ctrl.act(lambda: 0)[0] == 0.0  # an observation that cannot be pickled for the child
+        assert "could not hand the observation to the primary" in ctrl.last_step.message
+        assert ctrl.act(None)[0] == 0.5 and ctrl.restarts == 1
         ctrl.reset(seed=1)
         assert ctrl.act(None)[0] == 0.5
     finally:
