@@ -11,6 +11,8 @@ the swimmer policies.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +47,21 @@ def export_numpy(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def load_numpy(path: str | os.PathLike) -> Any:
-    """Load a file written by :func:`export_numpy`: a CompactNetwork, NCAPNumpy or MLPNumpy."""
+    """Load a file written by :func:`export_numpy`: a CompactNetwork, NCAPNumpy or MLPNumpy.
+
+    Raises:
+        ControlkitError: naming the file and what is wrong (missing, truncated, damaged, another format version,
+            missing arrays, non-finite weights).
+    """
     path = Path(path)
     if not path.is_file():
         raise ControlkitError(f"export file: no such file {str(path)!r}.")
     try:
         with np.load(path, allow_pickle=False) as z:
             files = set(z.files)
-    except (OSError, ValueError) as exc:
-        raise ControlkitError(f"export file {str(path)!r}: not a controlkit export ({exc}).") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # e.g. a truncated file
+        raise ControlkitError(f"export file {str(path)!r}: not a controlkit export "
+                              f"({type(exc).__name__}: {exc}).") from None
     if "header" in files:
         return CompactNetwork.load(path)
     if "meta" in files:

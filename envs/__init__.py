@@ -1,6 +1,6 @@
 """controlkit's Gymnasium environments, registered under the ``controlkit/`` namespace on import.
 
-``import controlkit`` (or ``gymnasium.make("controlkit.envs:Name-v0")``) is all a user needs. To add an env,
+``import controlkit`` (or ``gymnasium.make("controlkit.envs:controlkit/Name-v0")``) is all a user needs. To add an env,
 append its registration to ``_ENVS``; the test suite then runs ``check_env`` on it automatically.
 """
 
@@ -22,15 +22,14 @@ _ENVS: list[dict] = [
 
 
 def register_envs() -> None:
-    """Register every controlkit env with gymnasium (idempotent).
+    """Register every controlkit env with gymnasium under the ``controlkit/`` namespace only (idempotent).
 
-    Each env is also registered without the namespace, so ``gym.make("controlkit.envs:Name-v0")`` (gymnasium's
-    import-then-look-up form) finds it.
+    A bare id such as ``Swimmer-v0`` stays free for other packages: ``gym.make("Swimmer-v0")`` never returns ours.
+    Gymnasium's import-then-look-up form names the namespace too: ``gym.make("controlkit.envs:controlkit/Swimmer-v0")``.
     """
     for entry in _ENVS:
-        for env_id in (entry["id"], entry["id"].split("/", 1)[1]):
-            if env_id not in gym.registry:
-                gym.register(**{**entry, "id": env_id})
+        if entry["id"] not in gym.registry:
+            gym.register(**entry)
 
 
 def env_ids() -> list[str]:

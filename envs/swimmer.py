@@ -279,6 +279,8 @@ class SwimmerEnv(gym.Env):
                 f"action: expected shape {self.action_space.shape} for a {self.n_links}-link swimmer, "
                 f"got {action.shape}."
             )
+        if not np.all(np.isfinite(action)):  # MuJoCo would zero a NaN control and only log a warning to a file
+            raise ControlkitError(f"action: must be finite, got {action.tolist()}.")
         self.data.ctrl[:] = action  # MuJoCo clamps to ctrlrange [-1, 1]
         self._advance()
         self._step += 1

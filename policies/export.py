@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from controlkit.core.errors import ControlkitError
 from controlkit.core.io import atomic_write_bytes
 from controlkit.core.onnx import OnnxGraph
 
+FORMAT_VERSION = 1
+"""Version of the policy file layout :func:`load_policy` reads (written into every file's meta header)."""
 EPISODE_STEPS = 1000  # the swimmer's time_obs scale (controlkit.envs.swimmer.EPISODE_STEPS; no mujoco import here)
 
 
@@ -153,16 +157,55 @@ class MLPNumpy:
 
 
 def load_policy(path: str | os.PathLike) -> NCAPNumpy | MLPNumpy:
-    """Read a policy written by ``NCAPNumpy.save`` or ``MLPNumpy.save``."""
-    with np.load(path) as f:
-        meta = json.loads(str(f["meta"]))
-        arrays = {k: f[k] for k in f.files if k != "meta"}
-    if meta["type"] == "ncap":
-        return NCAPNumpy(meta["n_joints"], meta["oscillator_period"], meta["navigation"], meta["time_obs"],
-                         {k: arrays[f"w_{k}"] for k in WEIGHT_NAMES}, arrays.get("target_w"), arrays.get("target_b"))
-    layers = meta["layers"]
-    return MLPNumpy([arrays[f"w{k}"] for k in range(layers)], [arrays[f"b{k}"] for k in range(layers)],
-                    meta["activation"])
+    """Read a policy written by ``NCAPNumpy.save`` or ``MLPNumpy.save``.
+
+    Raises:
+        ControlkitError: naming the file and what is wrong: missing, truncated or damaged, not a controlkit policy,
+            another format version, missing arrays or header fields, non-finite weights.
+    """
+    name = str(path)
+    if not Path(path).is_file():
+        raise ControlkitError(f"policy file: no such file {name!r}.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "meta" not in f.files:
+                raise ControlkitError(f"policy file {name!r}: not a controlkit policy (no meta header).")
+            meta = json.loads(str(f["meta"]))
+            arrays = {k: f[k] for k in f.files if k != "meta"}
+    except ControlkitError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ControlkitError(f"policy file {name!r}: corrupt or not a controlkit policy "
+                              f"({type(exc).__name__}: {exc}).") from None
+    if not isinstance(meta, dict):
+        raise ControlkitError(f"policy file {name!r}: its meta header is not a JSON object.")
+    version = meta.get("format_version", 1)  # files from before the version was recorded have the layout of 1
+    if version != FORMAT_VERSION:
+        raise ControlkitError(f"policy file {name!r}: format version {version!r}; this controlkit reads version "
+                              f"{FORMAT_VERSION} (re-export the policy).")
+    kind = meta.get("type")
+    if kind not in ("ncap", "mlp"):
+        raise ControlkitError(f"policy file {name!r}: unknown policy type {kind!r}; valid choices: mlp, ncap.")
+    try:
+        layers = int(meta["layers"]) if kind == "mlp" else 0
+        need = [f"w_{k}" for k in WEIGHT_NAMES] if kind == "ncap" else [
+            f"{p}{k}" for k in range(layers) for p in ("w", "b")]
+        missing = [k for k in need if k not in arrays]
+        if missing:
+            raise ControlkitError(f"policy file {name!r}: missing arrays {', '.join(missing)} for a {kind} policy.")
+        broken = sorted(k for k, v in arrays.items() if v.dtype.kind in "fc" and not np.all(np.isfinite(v)))
+        if broken:
+            raise ControlkitError(f"policy file {name!r}: non-finite values (NaN or inf) in {', '.join(broken)}.")
+        if kind == "ncap":
+            return NCAPNumpy(int(meta["n_joints"]), int(meta["oscillator_period"]), meta["navigation"],
+                             bool(meta["time_obs"]), {k: arrays[f"w_{k}"] for k in WEIGHT_NAMES},
+                             arrays.get("target_w"), arrays.get("target_b"))
+        return MLPNumpy([arrays[f"w{k}"] for k in range(layers)], [arrays[f"b{k}"] for k in range(layers)],
+                        str(meta["activation"]))
+    except KeyError as exc:
+        raise ControlkitError(f"policy file {name!r}: its meta header lacks {exc} for a {kind} policy.") from None
+    except (TypeError, ValueError) as exc:
+        raise ControlkitError(f"policy file {name!r}: bad meta header ({exc}).") from None
 
 
 def save_onnx(policy: NCAPNumpy | MLPNumpy, path: str | os.PathLike) -> Path:
@@ -174,7 +217,7 @@ def _save_npz(path: str | os.PathLike, meta: dict[str, Any], arrays: dict[str, n
     import io
 
     buf = io.BytesIO()
-    np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
+    np.savez(buf, meta=np.array(json.dumps({"format_version": FORMAT_VERSION, **meta})), **arrays)
     return atomic_write_bytes(path, buf.getvalue())
 
 

@@ -36,6 +36,8 @@ class StepInfo:
             the last good plan) or ``"safe_action"`` (the declared safe action).
         solve_time_s: Time the solver itself reported, when there is one.
         message: Short human-readable detail (e.g. the solver's status string).
+        rejected: Candidate actions refused in this step because they were not finite or had the wrong shape
+            (the primary's own, or a kept plan's step); the action returned is never one of them.
     """
 
     status: Status = Status.OK
@@ -43,6 +45,7 @@ class StepInfo:
     fallback: str | None = None
     solve_time_s: float | None = None
     message: str = ""
+    rejected: int = 0
 
     @property
     def used_fallback(self) -> bool:
@@ -91,7 +94,8 @@ class Controller(abc.ABC):
         t0 = time.perf_counter()
         action, info = self._act(obs)
         # Built directly: dataclasses.replace costs several microseconds, paid by every fast controller.
-        self.last_step = StepInfo(info.status, time.perf_counter() - t0, info.fallback, info.solve_time_s, info.message)
+        self.last_step = StepInfo(info.status, time.perf_counter() - t0, info.fallback, info.solve_time_s, info.message,
+                                  info.rejected)
         return action
 
     @abc.abstractmethod

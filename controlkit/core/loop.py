@@ -39,6 +39,7 @@ class LoopReport:
     fallback_kinds: dict[str, int]
     statuses: dict[str, int]
     wall_s: float
+    rejected_actions: int = 0  # candidate actions the controller refused (non-finite, wrong shape): never written
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -53,7 +54,8 @@ class LoopReport:
             row("latency", self.latency),
             row("jitter", self.jitter),
             f"deadline misses {self.deadline_misses}, skipped ticks {self.skipped_ticks}, fallbacks {self.fallbacks}"
-            + (f" {self.fallback_kinds}" if self.fallback_kinds else ""),
+            + (f" {self.fallback_kinds}" if self.fallback_kinds else "")
+            + (f", rejected actions {self.rejected_actions}" if self.rejected_actions else ""),
             f"statuses {self.statuses}",
         ]
         return "\n".join(lines)
@@ -106,7 +108,7 @@ def run_loop(
                       "when a step uses it all.", stacklevel=2)
 
     latency, jitter = [], []
-    misses = skipped = fallbacks = 0
+    misses = skipped = fallbacks = rejected = 0
     kinds: collections.Counter = collections.Counter()
     statuses: collections.Counter = collections.Counter()
     start = time.perf_counter()
@@ -130,6 +132,7 @@ def run_loop(
         step = getattr(controller, "last_step", None)
         if step is not None:
             statuses[getattr(step.status, "value", str(step.status))] += 1
+            rejected += getattr(step, "rejected", 0)
             if step.fallback is not None:
                 fallbacks += 1
                 kinds[step.fallback] += 1
@@ -141,7 +144,7 @@ def run_loop(
             skipped += late_ticks
             tick += late_ticks
     return LoopReport(n, float(rate_hz), deadline_s, _percentiles(latency), _percentiles(jitter), misses, skipped,
-                      fallbacks, dict(kinds), dict(statuses), time.perf_counter() - start)
+                      fallbacks, dict(kinds), dict(statuses), time.perf_counter() - start, rejected)
 
 
 class GymPlant:

@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,8 @@ class CompactNetwork:
                 raise ControlkitError(f"network: layer {k} shapes do not chain ({w.shape}, bias {b.shape}).")
             if k < len(self.relu_masks) and self.relu_masks[k].shape != (w.shape[0],):
                 raise ControlkitError(f"network: relu mask {k} has shape {self.relu_masks[k].shape}, need ({w.shape[0]},).")
+            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):  # every planner would fail on every step
+                raise ControlkitError(f"network: layer {k} has non-finite weights or biases (NaN or inf).")
 
     @property
     def hidden_sizes(self) -> list[int]:
@@ -158,7 +161,8 @@ class CompactNetwork:
         """Read a file written by :meth:`save`.
 
         Raises:
-            ControlkitError: the file is missing, corrupt, not a controlkit network, or of another format version.
+            ControlkitError: the file is missing, corrupt (truncated, a damaged compressed stream), not a controlkit
+                network, of another format version, or holds non-finite weights; the message names the file.
         """
         path = Path(path)
         if not path.is_file():
@@ -174,11 +178,16 @@ class CompactNetwork:
                 weights = [z[f"weight{k}"] for k in range(n)]
                 biases = [z[f"bias{k}"] for k in range(n)]
                 masks = [z[f"relu_mask{k}"] for k in range(n - 1)]
-            return cls(weights, biases, masks, nx=int(header["nx"]), nu=int(header["nu"]),
-                       residual=bool(header["residual"]), metadata=dict(header["metadata"]))
+            nx, nu, residual, metadata = int(header["nx"]), int(header["nu"]), bool(header["residual"]), dict(
+                header["metadata"])
         except ControlkitError:
             raise
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError,
+                zlib.error) as exc:
             raise ControlkitError(f"network file {str(path)!r}: corrupt or not a controlkit network "
                                   f"({type(exc).__name__}: {exc}).") from None
+        try:
+            return cls(weights, biases, masks, nx=nx, nu=nu, residual=residual, metadata=metadata)
+        except ControlkitError as exc:
+            raise ControlkitError(f"network file {str(path)!r}: {str(exc).removeprefix('network: ')}") from None
 

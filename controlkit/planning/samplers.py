@@ -8,6 +8,7 @@ boxes) enter the cost as ``penalty * violation``; ``Plan.extras["violation"]`` r
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -19,14 +20,44 @@ from controlkit.core.errors import ControlkitError
 from controlkit.planning.receding import RecedingHorizonPlanner
 
 
+def _whole(name: str, value: Any, low: int) -> int:
+    """``value`` as an integer ``>= low``, else a :class:`ControlkitError` naming the field."""
+    try:
+        ok = not isinstance(value, bool) and float(value).is_integer() and int(value) >= low
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ControlkitError(f"{name}: must be an integer >= {low}, got {value!r}.")
+    return int(value)
+
+
+def _real(name: str, value: Any, low: float, high: float = math.inf, *, low_open: bool = False) -> float:
+    """``value`` as a finite float in ``[low, high]`` (``(low, high]`` when ``low_open``), else a ControlkitError.
+
+    Finite, so an ``inf`` is caught here under its own name rather than as a NaN cost later under another's.
+    """
+    try:
+        v = float(value)
+        ok = not isinstance(value, bool) and math.isfinite(v) and (v > low if low_open else v >= low) and v <= high
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        where = f"{'(' if low_open else '['}{low:g}, {high:g}]" if math.isfinite(high) else (
+            f"{'>' if low_open else '>='} {low:g}")
+        raise ControlkitError(f"{name}: must be a finite number {'in ' if math.isfinite(high) else ''}{where}, "
+                              f"got {value!r}.")
+    return v
+
+
 class _TorchPlanner(RecedingHorizonPlanner):
-    """Batched torch rollout and cost; subclasses implement :meth:`_search`."""
+    """Batched torch rollout and cost; subclasses implement :meth:`_search`.
+
+    Every knob is checked when the planner is built (finite, in range), so a bad config fails before any planning.
+    """
 
     def __init__(self, *args: Any, seed: int = 0, penalty: float = 1e3, **kwargs: Any) -> None:
-        self.seed = int(seed)
-        if not penalty >= 0:
-            raise ControlkitError(f"penalty: must be >= 0, got {penalty!r}.")
-        self.penalty = float(penalty)
+        self.seed = _whole("seed", seed, 0)
+        self.penalty = _real("penalty", penalty, 0.0)
         super().__init__(*args, **kwargs)
         p = self.problem
         self._f = p.net.to_torch()
@@ -107,7 +138,7 @@ class RandomShootingPlanner(_TorchPlanner):
     """
 
     def __init__(self, *args: Any, n_samples: int = 1000, **kwargs: Any) -> None:
-        self.n_samples = int(n_samples)
+        self.n_samples = _whole("n_samples", n_samples, 1)
         super().__init__(*args, **kwargs)
 
     def _search(self, x0, goal, init):
@@ -131,8 +162,9 @@ class CEMPlanner(_TorchPlanner):
 
     def __init__(self, *args: Any, n_samples: int = 200, iterations: int = 10, elite_frac: float = 0.1,
                  **kwargs: Any) -> None:
-        self.n_samples, self.iterations = int(n_samples), int(iterations)
-        self.n_elite = max(1, int(round(elite_frac * n_samples)))
+        self.n_samples, self.iterations = _whole("n_samples", n_samples, 1), _whole("iterations", iterations, 1)
+        self.elite_frac = _real("elite_frac", elite_frac, 0.0, 1.0, low_open=True)
+        self.n_elite = max(1, int(round(self.elite_frac * self.n_samples)))
         super().__init__(*args, **kwargs)
 
     def _search(self, x0, goal, init):
@@ -166,8 +198,9 @@ class MPPIPlanner(_TorchPlanner):
 
     def __init__(self, *args: Any, n_samples: int = 200, iterations: int = 5, temperature: float = 0.1,
                  noise_std: float = 0.3, **kwargs: Any) -> None:
-        self.n_samples, self.iterations = int(n_samples), int(iterations)
-        self.temperature, self.noise_std = float(temperature), float(noise_std)
+        self.n_samples, self.iterations = _whole("n_samples", n_samples, 1), _whole("iterations", iterations, 1)
+        self.temperature = _real("temperature", temperature, 0.0, low_open=True)
+        self.noise_std = _real("noise_std", noise_std, 0.0)
         super().__init__(*args, **kwargs)
 
     def _search(self, x0, goal, init):
@@ -201,7 +234,9 @@ class GradientPlanner(_TorchPlanner):
 
     def __init__(self, *args: Any, iterations: int = 100, lr: float = 0.05, n_restarts: int = 8,
                  **kwargs: Any) -> None:
-        self.iterations, self.lr, self.n_restarts = int(iterations), float(lr), int(n_restarts)
+        self.iterations = _whole("iterations", iterations, 0)
+        self.lr = _real("lr", lr, 0.0, low_open=True)
+        self.n_restarts = _whole("n_restarts", n_restarts, 1)
         super().__init__(*args, **kwargs)
 
     def _search(self, x0, goal, init):

@@ -20,15 +20,19 @@ def test_check_env(env_id):
         env.close()
 
 
-def test_ids_are_registered_under_the_namespace():
+def test_ids_are_registered_under_the_namespace_only():
     for env_id in env_ids():
         assert env_id.startswith("controlkit/") and env_id in gym.registry
+        bare = env_id.split("/", 1)[1]
+        assert bare not in gym.registry  # the bare id stays free for other packages
+        with pytest.raises(gym.error.Error):  # and gym.make never hands out ours under it
+            gym.make(bare)
 
 
 def test_module_colon_form_makes_the_env():
     for env_id in env_ids():
-        name = env_id.split("/", 1)[1]
-        env = gym.make(f"controlkit.envs:{name}")
+        env = gym.make(f"controlkit.envs:{env_id}")
+        assert env.spec.id == env_id
         env.close()
 
 
@@ -37,3 +41,18 @@ def test_cli_envs_lists_every_id(capsys):
     out = capsys.readouterr().out
     for env_id in env_ids():
         assert env_id in out
+
+
+@pytest.mark.parametrize("env_id", env_ids())
+def test_every_env_refuses_a_nan_action(env_id):
+    from controlkit.core.errors import ControlkitError
+
+    env = gym.make(env_id)
+    try:
+        env.reset(seed=0)
+        action = env.action_space.sample()
+        action[...] = float("nan")
+        with pytest.raises(ControlkitError, match="action"):
+            env.step(action)
+    finally:
+        env.close()

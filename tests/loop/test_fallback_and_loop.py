@@ -50,7 +50,7 @@ class Faulty(Controller):
             return np.array([0.5]), StepInfo()
         if self.fault == "sleep":
             time.sleep(0.004)
-            return np.array([0.5]), StepInfo()
+            return np.array([0.25]), StepInfo()  # told apart from the prompt answers
         if self.fault == "raise":
             raise RuntimeError("solver crashed")
         if self.fault == "nan":
@@ -72,14 +72,21 @@ def test_thousand_step_soak_of_each_fault(fault):
     # even on a loaded machine (the threaded path is checked for them below).
     deadline = 0.002 if fault == "sleep" else None
     ctrl = Fallback(Faulty(fault, every_third), safe_action=[0.0], action_low=[-1], action_high=[1], deadline_s=deadline)
-    report = run_loop(ctrl, plant, rate_hz=500, steps=1000)
+    messages = []
+    report = run_loop(ctrl, plant, rate_hz=500, steps=1000, on_step=lambda k, o, a: messages.append(ctrl.last_step.message))
     written = np.array(plant.written)
     assert plant.writes == 1000 and written.shape == (1000, 1)  # no missed write
     assert np.all(np.isfinite(written)) and np.all(np.abs(written) <= 1)
     faults = sum(every_third(k) for k in range(1000))
     if fault == "sleep":
-        # a late primary is dropped at the deadline; while it still sleeps, the next step falls back too
-        assert report.fallbacks >= faults and report.fallback_kinds == {"safe_action": report.fallbacks}
+        # A 4 ms answer cannot come within the 2 ms deadline: it is dropped (a timeout; while the primary still
+        # sleeps, the next step falls back too) or, when a busy machine wakes the caller only after it arrived,
+        # used but counted as late. Which of the two depends on the machine; that none goes unreported does not.
+        late_used = [m for m, a in zip(messages, written[:, 0]) if a == 0.25]
+        assert all("after the deadline" in m for m in late_used) and ctrl.deadline_misses >= len(late_used)
+        sleeping_calls = (ctrl.primary.k + 2) // 3
+        assert report.fallbacks + len(late_used) >= sleeping_calls
+        assert report.fallback_kinds == {"safe_action": report.fallbacks}
         assert report.statuses["timeout"] == report.fallbacks
     else:
         assert report.fallbacks == faults and report.fallback_kinds == {"safe_action": faults}

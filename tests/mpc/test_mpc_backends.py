@@ -29,7 +29,8 @@ def test_pyomo_backend_reports_infeasible(small_net):
 
 def test_pyomo_time_limit_is_honoured(make_net):
     net = make_net([24, 24], nx=4, nu=2, seed=5, scale=1.0)
-    plan = MIPMPC(net, 8, [-1, -1], [1, 1], backend="pyomo", solver="appsi_highs", time_limit=0.5).plan(
+    # a limit no machine meets (this MILP takes minutes to prove), so the outcome cannot depend on the machine
+    plan = MIPMPC(net, 8, [-1, -1], [1, 1], backend="pyomo", solver="appsi_highs", time_limit=1e-6).plan(
         np.zeros(4), np.ones(4))
     assert plan.status in (Status.SUBOPTIMAL, Status.TIMEOUT)
     assert plan.extras["message"] == "maxTimeLimit"
@@ -76,3 +77,34 @@ def test_pyomo_backend_prices_a_soft_keep_out_box_like_highs(small_net):
     other = MIPMPC(small_net, 3, [-0.05, -0.05], [0.05, 0.05], backend="pyomo", **kw).plan(x0, goal)
     assert ours.status is Status.OK and other.status is Status.OK and other.extras["violation"] > 0
     assert other.objective == pytest.approx(ours.objective, rel=1e-5, abs=1e-7)
+
+
+_SCHEDULER_SCRIPT = """
+import sys
+import numpy as np
+sys.path.insert(0, {conftest_dir!r})
+from conftest import random_net
+from controlkit.planning import MIPMPC
+
+net = random_net([6, 6], nx=3, nu=2, seed=2, identity_frac=0.3)
+x0, goal = np.zeros(3), np.full(3, 0.3)
+first = MIPMPC(net, 3, [-1, -1], [1, 1], **{first!r}).plan(x0, goal)
+second = MIPMPC(net, 3, [-1, -1], [1, 1], threads=1)
+plans = [second.plan(x0, goal), second.plan(x0 + 0.05, goal, warm_start=np.zeros((3, 2)))]
+print(first.status, *(p.status for p in plans))
+"""
+
+
+@pytest.mark.parametrize("first", [dict(backend="pyomo", solver="appsi_highs"), dict(threads=2)],
+                         ids=["pyomo-appsi_highs", "threads=2"])
+def test_threads_1_plans_after_another_highs_user_started_the_scheduler(first):
+    # HiGHS's thread scheduler is process-wide: a fresh process makes the first user the one that starts it.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = _SCHEDULER_SCRIPT.format(conftest_dir=str(Path(__file__).parent), first=first)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ok", "ok", "ok"]
+    assert "already started HiGHS's process-wide thread scheduler" in proc.stderr

@@ -64,7 +64,9 @@ def test_auto_tightening_keeps_the_optimum_and_removes_binaries(make_net):
 def test_auto_tightening_stays_off_where_it_does_not_pay(make_net, kw):
     net = make_net([8], nx=4, nu=2, seed=0)
     horizon = kw.pop("horizon", 5)
-    plan = _mpc(net, horizon, **kw).plan(np.zeros(4), np.full(4, 0.5))
+    # the MIP start is an incumbent, so the plan has an answer however little of the time limit a busy machine
+    # leaves to branch and bound
+    plan = _mpc(net, horizon, **kw).plan(np.zeros(4), np.full(4, 0.5), warm_start=np.zeros((horizon, 2)))
     assert plan.status in (Status.OK, Status.SUBOPTIMAL)
     assert "tighten_lps" not in plan.extras
 
@@ -96,13 +98,32 @@ def test_auto_tightening_leaves_the_time_limit_as_set(make_net):
 
 def test_lp_models_keep_their_time_limit_over_many_receding_steps(make_net):
     """A model without binaries is an LP; HiGHS checks an LP's time limit against the instance's cumulative run
-    time, so without care every step after the first ``time_limit`` seconds in all would stop at once."""
+    time, so without care every step after the first ``time_limit`` seconds in all would stop at once. Each LP
+    run must get the limit counted from its own start: checked on the option values HiGHS is given (what a
+    solve's speed cannot change), with a limit no step of this small LP comes near."""
     net = make_net([8], nx=4, nu=2, seed=0)
     net.relu_masks[0][:] = False  # identity neurons only: no binaries
-    mpc = MIPMPC(net, 5, -np.ones(2), np.ones(2), time_limit=0.01, goal=np.full(4, 0.5))
-    x, steps = np.zeros(4), 0
-    while steps < 500 and (mpc._milp is None or mpc._milp.h.getRunTime() < 0.03):
+    limit = 5.0
+    mpc = MIPMPC(net, 5, -np.ones(2), np.ones(2), time_limit=limit, goal=np.full(4, 0.5))
+    x = np.zeros(4)
+    x = net.step(x, mpc.act(x))
+    h = mpc._milp.h
+    given = []  # (run clock when the limit was set, limit) for every time_limit HiGHS is given
+    set_option = h.setOptionValue
+
+    def spy(name, value):
+        if name == "time_limit":
+            given.append((h.getRunTime(), value))
+        return set_option(name, value)
+
+    h.setOptionValue = spy
+    for _ in range(20):
         u = mpc.act(x)
         assert mpc.last_step.status is Status.OK and mpc.last_step.fallback is None
-        x, steps = net.step(x, u), steps + 1
-    assert mpc._milp.n_binaries == 0 and mpc._milp.h.getRunTime() >= 0.03  # well past the limit in all
+        x = net.step(x, u)
+    assert mpc._milp.h is h and mpc._milp.n_binaries == 0 and h.getRunTime() > 0
+    # each run's limit is its start on the run clock plus the time limit; the limit itself is restored after it
+    runs = given[0::2]
+    assert len(runs) == 20 and [value for _, value in given[1::2]] == [limit] * 20
+    assert all(value == pytest.approx(clock + limit, abs=1e-9) for clock, value in runs)
+    assert runs[-1][0] > runs[0][0]  # the run clock moved on, and the limits with it

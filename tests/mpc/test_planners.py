@@ -49,3 +49,31 @@ def test_planner_act_warm_starts_from_shifted_plan(small_net, cls, kw):
     assert planner.last_plan.objective <= shifted_cost + 1e-9
     planner.reset(seed=0)
     assert planner.last_plan is None
+
+
+@pytest.mark.parametrize("cls, field, bad, message", [
+    (RandomShootingPlanner, "n_samples", 0, "n_samples: must be an integer >= 1, got 0."),
+    (RandomShootingPlanner, "n_samples", -5, "n_samples: must be an integer >= 1, got -5."),
+    (RandomShootingPlanner, "n_samples", 2.5, "n_samples: must be an integer >= 1, got 2.5."),
+    (RandomShootingPlanner, "penalty", float("inf"), "penalty: must be a finite number >= 0, got inf."),
+    (RandomShootingPlanner, "penalty", float("nan"), "penalty: must be a finite number >= 0, got nan."),
+    (RandomShootingPlanner, "seed", -1, "seed: must be an integer >= 0, got -1."),
+    (CEMPlanner, "elite_frac", 0.0, "elite_frac: must be a finite number in (0, 1], got 0.0."),
+    (CEMPlanner, "elite_frac", 1.5, "elite_frac: must be a finite number in (0, 1], got 1.5."),
+    (CEMPlanner, "iterations", 0, "iterations: must be an integer >= 1, got 0."),
+    (MPPIPlanner, "temperature", float("nan"), "temperature: must be a finite number > 0, got nan."),
+    (MPPIPlanner, "temperature", 0.0, "temperature: must be a finite number > 0, got 0.0."),
+    (MPPIPlanner, "temperature", float("inf"), "temperature: must be a finite number > 0, got inf."),
+    (MPPIPlanner, "noise_std", -0.1, "noise_std: must be a finite number >= 0, got -0.1."),
+    (MPPIPlanner, "n_samples", "many", "n_samples: must be an integer >= 1, got 'many'."),
+    (GradientPlanner, "lr", float("nan"), "lr: must be a finite number > 0, got nan."),
+    (GradientPlanner, "lr", -0.01, "lr: must be a finite number > 0, got -0.01."),
+    (GradientPlanner, "n_restarts", 0, "n_restarts: must be an integer >= 1, got 0."),
+])
+def test_bad_knobs_are_refused_at_construction_by_field_name(small_net, cls, field, bad, message):
+    import re
+
+    from controlkit import ControlkitError
+
+    with pytest.raises(ControlkitError, match=re.escape(message)):
+        cls(small_net, 3, [-1, -1], [1, 1], **{field: bad})

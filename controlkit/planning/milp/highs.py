@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import sys
 import time
@@ -368,6 +369,30 @@ def _silent_highs() -> highspy.Highs:
     return h
 
 
+def _run(h: highspy.Highs) -> highspy.HighsStatus:
+    """``h.run()`` on the process's HiGHS thread scheduler, whatever thread count started it.
+
+    HiGHS keeps one thread scheduler per process, sized by the first run's ``threads``; a later run that asks for
+    another count fails at once (status error, model status ``Notset``). Pyomo's ``appsi_highs`` or a planner with
+    other ``threads`` in the same process may have started it, so such a run is repeated with ``threads=0`` (use
+    the scheduler as it is), which this instance keeps, and the change is logged once per process.
+    """
+    status = h.run()
+    if (status == highspy.HighsStatus.kError and h.getModelStatus() == highspy.HighsModelStatus.kNotset
+            and h.getOptionValue("threads")[1] != 0):
+        _warn_scheduler(int(h.getOptionValue("threads")[1]))
+        h.setOptionValue("threads", 0)
+        status = h.run()
+    return status
+
+
+@functools.cache
+def _warn_scheduler(threads: int) -> None:
+    logging.getLogger(__name__).warning(
+        "HiGHS: threads=%d asked for, but another HiGHS user in this process (e.g. Pyomo's appsi_highs) already "
+        "started HiGHS's process-wide thread scheduler with another thread count; solving on that scheduler.", threads)
+
+
 def _status(h: highspy.Highs) -> tuple[Status, str]:
     ms = h.getModelStatus()
     text = h.modelStatusToString(ms)
@@ -498,7 +523,7 @@ class HighsMILP(CompiledMILP):
         h = self.h
         h.setOptionValue("time_limit", float("inf") if seconds is None else h.getRunTime() + float(seconds))
         try:
-            h.run()
+            _run(h)
         finally:
             self.set_time_limit(self._time_limit)
 
@@ -577,7 +602,7 @@ class HighsMILP(CompiledMILP):
             h.setSolution(sol)
         t0 = time.perf_counter()
         if self._int_cols.size:
-            h.run()
+            _run(h)
         else:  # without binaries: an LP, whose time limit needs the relative clock
             self._run_lp(self._time_limit)
         elapsed = time.perf_counter() - t0
@@ -674,7 +699,7 @@ class HighsMILP(CompiledMILP):
         costs = np.array([sign] if cols.size == 1 else [0.0, sign])
         self.h.changeColsCost(cols.size, cols, costs)
         self._cost_col = col
-        self.h.run()
+        _run(self.h)
         if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return -np.inf if minimise else np.inf
         value = sign * float(self.h.getInfo().objective_function_value)
