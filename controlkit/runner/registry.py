@@ -9,6 +9,7 @@ the package registers itself with :func:`register_kind`, is installed as an entr
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,25 @@ def validate_config(data: Mapping[str, Any]) -> ExperimentConfig:
     """Validate a config dict against its kind's schema."""
     if "kind" not in data:
         raise ControlkitError(f"kind: missing required field; valid kinds: {', '.join(kind_names())}.")
+    _check_finite(data, "")
     schema = get_kind(str(data["kind"])).config
     try:
         return schema.model_validate(dict(data))
     except ValidationError as exc:
         raise ControlkitError(format_validation_error(exc, schema)) from None
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """No experiment takes NaN or an infinity anywhere (also in free-form blocks such as ``env_kwargs``): they
+    would pass range checks silently (NaN compares false) or fail mid-run under another field's name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ControlkitError(f"{where or 'config'}: must be a finite number, got {value}.")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{where}.{i}")
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:

@@ -20,6 +20,8 @@ CASES = {
         (["env_kwargs.g=abc"], ["env_kwargs", "Pendulum-v1"]),
         (["env_kwargs.wind=3"], ["env_kwargs.wind", "valid"]),
         (["max_steps=-1"], ["max_steps"]),
+        (["env_kwargs.g=.nan"], ["env_kwargs.g", "finite", "nan"]),
+        (["env_kwargs.g=.inf"], ["env_kwargs.g", "finite", "inf"]),
     ]),
     "sparsify": ("sparsify_pendulum.yaml", [
         (["data.trajectories=2"], ["data.val_fraction", "2 trajectories"]),
@@ -50,6 +52,7 @@ CASES = {
     "twin_control": ("twin_immune.yaml", [
         (["data.trajectories=1"], ["data.val_fraction"]),
         (["evaluation.spread.bogus=1"], ["evaluation.spread.bogus"]),
+        (["evaluation.spread.infectivity=.nan"], ["evaluation.spread.infectivity", "finite"]),
         (["controller_file=/nonexistent"], ["controller_file", "/nonexistent"]),
         (["methods=[nope]"], ["methods", "nope", "neural"]),
     ]),

@@ -93,3 +93,17 @@ def test_messages_go_through_logging_and_bars_only_on_a_terminal(tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     for run in (tmp_path / "runs").glob("*/*"):
         assert "completed" in (run / "log.txt").read_text()  # the file log does not depend on the console's level
+
+
+def test_summary_json_is_strict_json_with_non_finite_numbers_as_null(tmp_path):
+    import json as _json
+
+    import numpy as _np
+
+    from controlkit.core.io import atomic_write_json
+
+    path = atomic_write_json(tmp_path / "s.json", {"a": float("nan"), "b": [1.0, float("inf")],
+                                                   "c": _np.array([_np.nan, 2.0]), "d": _np.float64("-inf")})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert _json.loads(text) == {"a": None, "b": [1.0, None], "c": [None, 2.0], "d": None}
