@@ -123,10 +123,12 @@ class ModelBasedControlConfig(ExperimentConfig):
         for key in ("goal_in_obs", "frame", "render_mode"):
             if key in self.env_kwargs:
                 raise ValueError(f"env_kwargs.{key} is set by the pipeline (it reads the env's world-frame state)")
-        if self.env_kwargs.get("keep_out") is None:
+        if self.env_kwargs.get("keep_out") is not None and self.env_kwargs.get("obstacle") is not None:
+            raise ValueError("env_kwargs: the planners avoid one box; give keep_out or obstacle, not both")
+        if self.env_kwargs.get("keep_out") is None and self.env_kwargs.get("obstacle") is None:
             for key in ("keep_out_penalty", "keep_out_route"):
                 if getattr(self.cost, key) is not None:
-                    raise ValueError(f"cost.{key} needs a keep-out box (env_kwargs.keep_out)")
+                    raise ValueError(f"cost.{key} needs a keep-out box (env_kwargs.keep_out or env_kwargs.obstacle)")
         from controlkit.models.dynamics import TrainSettings
         from controlkit.models.sparsify import SparsifySettings
 
@@ -242,6 +244,7 @@ def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
         "violations": int(sum(e.violations for e in episodes)),
         "episodes_with_violations": int(sum(e.violations > 0 for e in episodes)),
         "planned_violations": int(sum(e.planned_violations for e in episodes)),
+        "obstacle_contacts": int(sum(e.obstacle_contacts for e in episodes)),
         **_error_quantiles([x for e in episodes for x in e.prediction_errors]),
         "statuses": statuses,
     }

@@ -27,7 +27,7 @@ from controlkit.planning.registry import PLANNERS, get_planner, planner_params, 
 from controlkit.tasks.pushing.greedy import GreedyPusher, pre_push_point
 from controlkit.tasks.pushing.routing import next_waypoint
 from controlkit.tasks.pushing.sort_task import SortSequencer
-from controlkit.tasks.pushing.starts import PipelineMIP
+from controlkit.tasks.pushing.starts import PipelineMIP, StartsOnly
 
 NX, NU = 6, 2  # [x, y, cos θ, sin θ, pusher x, pusher y], [dx, dy]
 
@@ -35,8 +35,8 @@ NX, NU = 6, 2  # [x, y, cos θ, sin θ, pusher x, pusher y], [dx, dy]
 register_planner("greedy", GreedyPusher)
 PLANNERS.register_path("sim_mppi", "controlkit.tasks.pushing.sim_mppi:SimMPPIPlanner")
 # The task's MIP-MPC is MIPMPC plus candidate starts built from the task (greedy pusher, MPPI pass): `type:
-# mip_mpc` in a pushing experiment means this class.
-TASK_PLANNERS: dict[str, type] = {"mip_mpc": PipelineMIP}
+# mip_mpc` in a pushing experiment means this class; `starts_only` is its ablation without the MILP.
+TASK_PLANNERS: dict[str, type] = {"mip_mpc": PipelineMIP, "starts_only": StartsOnly}
 # Set by the task from the env and the cost block, identical for every planner; not a planner's own knob.
 TASK_SET = {"model", "horizon", "u_low", "u_high", "x_low", "x_high", "residual", "state_weights",
             "control_weight", "terminal_weight", "keep_out", "goal", "state_fn", "nx", "nu", "state_constraints",
@@ -63,8 +63,9 @@ class CostConfig(BaseModel):
     orientation_weight: float = Field(0.0, ge=0, description="L1 weight of the cos θ / sin θ errors (0 = position only).")
     pusher_weight: float = Field(0.2, ge=0, description="L1 weight pulling the pusher to the pre-push point.")
     terminal_weight: float = Field(1.0, ge=0, description="Extra factor on the last step's cost.")
-    keep_out_margin: float = Field(0.0, ge=0, description="The planners' keep-out box is the env's grown by this "
-                                   "much (m) on every side: room for the learned model's prediction error.")
+    keep_out_margin: float = Field(0.0, ge=0, description="The planners' keep-out box is the env's keep_out (or its "
+                                   "obstacle) grown by this much (m) on every side: room for the learned model's "
+                                   "prediction error (and, for an obstacle, for the object's own size).")
     keep_out_penalty: float | None = Field(None, gt=0, description="None: MIP-MPC imposes the keep-out box as a "
                                            "hard constraint (no plan while the object is inside it). A number: every "
                                            "planner pays this much per metre of depth inside it per step (MIP-MPC "
@@ -243,8 +244,12 @@ class Task:
         return x, np.concatenate([target, pre_push_point(x, target, self.env.shape)])
 
     def keep_out(self) -> KeepOut | None:
-        """The keep-out box every planner avoids: the env's, grown by ``cost.keep_out_margin`` on every side."""
+        """The keep-out box every planner avoids: the env's keep-out box or else its obstacle, grown by
+        ``cost.keep_out_margin`` on every side (the box bounds the object's centre, so for an obstacle the margin
+        must cover the object's half-size too)."""
         box = getattr(self.env, "keep_out", None)
+        if box is None:
+            box = getattr(self.env, "obstacle", None)
         if box is None:
             return None
         m = self.cost.keep_out_margin
@@ -277,7 +282,7 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     takes = planner_params(cls)
     if "seed" in takes:  # a user's deterministic planner need not take one
         kwargs.setdefault("seed", seed)
-    if spec.type == "mip_mpc":
+    if spec.type in TASK_PLANNERS:
         kwargs["shape"] = task.env.shape  # for the greedy candidate start
     if spec.type == "sim_mppi":
         from controlkit.tasks.pushing.greedy import SimDynamics
@@ -286,7 +291,7 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     # The shifted warm start's new tail step: MIP-MPC needs the safe action (a repeated push can leave the state
     # box: an infeasible MIP start); the samplers keep the repeated last action, which served MPPI better.
     if "warm_tail" in takes:
-        kwargs.setdefault("warm_tail", "safe" if spec.type == "mip_mpc" else "repeat")
+        kwargs.setdefault("warm_tail", "safe" if spec.type in TASK_PLANNERS else "repeat")
     try:
         return cls(
             net, task.cost.horizon, [-step] * NU, [step] * NU, -x_high, x_high, state_weights=task.weights(),
@@ -316,6 +321,7 @@ class EpisodeResult:
     statuses: dict[str, int]
     frames: list[np.ndarray]
     goal: np.ndarray  # Push: the goal pose (x, y, θ); Sort: empty
+    obstacle_contacts: int = 0  # steps ending with the object touching the env's obstacle
 
 
 def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render: bool = False) -> EpisodeResult:
@@ -351,4 +357,5 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
             frames.append(env.render())
         done = terminated or truncated
     return EpisodeResult(seed, bool(info["success"]), distances[-1], distances, np.array(states), times, fallbacks,
-                         int(info.get("keep_out_violations", 0)), planned, errors, statuses, frames, goal_pose)
+                         int(info.get("keep_out_violations", 0)), planned, errors, statuses, frames, goal_pose,
+                         int(info.get("obstacle_contacts", 0)))
