@@ -6,7 +6,7 @@ closed-loop success no lower. Side by side, on the same data and the same start 
 
 - ``shipped``: the model as it is;
 - ``finetune``: the same fine-tune without the penalty (``weight=0``): what fine-tuning alone changes;
-- ``stable_w<λ>``: the fine-tune with the instability penalty of :mod:`controlkit.stability` at weight λ.
+- ``stable_w<λ>``: the fine-tune with the instability penalty of :mod:`controlkit.models.stability` at weight λ.
 
 Per model: the 10-step open-loop rollout MSE (world frame, raw units) on held-out push-through trajectories, its
 ratio to the shipped model's, the unstable binaries at H = 10 (the planner's own bounds, ``MIPMPC.bounds``) from
@@ -32,10 +32,10 @@ import torch
 from _table import report
 
 import controlkit  # noqa: F401
-from controlkit._push_oracle import PushThroughExplorer
-from controlkit.data import collect
-from controlkit.model_based_control import CostConfig, PlannerSpec, Task, load_network, make_planner, run_episode
-from controlkit.stability import StabilitySettings, rollout_error, stabilise
+from controlkit.models.data import collect
+from controlkit.models.stability import StabilitySettings, rollout_error, stabilise
+from controlkit.tasks.pushing import (CostConfig, PlannerSpec, PushThroughExplorer, Task, load_network,
+                                      make_planner, run_episode)
 
 MODEL = "benchmarks/results/push_mip_step_model.npz"
 EVAL_SEEDS = [10_000 + i for i in range(12)]  # push_mip_mpc.yaml's episodes (seed 0)

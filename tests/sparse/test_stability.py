@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from controlkit._milp_bounds import symbolic
-from controlkit.data import TransitionData
-from controlkit.errors import ControlkitError
-from controlkit.mpc import MIPMPC
-from controlkit.network import CompactNetwork
-from controlkit.stability import (StabilitySettings, _torch_layers, rollout_error, stabilise, unstable_count,
-                                  zonotope_preactivations)
+from controlkit.core.errors import ControlkitError
+from controlkit.models.data import TransitionData
+from controlkit.models.network import CompactNetwork
+from controlkit.models.stability import (StabilitySettings, _torch_layers, rollout_error, stabilise,
+                                         unstable_count, zonotope_preactivations)
+from controlkit.planning.milp.bounds import symbolic
+from controlkit.planning.mip_mpc import MIPMPC
 
 
 def _tiny(seed=0):

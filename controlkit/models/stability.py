@@ -8,11 +8,11 @@ robustness verification via inducing ReLU stability") add a loss on the pre-acti
 input's box that pushes every ReLU to be either always on or always off there; BaB-ND trains its pushing models
 with an interval (IBP) loss for the same reason.
 
-:func:`stabilise` fine-tunes a :class:`~controlkit.network.CompactNetwork` (forms fixed: ReLU, identity) on its
+:func:`stabilise` fine-tunes a :class:`~controlkit.models.network.CompactNetwork` (forms fixed: ReLU, identity) on its
 transitions with the one-step and rollout losses plus ``weight`` times :func:`instability`, computed on the bounds
 the planner itself would see: from start states of the data, the zonotope (DeepZ) propagation of
 :func:`zonotope_preactivations` through ``horizon`` steps of the network with the whole action box at every step
-(the same relaxation as :func:`controlkit._milp_bounds.symbolic`, without its interval intersection and noise
+(the same relaxation as :func:`controlkit.planning.milp.bounds.symbolic`, without its interval intersection and noise
 reduction, so never tighter). The penalty per ReLU slot is ``relu(min(u, -l)) / (u - l)``: zero for a stable
 neuron, up to 1/2 for one whose interval straddles 0 in the middle, scale-free, and smallest change to become
 stable. Contact neurons must still switch: the rollout error is what the penalty costs, so measure both
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 
-from controlkit.data import TransitionData
-from controlkit.errors import ControlkitError
-from controlkit.network import CompactNetwork
+from controlkit.core.errors import ControlkitError
+from controlkit.models.data import TransitionData
+from controlkit.models.network import CompactNetwork
 
 
 class StabilitySettings(BaseModel):
