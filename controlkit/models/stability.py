@@ -136,11 +136,13 @@ def _rollout(weights, biases, masks, x0, actions, residual):
     return torch.stack(xs, dim=1)
 
 
-def rollout_error(net: CompactNetwork, data: TransitionData, steps: int) -> float:
-    """Mean squared ``steps``-step open-loop prediction error (raw units) over every window of ``data``."""
+def rollout_error(net: CompactNetwork, data: TransitionData, steps: int, dims: Any = None) -> float:
+    """Mean squared ``steps``-step open-loop prediction error (raw units) over every window of ``data``, over the
+    state coordinates ``dims`` (default all; e.g. ``[0, 1]`` for the pushed object's position alone)."""
     x0, actions, targets = (np.asarray(a) for a in data.windows(steps))
     pred = np.stack([net.rollout(x, a)[1:] for x, a in zip(x0, actions)])
-    return float(np.mean((pred - targets) ** 2))
+    keep = slice(None) if dims is None else list(dims)
+    return float(np.mean((pred[..., keep] - targets[..., keep]) ** 2))
 
 
 def stabilise(net: CompactNetwork, train: TransitionData, settings: StabilitySettings, u_low: Any, u_high: Any,
