@@ -53,15 +53,15 @@ def test_zonotope_bounds_match_the_planners_and_contain_sampled_preactivations()
 
 def test_the_penalty_lowers_the_unstable_count_at_a_bounded_accuracy_cost():
     net, data = _tiny()
-    settings = dict(horizon=4, epochs=4, lr=1e-2, batch_size=128, bound_batch=16, rollout_steps=4)
+    settings = dict(horizon=4, epochs=4, lr=2e-2, batch_size=128, bound_batch=16, rollout_steps=4)
     plain, _ = stabilise(net, data, StabilitySettings(weight=0.0, **settings), [-0.2], [0.2], seed=0)
-    stable, history = stabilise(net, data, StabilitySettings(weight=1.0, **settings), [-0.2], [0.2], seed=0)
+    stable, history = stabilise(net, data, StabilitySettings(weight=2.0, **settings), [-0.2], [0.2], seed=0)
     starts = data.states[:, 0]
     before, after = _planner_binaries(plain, starts), _planner_binaries(stable, starts)
-    assert after < 0.85 * before  # the planner's own bounds: fewer binaries (208 -> 156 when written)
+    assert after < 0.8 * before  # the planner's own bounds: fewer binaries (223 -> 146 when written)
     assert history[-1]["penalty"] < history[0]["penalty"]
     assert rollout_error(stable, data, 4) < 10 * rollout_error(plain, data, 4) + 1e-4  # still a model of the data
-    again, _ = stabilise(net, data, StabilitySettings(weight=1.0, **settings), [-0.2], [0.2], seed=0)
+    again, _ = stabilise(net, data, StabilitySettings(weight=2.0, **settings), [-0.2], [0.2], seed=0)
     np.testing.assert_array_equal(again.weights[0], stable.weights[0])  # same seed, same weights
     np.testing.assert_array_equal(net.weights[0], _tiny()[0].weights[0])  # the input network is untouched
 
