@@ -258,8 +258,17 @@ def test_obstacle_run_reports_contacts_and_the_planners_avoid_the_grown_obstacle
     """The pipeline on the obstacle option: the planners' box is the obstacle grown by the margin, the run counts
     steps with the object against the obstacle per planner, and starts_only runs as a planner type."""
     env = PushEnv(goal_in_obs=False, obstacle=[-0.04, -0.04, 0.04, 0.04])
-    box = Task(env, CostConfig(horizon=3, keep_out_margin=0.05)).keep_out()
+    task = Task(env, CostConfig(horizon=3, keep_out_margin=0.05, keep_out_penalty=1000.0))
+    box, pusher = task.keep_out_boxes()  # the object's centre, and the pusher (the model does not know the obstacle)
+    assert box.coords == (0, 1) and pusher.coords == (4, 5) and pusher.penalty == box.penalty == 1000.0
     np.testing.assert_allclose([*box.low, *box.high], [-0.09, -0.09, 0.09, 0.09])
+    np.testing.assert_allclose([*pusher.low, *pusher.high], [-0.06, -0.06, 0.06, 0.06])
+    from controlkit.tasks.pushing import PlannerSpec, make_planner
+
+    mppi = make_planner("m", PlannerSpec(type="mppi", n_samples=8), _random_net(), task, seed=0)
+    assert [k.coords for k in mppi.problem.keep_out] == [(0, 1), (4, 5)]
+    keep = Task(PushEnv(goal_in_obs=False, keep_out=[-0.04, -0.04, 0.04, 0.04]), CostConfig(horizon=3))
+    assert len(keep.keep_out_boxes()) == 1  # a keep-out box is a rule for the object only
     cfg = dict(TINY, env_kwargs={"obstacle": [-0.04, -0.04, 0.04, 0.04], "obstacle_crossing": True,
                                  "goal_distance": [0.24, 0.3]},
                cost={"horizon": 3, "keep_out_margin": 0.05, "keep_out_penalty": 1000.0, "keep_out_route": 0.02},

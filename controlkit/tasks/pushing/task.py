@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.core.errors import ControlkitError
-from controlkit.envs.tabletop import TABLE_HALF
+from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF
 from controlkit.models.network import CompactNetwork
 from controlkit.planning import KeepOut
 from controlkit.planning.registry import PLANNERS, get_planner, planner_params, register_planner
@@ -30,6 +30,7 @@ from controlkit.tasks.pushing.sort_task import SortSequencer
 from controlkit.tasks.pushing.starts import PipelineMIP, StartsOnly
 
 NX, NU = 6, 2  # [x, y, cos θ, sin θ, pusher x, pusher y], [dx, dy]
+PUSHER_CLEARANCE = 0.005  # m between the pusher and an obstacle in the planners' pusher box
 
 # Planners the pushing task adds to the registry: the model-free reference, and MPPI on the simulator itself.
 register_planner("greedy", GreedyPusher)
@@ -256,6 +257,25 @@ class Task:
         return KeepOut((0, 1), tuple(np.asarray(box[:2]) - m), tuple(np.asarray(box[2:]) + m),
                        self.cost.keep_out_penalty)
 
+    def keep_out_boxes(self) -> list[KeepOut]:
+        """Every box the planners avoid: :meth:`keep_out` for the object's centre and, with an obstacle, the
+        obstacle grown by the pusher's radius (plus ``PUSHER_CLEARANCE``) for the pusher, at the same price.
+
+        The learned model has never met the obstacle: a plan that drives the pusher through it predicts a motion
+        the real pusher, stopped at the obstacle's face, never makes, and the next plan repeats it (a pusher stuck
+        against the obstacle for the rest of the episode).
+        """
+        box = self.keep_out()
+        obstacle = getattr(self.env, "obstacle", None)
+        if box is None:
+            return []
+        if obstacle is None or getattr(self.env, "keep_out", None) is not None:
+            return [box]
+        r = PUSHER_RADIUS + PUSHER_CLEARANCE
+        pusher = KeepOut((4, 5), tuple(np.asarray(obstacle[:2]) - r), tuple(np.asarray(obstacle[2:]) + r),
+                         self.cost.keep_out_penalty)
+        return [box, pusher]
+
     def weights(self) -> np.ndarray:
         c = self.cost
         return np.array([c.position_weight] * 2 + [c.orientation_weight] * 2 + [c.pusher_weight] * 2)
@@ -273,8 +293,7 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     # that drives it further is not realisable. (Loosening it to 0.35 m for every planner leaves MIP-MPC's push
     # results unchanged and takes MPPI from 10 / 12 to 11 / 12; docs/pushing.md.)
     x_high = np.array([TABLE_HALF + 0.05] * 2 + [1.5, 1.5] + [TABLE_HALF] * 2)
-    box = task.keep_out()
-    boxes = [] if box is None else [box]
+    boxes = task.keep_out_boxes()
     kwargs = spec.kwargs()
     if spec.type == "greedy":
         return GreedyPusher(task.env.shape, step, **kwargs)
