@@ -17,7 +17,7 @@ over those 12 episodes (success = centre within 2 cm). Step times depend on load
 through the MIP's 0.05 s time limit.
 
 Run: ``MUJOCO_GL=egl .venv/bin/python benchmarks/relu_stability.py [--weights 0.1,0.3,1] [--epochs 8]``
-(writes benchmarks/results/relu_stability.json and the models as relu_stability_<name>.npz in runs/relu_stability/)
+(writes benchmarks/results/relu_stability.json, or ``--out NAME``: NAME.json, and the models as relu_stability_<name>.npz in runs/relu_stability/)
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--trajectories", type=int, default=300)
     ap.add_argument("--episodes", type=int, default=12, help="closed-loop episodes per model (0: skip)")
+    ap.add_argument("--out", default="relu_stability", help="results/<out>.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t_start = time.perf_counter()
@@ -114,7 +115,7 @@ def main() -> None:
             row.update(success=cl["success"], final_distance=cl["final_distance"], step_median_ms=cl["step_median_ms"])
         rows.append(row)
         print(row, flush=True)
-    report("relu_stability", rows, {
+    report(args.out, rows, {
         "model_file": MODEL, "eval_seeds": EVAL_SEEDS, "data": {"trajectories": args.trajectories, "steps": 30,
                                                                 "seed": 50_000, "val_fraction": 0.2},
         "settings": {k: v.model_dump() for k, v in settings.items()},
