@@ -10,14 +10,15 @@ closed-loop success no lower. Side by side, on the same data and the same start 
 
 Per model: the 10-step open-loop rollout MSE (world frame, raw units) on held-out push-through trajectories, its
 ratio to the shipped model's, the same for the object's position alone (the pusher's own motion is easy to
-predict and dominates the full-state error), the unstable binaries at H = 10 (the planner's own bounds, ``MIPMPC.bounds``) from
-the start states of the 12 push evaluation episodes (median, max, and from the first one, where 154 was counted),
+predict and dominates the full-state error), the unstable binaries at H = 10 (the planner's own bounds,
+``MIPMPC.bounds``) from the start states of the 12 push evaluation episodes (median, max, and from the first one, where 154 was counted),
 and closed-loop success of MIP-MPC from the candidate starts (as ``push_mip_mpc.yaml``'s ``mip_mpc_starts``)
 over those 12 episodes (success = centre within 2 cm). Step times depend on load; successes do not, except
 through the MIP's 0.05 s time limit.
 
 Run: ``MUJOCO_GL=egl .venv/bin/python benchmarks/relu_stability.py [--weights 0.1,0.3,1] [--epochs 8]``
-(writes benchmarks/results/relu_stability.json, or ``--out NAME``: NAME.json, and the models as relu_stability_<name>.npz in runs/relu_stability/)
+(writes benchmarks/results/relu_stability.json, or NAME.json with ``--out NAME``, and the models as
+``runs/relu_stability/relu_stability_<name>.npz``)
 """
 
 from __future__ import annotations
@@ -35,8 +36,15 @@ from _table import report
 import controlkit  # noqa: F401
 from controlkit.models.data import collect
 from controlkit.models.stability import StabilitySettings, rollout_error, stabilise
-from controlkit.tasks.pushing import (CostConfig, PlannerSpec, PushThroughExplorer, Task, load_network,
-                                      make_planner, run_episode)
+from controlkit.tasks.pushing import (
+    CostConfig,
+    PlannerSpec,
+    PushThroughExplorer,
+    Task,
+    load_network,
+    make_planner,
+    run_episode,
+)
 
 MODEL = "benchmarks/results/push_mip_step_model.npz"
 EVAL_SEEDS = [10_000 + i for i in range(12)]  # push_mip_mpc.yaml's episodes (seed 0)
@@ -102,7 +110,7 @@ def main() -> None:
         models[name] = (net, history)
         print(f"{name}: fine-tuned in {time.perf_counter() - t0:.0f} s; last epoch {history[-1]}", flush=True)
     rows = []
-    for name, (net, history) in models.items():
+    for name, (net, _) in models.items():
         counts = binaries(net)
         err, obj = rollout_error(net, val, 10), rollout_error(net, val, 10, dims=[0, 1])
         row = {"model": name, "weight": settings[name].weight if name in settings else None,

@@ -7,8 +7,14 @@ import torch
 from controlkit.core.errors import ControlkitError
 from controlkit.models.data import TransitionData
 from controlkit.models.network import CompactNetwork
-from controlkit.models.stability import (StabilitySettings, _torch_layers, rollout_error, stabilise,
-                                         unstable_count, zonotope_preactivations)
+from controlkit.models.stability import (
+    StabilitySettings,
+    _torch_layers,
+    rollout_error,
+    stabilise,
+    unstable_count,
+    zonotope_preactivations,
+)
 from controlkit.planning.milp.bounds import symbolic
 from controlkit.planning.mip_mpc import MIPMPC
 
