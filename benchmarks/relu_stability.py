@@ -13,7 +13,7 @@ ratio to the shipped model's, the same for the object's position alone (the push
 predict and dominates the full-state error), the unstable binaries at H = 10 (the planner's own bounds,
 ``MIPMPC.bounds``) from the start states of the 12 push evaluation episodes (median, max, and from the first one,
 where 154 was counted), and closed-loop success of MIP-MPC from the candidate starts (as ``push_mip_mpc.yaml``'s
-``mip_mpc_starts``) over those 12 episodes (success = centre within 2 cm). Step times depend on load; successes do not, except
+``mip_mpc_starts``) over those 12 episodes (success: centre within 2 cm). Step times depend on load; successes do not, except
 through the MIP's 0.05 s time limit.
 
 Run: ``MUJOCO_GL=egl .venv/bin/python benchmarks/relu_stability.py [--weights 0.1,0.3,1] [--epochs 8]``
