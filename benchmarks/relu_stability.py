@@ -47,7 +47,7 @@ from controlkit.tasks.pushing import (
 )
 
 MODEL = "benchmarks/results/push_mip_step_model.npz"
-EVAL_SEEDS = [10_000 + i for i in range(12)]  # push_mip_mpc.yaml's episodes (seed 0)
+EVAL_SEEDS = [10_000 + i for i in range(12)]  # the episodes of the push tables in docs/pushing.md (env seeds)
 STEP = 0.03
 
 
