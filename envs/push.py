@@ -16,7 +16,9 @@ use); the pusher's own position stays absolute so the observation is still the w
 Reward: minus the mean distance (m) between the object's keypoints and the same keypoints at the goal pose.
 ``info`` has ``position_error`` (m), ``orientation_error`` (rad, in [0, π]), ``distance`` (the keypoint
 distance), ``success`` (position and orientation errors within tolerance), ``keep_out_violation`` (the object's
-centre is inside the keep-out rectangle this step) and ``keep_out_violations`` (steps in violation so far).
+centre is inside the keep-out rectangle this step), ``keep_out_violations`` (steps in violation so far),
+``obstacle_contact`` (the object touches the obstacle at the end of this step) and ``obstacle_contacts`` (such
+steps so far).
 Episodes terminate on success (``terminate_on_success``) or when the object's centre leaves the table.
 """
 
@@ -66,6 +68,10 @@ class PushEnv(TabletopEnv):
         keep_out_crossing: Sample start and goal on opposite sides of ``keep_out`` so that the straight line
             between them crosses it (the distance between them still drawn from ``goal_distance``;
             ``start_region`` is then unused). Needs ``keep_out``.
+        obstacle: ``[x_low, y_low, x_high, y_high]`` of a fixed box standing on the table (5 cm tall), or
+            ``None``. Unlike ``keep_out`` it is physical: the object and the pusher collide with it.
+        obstacle_crossing: Sample start and goal on opposite sides of ``obstacle`` (as ``keep_out_crossing``
+            does for ``keep_out``), so that a straight push drives the object into it. Needs ``obstacle``.
         start_region: Half-side (m) of the centred square initial object positions are drawn from.
         goal_distance: Range (m) of the distance from the start to the sampled goal position.
         goal_rotation: Largest |rotation| (rad) from the start to the sampled goal orientation.
@@ -90,6 +96,8 @@ class PushEnv(TabletopEnv):
         goal_in_obs: bool = True,
         keep_out: list[float] | None = None,
         keep_out_crossing: bool = False,
+        obstacle: list[float] | None = None,
+        obstacle_crossing: bool = False,
         start_region: float = 0.1,
         goal_distance: tuple[float, float] = (0.05, 0.15),
         goal_rotation: float = np.pi / 4,
@@ -109,6 +117,13 @@ class PushEnv(TabletopEnv):
         self.keep_out_crossing = bool(keep_out_crossing)
         if self.keep_out_crossing and self.keep_out is None:
             raise ControlkitError("keep_out_crossing: needs a keep_out rectangle to cross, got keep_out=None.")
+        self.obstacle = check_rect("obstacle", obstacle)
+        self.obstacle_crossing = bool(obstacle_crossing)
+        if self.obstacle_crossing and self.obstacle is None:
+            raise ControlkitError("obstacle_crossing: needs an obstacle to cross, got obstacle=None.")
+        if self.obstacle_crossing and self.keep_out_crossing:
+            raise ControlkitError("obstacle_crossing: cannot be combined with keep_out_crossing; choose one box "
+                                  "to sample the start and goal across.")
         self.start_region = check_positive("start_region", start_region)
         if self.start_region > TABLE_HALF - self.shape.radius:
             raise ControlkitError(f"start_region: must be at most {TABLE_HALF - self.shape.radius:.3f} m so the "
@@ -125,12 +140,14 @@ class PushEnv(TabletopEnv):
         self.terminate_on_success = bool(terminate_on_success)
         check_render(render_mode, width, height)
         self.render_mode, self._width, self._height = render_mode, width, height
-        self.table = Tabletop([self.shape], self.friction, goal_shapes=[self.shape], keep_out=self.keep_out)
+        self.table = Tabletop([self.shape], self.friction, goal_shapes=[self.shape], keep_out=self.keep_out,
+                              obstacle=self.obstacle)
         self.action_space = gym.spaces.Box(-self.step_size, self.step_size, shape=(2,), dtype=np.float32)
         n_obs = OBS_GOAL.stop if self.goal_in_obs else OBS_PUSHER.stop
         self.observation_space = observation_box(self.frame, n_obs)
         self.goal = np.zeros(3)
         self._violations = 0
+        self._contacts = 0
 
     # ---- state -------------------------------------------------------------------------------------------
     def object_pose(self) -> np.ndarray:
@@ -168,16 +185,24 @@ class PushEnv(TabletopEnv):
         pose = self.object_pose()
         violation = bool(self.keep_out is not None and in_rect(pose[:2], self.keep_out))
         self._violations += violation
+        contact = self.table.touches_obstacle()
+        self._contacts += contact
         info.update(keep_out_violation=violation, keep_out_violations=self._violations,
+                    obstacle_contact=contact, obstacle_contacts=self._contacts,
                     off_table=bool(np.abs(pose[:2]).max() > TABLE_HALF), goal=self.goal.copy())
         return info
 
     # ---- sampling ----------------------------------------------------------------------------------------
-    def _clear_of_keep_out(self, xy: np.ndarray) -> bool:
-        if self.keep_out is None:
-            return True
-        r = self.shape.radius
-        return not in_rect(xy, self.keep_out + np.array([-r, -r, r, r]))
+    def _clear_of_keep_out(self, xy: np.ndarray, radius: float | None = None) -> bool:
+        """Whether a disc of ``radius`` (default: the object's) at ``xy`` stays off the keep-out box and the
+        obstacle (a bounding-box test: conservative near their corners)."""
+        r = self.shape.radius if radius is None else radius
+        return all(not in_rect(xy, rect + np.array([-r, -r, r, r]))
+                   for rect in (self.keep_out, self.obstacle) if rect is not None)
+
+    def _pusher_clear(self, xy: np.ndarray) -> bool:
+        """Whether the pusher at ``xy`` stays off the obstacle."""
+        return self.obstacle is None or not in_rect(xy, self.obstacle + PUSHER_RADIUS * np.array([-1, -1, 1, 1]))
 
     def _sample(self, rng: np.random.Generator, options: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         margin = self.shape.radius
@@ -187,11 +212,14 @@ class PushEnv(TabletopEnv):
                                                                   PUSHER_RADIUS)
         for name, pose in (("options.object", obj), ("options.goal", goal)):
             if pose is not None and not self._clear_of_keep_out(pose[:2]):
-                raise ControlkitError(f"{name}: {pose[:2].tolist()} is inside keep_out {self.keep_out.tolist()} "
-                                      f"(widened by the object radius {margin:.3f} m).")
+                raise ControlkitError(f"{name}: {pose[:2].tolist()} is inside keep_out or obstacle (widened by "
+                                      f"the object radius {margin:.3f} m).")
+        if pusher is not None and not self._pusher_clear(pusher):
+            raise ControlkitError(f"options.pusher: {pusher.tolist()} overlaps the obstacle {self.obstacle.tolist()}.")
+        crossing = self.keep_out if self.keep_out_crossing else self.obstacle if self.obstacle_crossing else None
         for _ in range(MAX_TRIES):
-            if self.keep_out_crossing and obj is None and goal is None:
-                o, g = self._crossing_pair(rng)
+            if crossing is not None and obj is None and goal is None:
+                o, g = self._crossing_pair(rng, crossing)
             else:
                 o = obj if obj is not None else np.array([*rng.uniform(-self.start_region, self.start_region, 2),
                                                           rng.uniform(-np.pi, np.pi)])
@@ -207,15 +235,15 @@ class PushEnv(TabletopEnv):
                 psi, gap = rng.uniform(-np.pi, np.pi), rng.uniform(0.005, 0.03)
                 p = o[:2] + (margin + PUSHER_RADIUS + gap) * np.array([np.cos(psi), np.sin(psi)])
             on_table = max(np.abs(o[:2]).max(), np.abs(g[:2]).max()) <= TABLE_HALF - margin
-            if (on_table and np.abs(p).max() <= TABLE_HALF - PUSHER_RADIUS
+            if (on_table and np.abs(p).max() <= TABLE_HALF - PUSHER_RADIUS and self._pusher_clear(p)
                     and self._clear_of_keep_out(o[:2]) and self._clear_of_keep_out(g[:2])):
                 return o, g, p
-        raise ControlkitError("keep_out/start_region/goal_distance: no start and goal fit on the table outside "
-                              f"keep_out after {MAX_TRIES} draws; use a smaller keep_out or a larger start_region.")
+        raise ControlkitError("keep_out/obstacle/start_region/goal_distance: no start and goal fit on the table "
+                              f"outside keep_out and obstacle after {MAX_TRIES} draws; use a smaller box or a larger "
+                              "start_region.")
 
-    def _crossing_pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """A start and a goal pose on opposite sides of the keep-out box, their segment through its middle half."""
-        r = self.keep_out
+    def _crossing_pair(self, rng: np.random.Generator, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A start and a goal pose on opposite sides of the box ``r``, their segment through its middle half."""
         centre, half = (r[:2] + r[2:]) / 2, (r[2:] - r[:2]) / 2
         phi, d, split = rng.uniform(-np.pi, np.pi), rng.uniform(*self.goal_distance), rng.uniform(0.35, 0.65)
         direction = np.array([np.cos(phi), np.sin(phi)])
@@ -233,7 +261,7 @@ class PushEnv(TabletopEnv):
         obj, self.goal, pusher = self._sample(self.np_random, dict(options or {}))
         self.table.place(obj[None], pusher)
         self.table.show_goal(0, self.goal)
-        self._violations = 0
+        self._violations = self._contacts = 0
         return self._observe(), self._info()
 
 

@@ -39,6 +39,7 @@ N_SUBSTEPS = RAMP_CHUNKS * CHUNK_STEPS + SETTLE_STEPS
 CONTROL_DT = N_SUBSTEPS * PHYSICS_DT
 PUSHER_RADIUS = 0.015
 OBJECT_HALF_HEIGHT = 0.02
+OBSTACLE_HALF_HEIGHT = 0.025  # taller than the objects and the pusher's reach above the table: it stops both
 FRAMES = ("world", "pusher")
 
 
@@ -160,11 +161,22 @@ def _rect_geom(name: str, rect: np.ndarray, rgba: str) -> str:
             f'rgba="{rgba}" contype="0" conaffinity="0"/>')
 
 
-def tabletop_xml(shapes: Sequence[Shape], friction: float, goal_shapes: Sequence[Shape] = (),
-                 regions: Sequence[np.ndarray] = (), keep_out: np.ndarray | None = None) -> str:
-    """MJCF of the table, the objects ``object0..``, the pusher, goal ghosts (mocap) and flat region markers.
+def _obstacle_geom(rect: np.ndarray, friction: float) -> str:
+    cx, cy = (rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2
+    hx, hy = (rect[2] - rect[0]) / 2, (rect[3] - rect[1]) / 2
+    return (f'<geom name="obstacle" type="box" pos="{cx:g} {cy:g} {OBSTACLE_HALF_HEIGHT:g}" '
+            f'size="{hx:g} {hy:g} {OBSTACLE_HALF_HEIGHT:g}" rgba=".35 .35 .4 1" contype="2" conaffinity="2" '
+            f'friction="{friction:g} 0.005 0.0001"/>')
 
-    Collision bits: table 1/1, objects 3/3, pusher 2/2, so the pusher touches objects but never the table.
+
+def tabletop_xml(shapes: Sequence[Shape], friction: float, goal_shapes: Sequence[Shape] = (),
+                 regions: Sequence[np.ndarray] = (), keep_out: np.ndarray | None = None,
+                 obstacle: np.ndarray | None = None) -> str:
+    """MJCF of the table, the objects ``object0..``, the pusher, goal ghosts (mocap), flat region markers and
+    an optional fixed obstacle (a box standing on the table).
+
+    Collision bits: table 1/1, objects 3/3, pusher 2/2, obstacle 2/2, so the pusher touches objects and the
+    obstacle but never the table, and the objects touch everything.
     """
     objects = []
     for i, shape in enumerate(shapes):
@@ -188,6 +200,8 @@ def tabletop_xml(shapes: Sequence[Shape], friction: float, goal_shapes: Sequence
              for i, rect in enumerate(regions)]
     if keep_out is not None:
         marks.append(_rect_geom("keep_out", keep_out, "0.9 0.1 0.1 0.35"))
+    if obstacle is not None:
+        marks.append(_obstacle_geom(obstacle, friction))
     return f"""
 <mujoco model="tabletop">
   <option timestep="{PHYSICS_DT}" integrator="implicitfast"/>
@@ -223,8 +237,10 @@ class Tabletop:
     """The compiled scene and the few operations the envs need on it (no name look-ups per step)."""
 
     def __init__(self, shapes: Sequence[Shape], friction: float, goal_shapes: Sequence[Shape] = (),
-                 regions: Sequence[np.ndarray] = (), keep_out: np.ndarray | None = None) -> None:
-        self.model = mujoco.MjModel.from_xml_string(tabletop_xml(shapes, friction, goal_shapes, regions, keep_out))
+                 regions: Sequence[np.ndarray] = (), keep_out: np.ndarray | None = None,
+                 obstacle: np.ndarray | None = None) -> None:
+        self.model = mujoco.MjModel.from_xml_string(tabletop_xml(shapes, friction, goal_shapes, regions, keep_out,
+                                                                 obstacle))
         self.data = mujoco.MjData(self.model)
         self.n_objects = len(shapes)
         self._qadr = [self.model.jnt_qposadr[self.model.joint(f"object{i}").id] for i in range(self.n_objects)]
@@ -232,6 +248,17 @@ class Tabletop:
         self._pq = self.model.jnt_qposadr[self.model.joint("pusher_x").id]
         self._goal_mocap = [self.model.body_mocapid[self.model.body(f"goal{i}").id] for i in range(len(goal_shapes))]
         self._renderer: mujoco.Renderer | None = None
+        self._obstacle = self.model.geom("obstacle").id if obstacle is not None else -1
+        self._object_bodies = [self.model.body(f"object{i}").id for i in range(self.n_objects)]
+
+    def touches_obstacle(self) -> bool:
+        """Whether any object is in contact with the obstacle now (``False`` without an obstacle)."""
+        if self._obstacle < 0:
+            return False
+        n = self.data.ncon
+        g1, g2 = self.data.contact.geom1[:n], self.data.contact.geom2[:n]
+        other = np.concatenate([g2[g1 == self._obstacle], g1[g2 == self._obstacle]])
+        return bool(np.isin(self.model.geom_bodyid[other], self._object_bodies).any())
 
     def object_pose(self, i: int) -> np.ndarray:
         """``(x, y, theta)`` of object ``i`` (yaw from its quaternion)."""

@@ -21,7 +21,7 @@ from controlkit.core.fallback import Fallback
 from controlkit.core.loop import GymPlant, LoopReport, MujocoPlant, run_loop
 from controlkit.core.progress import progress_bar
 from controlkit.core.seeding import spawn_seeds
-from controlkit.core.stats import mean_ci95
+from controlkit.core.stats import mean_ci95, proportion_ci95
 
 __all__ = [
     "AsyncPlanner",
@@ -44,6 +44,7 @@ __all__ = [
     "map_tasks",
     "mean_ci95",
     "progress_bar",
+    "proportion_ci95",
     "register_controller",
     "run_loop",
     "spawn_seeds",

@@ -1,4 +1,5 @@
-"""Summary statistics shared by experiments: mean and Student-t 95 % confidence half-width."""
+"""Summary statistics shared by experiments: mean and Student-t 95 % confidence half-width, and the Wilson
+95 % interval of a success rate."""
 
 from __future__ import annotations
 
@@ -17,3 +18,17 @@ def mean_ci95(values) -> tuple[float, float]:
 
     sem = x.std(ddof=1) / np.sqrt(x.size)
     return float(x.mean()), float(sem * _st.t.ppf(0.975, x.size - 1))
+
+
+def proportion_ci95(successes: int, trials: int) -> tuple[float, float]:
+    """The Wilson score 95 % interval ``(low, high)`` of a success rate (``(nan, nan)`` without trials).
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 % or 100 %, which is where
+    small closed-loop comparisons often land.
+    """
+    if trials <= 0:
+        return float("nan"), float("nan")
+    from scipy import stats as _st
+
+    ci = _st.binomtest(int(successes), int(trials)).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)

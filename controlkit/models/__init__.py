@@ -22,6 +22,7 @@ _LAZY = {
         ["SparsifySettings", "SparsifyResult", "sparsify", "export_compact", "select_operating_point"],
         "controlkit.models.sparsify",
     ),
+    **dict.fromkeys(["StabilitySettings", "stabilise"], "controlkit.models.stability"),
 }
 __getattr__ = lazy_getattr(__name__, _LAZY)
 

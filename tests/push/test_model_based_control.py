@@ -112,6 +112,9 @@ def test_keep_out_violations_are_reported_per_planner(tmp_path):
     ({"cost": {"keep_out_penalty": 1000.0}}, "cost.keep_out_penalty needs a keep-out box"),
     ({"cost": {"keep_out_penalty": 0.0}, "env_kwargs": {"keep_out": [-0.05, -0.05, 0.05, 0.05]}},
      "cost.keep_out_penalty"),
+    ({"env_kwargs": {"keep_out": [-0.05, -0.05, 0.05, 0.05], "obstacle": [0.1, 0.1, 0.15, 0.15]}},
+     "keep_out or obstacle, not both"),
+    ({"planners": {"s": {"type": "starts_only", "time_limt": 0.1}}}, "planners.s: starts_only takes no time_limt"),
 ])
 def test_bad_config_names_the_field(patch, field):
     with pytest.raises(ControlkitError, match=field):
@@ -249,3 +252,30 @@ def test_task_routes_the_target_round_the_keep_out_box():
     # inside the planners' square [-0.12, 0.12]^2: out of it by its nearest side, then round a corner 2 cm beyond
     assert np.allclose(np.abs(goal[:2]), [0.14, 0.14]) and goal[0] < 0
     assert goal[4] > x[0]  # the pusher goes to the side away from that target
+
+
+def test_obstacle_run_reports_contacts_and_the_planners_avoid_the_grown_obstacle(tmp_path):
+    """The pipeline on the obstacle option: the planners' box is the obstacle grown by the margin, the run counts
+    steps with the object against the obstacle per planner, and starts_only runs as a planner type."""
+    env = PushEnv(goal_in_obs=False, obstacle=[-0.04, -0.04, 0.04, 0.04])
+    task = Task(env, CostConfig(horizon=3, keep_out_margin=0.05, keep_out_penalty=1000.0))
+    box, pusher = task.keep_out_boxes()  # the object's centre, and the pusher (the model does not know the obstacle)
+    assert box.coords == (0, 1) and pusher.coords == (4, 5) and pusher.penalty == box.penalty == 1000.0
+    np.testing.assert_allclose([*box.low, *box.high], [-0.09, -0.09, 0.09, 0.09])
+    np.testing.assert_allclose([*pusher.low, *pusher.high], [-0.06, -0.06, 0.06, 0.06])
+    from controlkit.tasks.pushing import PlannerSpec, make_planner
+
+    mppi = make_planner("m", PlannerSpec(type="mppi", n_samples=8), _random_net(), task, seed=0)
+    assert [k.coords for k in mppi.problem.keep_out] == [(0, 1), (4, 5)]
+    keep = Task(PushEnv(goal_in_obs=False, keep_out=[-0.04, -0.04, 0.04, 0.04]), CostConfig(horizon=3))
+    assert len(keep.keep_out_boxes()) == 1  # a keep-out box is a rule for the object only
+    cfg = dict(TINY, env_kwargs={"obstacle": [-0.04, -0.04, 0.04, 0.04], "obstacle_crossing": True,
+                                 "goal_distance": [0.24, 0.3]},
+               cost={"horizon": 3, "keep_out_margin": 0.05, "keep_out_penalty": 1000.0, "keep_out_route": 0.02},
+               planners={"starts_only": {"type": "starts_only", "starts": ["safe", "greedy"]},
+                         "greedy": {"type": "greedy"}}, max_steps=4)
+    result = run_experiment(validate_config(cfg), out=tmp_path, quiet=True)
+    for name in ("starts_only", "greedy"):
+        c = result.summary["controllers"][name]
+        assert 0 <= c["obstacle_contacts"] <= 2 * 4 and c["fallbacks"] == 0
+    assert result.summary["controllers"]["starts_only"]["prediction_error_median"] is not None

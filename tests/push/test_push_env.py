@@ -21,7 +21,9 @@ def _run(env, seed, steps=15):
     return np.array(out)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"shape": "t", "frame": "pusher"}])
+@pytest.mark.parametrize("kwargs", [{}, {"shape": "t", "frame": "pusher"},
+                                    {"obstacle": [-0.04, -0.04, 0.04, 0.04], "obstacle_crossing": True,
+                                     "goal_distance": (0.24, 0.3)}])
 def test_push_is_check_env_clean(kwargs):
     env = PushEnv(render_mode="rgb_array", **kwargs)
     check_env(env, skip_render_check=False)
@@ -124,6 +126,46 @@ def test_keep_out_crossing_puts_the_box_in_the_way():
     np.testing.assert_array_equal(env.state()[:2], again)
 
 
+def test_obstacle_stops_a_straight_push_and_its_contacts_are_counted():
+    """The obstacle is a real body: pushing the box straight at it stops the box at its face (the pusher too),
+    and the steps ending in contact are counted; without the obstacle the same pushes carry the box through."""
+    opts = {"object": [-0.15, 0.0, 0.0], "pusher": [-0.22, 0.0], "goal": [0.15, 0.0, 0.0]}
+    ends = {}
+    for obstacle in (None, [-0.04, -0.08, 0.04, 0.08]):
+        env = PushEnv(obstacle=obstacle, terminate_on_success=False, goal_in_obs=False)
+        _, info = env.reset(options=opts)
+        assert info["obstacle_contacts"] == 0
+        contacts = 0
+        for _ in range(12):
+            _, _, _, _, info = env.step([0.03, 0.0])
+            contacts += info["obstacle_contact"]
+        assert info["obstacle_contacts"] == contacts
+        ends[obstacle is None] = (env.state(), contacts)
+    free, blocked = ends[True], ends[False]
+    assert free[1] == 0 and free[0][0] > 0.1  # through the middle of the table
+    assert blocked[1] >= 3  # it rests against the face
+    assert blocked[0][0] + 0.05 <= -0.04 + 0.005  # the box's front face stops at the obstacle's (within 5 mm)
+    assert blocked[0][4] < -0.04  # and the pusher stays behind it
+
+
+def test_obstacle_crossing_puts_the_obstacle_in_the_way():
+    from controlkit.envs.tabletop import PUSHER_RADIUS, in_rect
+
+    box = np.array([-0.04, -0.04, 0.04, 0.04])
+    env = PushEnv(obstacle=box.tolist(), obstacle_crossing=True, goal_distance=(0.24, 0.3), goal_in_obs=False)
+    r = env.shape.radius
+    for seed in range(20):
+        _, info = env.reset(seed=seed)
+        start, goal, pusher = env.state()[:2], env.goal[:2], env.state()[4:6]
+        assert in_rect(np.linspace(start, goal, 200), box).any()
+        for p in (start, goal):
+            assert not in_rect(p, box + [-r, -r, r, r])
+        assert not in_rect(pusher, box + PUSHER_RADIUS * np.array([-1, -1, 1, 1]))
+        assert info["obstacle_contacts"] == 0
+    with pytest.raises(ControlkitError, match="options.pusher"):
+        env.reset(options={"pusher": [0.0, 0.0]})
+
+
 def test_sort_success_when_every_object_is_in_its_region():
     env = SortEnv(n_objects=2)
     centres = env.region_centres
@@ -150,6 +192,11 @@ def test_rgb_array_rendering():
     ({"keep_out": [0.0, 0.0, 0.5, 0.1]}, "keep_out"),
     ({"friction": 0}, "friction"),
     ({"keep_out_crossing": True}, "keep_out_crossing"),
+    ({"obstacle": [0.1, 0.0, 0.0, 0.1]}, "obstacle"),
+    ({"obstacle": [0.0, 0.0, 0.5, 0.1]}, "obstacle"),
+    ({"obstacle_crossing": True}, "obstacle_crossing"),
+    ({"obstacle": [-0.04, -0.04, 0.04, 0.04], "keep_out": [0.1, 0.1, 0.15, 0.15], "obstacle_crossing": True,
+      "keep_out_crossing": True}, "obstacle_crossing"),
 ])
 def test_bad_push_arguments_name_the_field(kwargs, field):
     with pytest.raises(ControlkitError, match=field):

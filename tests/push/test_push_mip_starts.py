@@ -164,3 +164,35 @@ def test_a_start_that_breaks_the_state_box_ranks_after_every_feasible_one():
     cheaper = p.objective(p.net.rollout(x, out), out, goal) + 1e3 * hard < p.objective(p.net.rollout(x, still), still, goal)
     assert cheaper  # so a plain penalty would have preferred the start the MILP cannot take
     assert mip.score(x, out, goal) > mip.score(x, still, goal)
+
+
+def test_starts_only_applies_the_best_candidate_without_a_milp(push_net):
+    """The ablation: the same candidates (same seed) as MIP-MPC, the best one returned as it is."""
+    task = _task(horizon=5)
+    kw = dict(starts=["safe", "greedy"], warm_samples=32, warm_iterations=2)
+    only = make_planner("s", PlannerSpec(type="starts_only", **kw), push_net, task, seed=0)
+    mip = make_planner("m", PlannerSpec(type="mip_mpc", time_limit=0.05, **kw), push_net, task, seed=0)
+    only.reset(seed=0)
+    mip.reset(seed=0)
+    x, goal = task.state_goal()
+    plan = only.plan(x, goal)
+    scores = plan.extras["start_scores"]
+    assert set(scores) == {"shifted", "safe", "greedy", "mppi"} and plan.gap is None and plan.status is Status.OK
+    assert plan.extras["start"] == min(scores, key=scores.get)
+    assert plan.objective == pytest.approx(min(scores.values()))
+    p = only.problem
+    np.testing.assert_allclose(plan.states, p.net.rollout(x, plan.actions))
+    milp = mip.plan(x, goal)  # the same candidates, then the MILP: never worse
+    assert milp.extras["start_scores"] == pytest.approx(scores)
+    assert milp.objective <= plan.objective + 1e-6
+    only.reset(seed=0)  # the same seeded MPPI candidate again
+    only.set_goal(goal)
+    np.testing.assert_allclose(only.act(x), plan.actions[0])
+    assert only.last_step.fallback is None
+
+
+def test_starts_only_takes_no_unknown_option(tmp_path):
+    from controlkit.runner.kinds.model_based_control import ModelBasedControlConfig
+
+    with pytest.raises(ValueError, match="planners.s: starts_only takes no n_samples"):
+        ModelBasedControlConfig(name="x", planners={"s": {"type": "starts_only", "n_samples": 8}})

@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from controlkit.core.controller import Controller
-from controlkit.core.stats import mean_ci95
+from controlkit.core.stats import mean_ci95, proportion_ci95
 from controlkit.models.network import CompactNetwork
 from controlkit.runner.config import EnvId, ExperimentConfig, check_env_builds, check_env_kwargs
 from controlkit.runner.registry import ExperimentKind
@@ -123,10 +123,12 @@ class ModelBasedControlConfig(ExperimentConfig):
         for key in ("goal_in_obs", "frame", "render_mode"):
             if key in self.env_kwargs:
                 raise ValueError(f"env_kwargs.{key} is set by the pipeline (it reads the env's world-frame state)")
-        if self.env_kwargs.get("keep_out") is None:
+        if self.env_kwargs.get("keep_out") is not None and self.env_kwargs.get("obstacle") is not None:
+            raise ValueError("env_kwargs: the planners avoid one box; give keep_out or obstacle, not both")
+        if self.env_kwargs.get("keep_out") is None and self.env_kwargs.get("obstacle") is None:
             for key in ("keep_out_penalty", "keep_out_route"):
                 if getattr(self.cost, key) is not None:
-                    raise ValueError(f"cost.{key} needs a keep-out box (env_kwargs.keep_out)")
+                    raise ValueError(f"cost.{key} needs a keep-out box (env_kwargs.keep_out or env_kwargs.obstacle)")
         from controlkit.models.dynamics import TrainSettings
         from controlkit.models.sparsify import SparsifySettings
 
@@ -229,9 +231,11 @@ def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
     for e in episodes:
         for k, v in e.statuses.items():
             statuses[k] = statuses.get(k, 0) + v
+    wins = sum(e.success for e in episodes)
     return {
         "episodes": len(episodes),
         "success_rate": float(np.mean([e.success for e in episodes])),
+        "success_ci95": list(proportion_ci95(wins, len(episodes))),  # Wilson interval of the success rate
         "final_distance_mean": mean,
         "final_distance_ci95": ci,
         "final_distance_median": float(np.median(final)),
@@ -242,6 +246,7 @@ def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
         "violations": int(sum(e.violations for e in episodes)),
         "episodes_with_violations": int(sum(e.violations > 0 for e in episodes)),
         "planned_violations": int(sum(e.planned_violations for e in episodes)),
+        "obstacle_contacts": int(sum(e.obstacle_contacts for e in episodes)),
         **_error_quantiles([x for e in episodes for x in e.prediction_errors]),
         "statuses": statuses,
     }
@@ -303,16 +308,20 @@ def run(config: ModelBasedControlConfig, ctx: RunContext) -> dict[str, Any]:
 def report(summary: dict[str, Any]) -> str:
     """The table the CLI prints: one row per planner, then where the plots are."""
     m = summary["model"]
+    obstacle = summary.get("env_kwargs", {}).get("obstacle") is not None  # steps against it, per planner
     w = max(12, *(len(n) + 1 for n in summary["controllers"]))
     lines = [f"{summary['env']}: {summary['episodes']} episodes per planner, horizon {summary['horizon']}, model "
              f"with {m['n_relu']} ReLU + {m['n_identity']} identity neurons",
-             f"{'planner':<{w}}{'success':>9}{'final dist (m)':>22}{'median step':>13}{'p95 step':>11}"
-             f"{'fallbacks':>11}{'violations':>12}"]
+             f"{'planner':<{w}}{'success [95% CI]':>18}{'final dist (m)':>22}{'median step':>13}{'p95 step':>11}"
+             f"{'fallbacks':>11}{'violations':>12}" + (f"{'obstacle':>10}" if obstacle else "")]
     for name, c in summary["controllers"].items():
-        lines.append(f"{name:<{w}}{c['success_rate']:>9.0%}"
+        lo, hi = c.get("success_ci95", (float("nan"),) * 2)
+        success = f"{c['success_rate']:.0%} [{lo:.0%}-{hi:.0%}]"
+        lines.append(f"{name:<{w}}{success:>18}"
                      f"{c['final_distance_mean']:>13.4f} ± {c['final_distance_ci95']:<6.4f}"
                      f"{1e3 * c['step_time_median_s']:>10.1f} ms{1e3 * c['step_time_p95_s']:>8.1f} ms"
-                     f"{c['fallbacks']:>11d}{c['violations']:>12d}")
+                     f"{c['fallbacks']:>11d}{c['violations']:>12d}"
+                     + (f"{c.get('obstacle_contacts', 0):>10d}" if obstacle else ""))
     if summary["plots"]:
         lines.append("plots: " + ", ".join(summary["plots"]))
     return "\n".join(lines)

@@ -5,7 +5,7 @@ gets there) and routing round keep-out boxes."""
 from controlkit.tasks.pushing.greedy import GreedyPusher, PushThroughExplorer, SimDynamics, pre_push_point
 from controlkit.tasks.pushing.routing import next_waypoint
 from controlkit.tasks.pushing.sort_task import Leg, SortSequencer
-from controlkit.tasks.pushing.starts import PipelineMIP
+from controlkit.tasks.pushing.starts import PipelineMIP, StartsOnly
 from controlkit.tasks.pushing.task import (
     CostConfig,
     EpisodeResult,
@@ -30,6 +30,7 @@ __all__ = [
     "PushThroughExplorer",
     "SimDynamics",
     "SortSequencer",
+    "StartsOnly",
     "Task",
     "fold_frame",
     "frame_matrix",

@@ -23,26 +23,37 @@ def plot_all(save: Callable[[Any, str], Path], task: Task, results: dict[str, li
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from controlkit.envs.tabletop import COLOURS, TABLE_HALF
+    from controlkit.envs.tabletop import COLOURS
 
     names = list(results)
     paths = []
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.5), squeeze=False)
+    lim = _path_limits(task, results)
+    episode_colours = plt.get_cmap("tab10").colors
     for ax, name in zip(axes[0], names):
-        for rect, colour in _rects(task):
-            ax.add_patch(Rectangle(rect[:2], rect[2] - rect[0], rect[3] - rect[1], color=colour, alpha=0.25))
-        for ep in results[name]:
+        for rect, colour, solid in _rects(task):
+            ax.add_patch(Rectangle(rect[:2], rect[2] - rect[0], rect[3] - rect[1], color=colour,
+                                   alpha=0.6 if solid else 0.25))
+        box = task.keep_out()
+        if box is not None and task.cost.keep_out_margin > 0:  # the grown box the planners avoid
+            ax.add_patch(Rectangle(box.low, box.high[0] - box.low[0], box.high[1] - box.low[1], fill=False,
+                                   ls="--", lw=0.8, color="0.3"))
+        for j, ep in enumerate(results[name]):
             s = ep.states
             for i in range((s.shape[1] - 2) // 4):
-                c = COLOURS[i % len(COLOURS)]
+                # Push: one colour per episode, its goal in the same colour; Sort: one colour per box.
+                c = COLOURS[i % len(COLOURS)] if task.sort else episode_colours[j % len(episode_colours)]
                 ax.plot(s[:, 4 * i], s[:, 4 * i + 1], "-", color=c, lw=1, alpha=0.8)
                 ax.plot(*s[0, 4 * i:4 * i + 2], "o", color=c, ms=3)
                 ax.plot(*s[-1, 4 * i:4 * i + 2], "s" if ep.success else "x", color=c, ms=4)
             if not task.sort:
-                ax.plot(*ep.goal[:2], "*", color="k", ms=6)
-        ax.set(xlim=(-TABLE_HALF, TABLE_HALF), ylim=(-TABLE_HALF, TABLE_HALF), aspect="equal", title=name,
-               xticks=[], yticks=[])
-    fig.suptitle("object paths (o start, square success, x failure, * goal)", fontsize=9)
+                ax.plot(*ep.goal[:2], "*", color=c, ms=9, mec="k", mew=0.5)
+        ax.set(xlim=lim[0], ylim=lim[1], aspect="equal", title=name, xlabel="x (m)")
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("y (m)")
+    fig.suptitle("object paths, one colour per episode (o start, * goal, square success, x failure; grey: "
+                 "obstacle, dashed: the box the planners avoid)" if not task.sort else
+                 "object paths (o start, square success, x failure)", fontsize=9)
     paths.append(save(fig, "trajectories.png"))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -54,16 +65,21 @@ def plot_all(save: Callable[[Any, str], Path], task: Task, results: dict[str, li
         stats = [mean_ci95(d[:, t]) for t in range(n)]
         mean, ci = np.array([m for m, _ in stats]), np.array([c for _, c in stats])
         line, = ax.plot(mean, label=name)
-        ax.fill_between(np.arange(n), mean - ci, mean + ci, color=line.get_color(), alpha=0.2)
-    ax.set(xlabel="step", ylabel="distance to goal (m)", title="distance to goal, mean and 95% CI")
+        # a distance is never negative: the band is clipped at 0 (the interval is symmetric, the data are not)
+        ax.fill_between(np.arange(n), np.maximum(mean - ci, 0.0), mean + ci, color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="step", ylabel="distance to goal (m)", title="distance to goal, mean and 95% CI", ylim=(0, None))
     ax.legend(fontsize=8)
     paths.append(save(fig, "distance.png"))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     all_t = np.concatenate([np.concatenate([e.step_times for e in results[n]]) for n in names])
-    bins = np.geomspace(max(all_t.min(), 1e-4), all_t.max() * 1.01, 40)
+    # log bins over every planner's steps, from the fastest (greedy's ~20 us) to the slowest
+    positive = all_t[all_t > 0]
+    low = positive.min() if positive.size else 1e-6
+    bins = np.geomspace(low * 0.9, max(all_t.max(), low) * 1.1, 40)
     for name in names:
-        ax.hist(np.concatenate([e.step_times for e in results[name]]), bins=bins, alpha=0.5, label=name)
+        t = np.concatenate([e.step_times for e in results[name]])
+        ax.hist(np.clip(t, bins[0], bins[-1]), bins=bins, alpha=0.5, label=name)
     ax.set(xscale="log", xlabel="control step time (s)", ylabel="steps", title="step time per planner")
     ax.legend(fontsize=8)
     paths.append(save(fig, "step_times.png"))
@@ -83,10 +99,33 @@ def plot_all(save: Callable[[Any, str], Path], task: Task, results: dict[str, li
     return paths
 
 
-def _rects(task: Task) -> list[tuple[np.ndarray, tuple]]:
+def _rects(task: Task) -> list[tuple[np.ndarray, tuple, bool]]:
+    """Rectangles to draw under the paths: ``(rect, colour, solid)`` (Sort regions, keep-out box, obstacle)."""
     from controlkit.envs.tabletop import COLOURS
 
     if task.sort:
-        return [(r, COLOURS[i % len(COLOURS)]) for i, r in enumerate(task.env.regions)]
-    keep_out = getattr(task.env, "keep_out", None)
-    return [] if keep_out is None else [(keep_out, (0.9, 0.1, 0.1))]
+        return [(r, COLOURS[i % len(COLOURS)], False) for i, r in enumerate(task.env.regions)]
+    out = []
+    keep_out, obstacle = getattr(task.env, "keep_out", None), getattr(task.env, "obstacle", None)
+    if keep_out is not None:
+        out.append((keep_out, (0.9, 0.1, 0.1), False))
+    if obstacle is not None:
+        out.append((obstacle, (0.35, 0.35, 0.4), True))
+    return out
+
+
+def _path_limits(task: Task, results: dict[str, list[EpisodeResult]]) -> tuple[tuple[float, float], ...]:
+    """Axis limits zoomed to the data: every path, goal and drawn box, plus a small pad, within the table."""
+    from controlkit.envs.tabletop import TABLE_HALF
+
+    pts = [e.states[:, [4 * i, 4 * i + 1]] for eps in results.values() for e in eps
+           for i in range((e.states.shape[1] - 2) // 4)]
+    pts += [e.goal[None, :2] for eps in results.values() for e in eps if e.goal.size]
+    pts += [np.reshape(r, (2, 2)) for r, _, _ in _rects(task)]
+    box = task.keep_out()
+    if box is not None:
+        pts.append(np.array([box.low, box.high]))
+    xy = np.concatenate(pts)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    centre, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2 + 0.02, 0.05)
+    return tuple((max(c - half, -TABLE_HALF - 0.02), min(c + half, TABLE_HALF + 0.02)) for c in centre)

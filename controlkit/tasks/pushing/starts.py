@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from controlkit.core.controller import Plan, StepInfo
+from controlkit.core.controller import Plan, Status, StepInfo
 from controlkit.core.errors import ControlkitError, choices_error
 from controlkit.envs.tabletop import Shape
 from controlkit.planning import MIPMPC
@@ -126,17 +126,23 @@ class PipelineMIP(MIPMPC):
         offset = _INFEASIBLE + _VIOLATION_PENALTY * hard if hard > 1e-9 else 0.0
         return float(p.objective(states, actions, goal)) + offset
 
+    def best_start(self, x0: np.ndarray, goal: np.ndarray,
+                   warm_start: np.ndarray | None) -> tuple[str, dict[str, np.ndarray], dict[str, float]]:
+        """The winning candidate's name, every candidate and every score (sets the step's best start)."""
+        shifted = self._warm_actions() if warm_start is None else np.asarray(warm_start, dtype=np.float64)
+        cands = self.candidates(x0, goal, shifted)
+        scores = {k: self.score(x0, a, goal) for k, a in cands.items()}
+        best = min(scores, key=scores.get)
+        self._best_start = cands[best]
+        return best, cands, scores
+
     def plan(self, x0: Any, goal: Any, warm_start: np.ndarray | None = None) -> Plan:
         """Plan from the best candidate start; ``warm_start`` (default: the shifted last plan) is the shifted one."""
         p = self.problem
         x0, goal = p.check_state(x0), p.check_goal(goal)
         t0 = time.perf_counter()
-        shifted = self._warm_actions() if warm_start is None else np.asarray(warm_start, dtype=np.float64)
-        cands = self.candidates(x0, goal, shifted)
-        scores = {k: self.score(x0, a, goal) for k, a in cands.items()}
-        best = min(scores, key=scores.get)
+        best, cands, scores = self.best_start(x0, goal, warm_start)
         start_time = time.perf_counter() - t0
-        self._best_start = cands[best]
         plan = super().plan(x0, goal, warm_start=cands[best])
         plan.extras.update(start=best, start_scores=scores, start_time_s=start_time)
         return dataclasses.replace(plan, solve_time_s=plan.solve_time_s + start_time)
@@ -154,3 +160,28 @@ class PipelineMIP(MIPMPC):
         if info.fallback is None or self._best_start is None:
             return action, info
         return self._best_start[0].copy(), dataclasses.replace(info, fallback="best_start")
+
+
+class StartsOnly(PipelineMIP):
+    """The ablation of :class:`PipelineMIP` without the MILP: apply the best candidate start as it is.
+
+    The same candidates (``starts``, ``warm_samples``, ``warm_iterations``), scored the same way on the model; no
+    region descent, no branch and bound, no certificate (``Plan.gap`` is ``None``). It measures what the MILP
+    adds to the candidates. A best candidate that breaks a hard constraint (state box, hard keep-out box) is
+    reported ``INFEASIBLE`` and its first action applied as the ``best_start`` fallback, as :class:`PipelineMIP`
+    does when its MILP has no plan. The MILP options of :class:`~controlkit.planning.mip_mpc.MIPMPC` are accepted
+    and unused.
+    """
+
+    def plan(self, x0: Any, goal: Any, warm_start: np.ndarray | None = None) -> Plan:
+        """The best candidate start from ``x0`` (``warm_start``: the shifted candidate, default the last plan's)."""
+        p = self.problem
+        x0, goal = p.check_state(x0), p.check_goal(goal)
+        t0 = time.perf_counter()
+        best, cands, scores = self.best_start(x0, goal, warm_start)
+        states = p.net.rollout(x0, cands[best])
+        hard = float(p.violation(states, hard_only=True))
+        status = Status.OK if hard <= 1e-9 else Status.INFEASIBLE
+        extras = {"start": best, "start_scores": scores, "violation": float(p.violation(states))}
+        return Plan(cands[best].copy(), states, float(p.objective(states, cands[best], goal)), status,
+                    time.perf_counter() - t0, None, extras)

@@ -20,23 +20,24 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.core.errors import ControlkitError
-from controlkit.envs.tabletop import TABLE_HALF
+from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF
 from controlkit.models.network import CompactNetwork
 from controlkit.planning import KeepOut
 from controlkit.planning.registry import PLANNERS, get_planner, planner_params, register_planner
 from controlkit.tasks.pushing.greedy import GreedyPusher, pre_push_point
 from controlkit.tasks.pushing.routing import next_waypoint
 from controlkit.tasks.pushing.sort_task import SortSequencer
-from controlkit.tasks.pushing.starts import PipelineMIP
+from controlkit.tasks.pushing.starts import PipelineMIP, StartsOnly
 
 NX, NU = 6, 2  # [x, y, cos θ, sin θ, pusher x, pusher y], [dx, dy]
+PUSHER_CLEARANCE = 0.005  # m between the pusher and an obstacle in the planners' pusher box
 
 # Planners the pushing task adds to the registry: the model-free reference, and MPPI on the simulator itself.
 register_planner("greedy", GreedyPusher)
 PLANNERS.register_path("sim_mppi", "controlkit.tasks.pushing.sim_mppi:SimMPPIPlanner")
 # The task's MIP-MPC is MIPMPC plus candidate starts built from the task (greedy pusher, MPPI pass): `type:
-# mip_mpc` in a pushing experiment means this class.
-TASK_PLANNERS: dict[str, type] = {"mip_mpc": PipelineMIP}
+# mip_mpc` in a pushing experiment means this class; `starts_only` is its ablation without the MILP.
+TASK_PLANNERS: dict[str, type] = {"mip_mpc": PipelineMIP, "starts_only": StartsOnly}
 # Set by the task from the env and the cost block, identical for every planner; not a planner's own knob.
 TASK_SET = {"model", "horizon", "u_low", "u_high", "x_low", "x_high", "residual", "state_weights",
             "control_weight", "terminal_weight", "keep_out", "goal", "state_fn", "nx", "nu", "state_constraints",
@@ -63,8 +64,9 @@ class CostConfig(BaseModel):
     orientation_weight: float = Field(0.0, ge=0, description="L1 weight of the cos θ / sin θ errors (0 = position only).")
     pusher_weight: float = Field(0.2, ge=0, description="L1 weight pulling the pusher to the pre-push point.")
     terminal_weight: float = Field(1.0, ge=0, description="Extra factor on the last step's cost.")
-    keep_out_margin: float = Field(0.0, ge=0, description="The planners' keep-out box is the env's grown by this "
-                                   "much (m) on every side: room for the learned model's prediction error.")
+    keep_out_margin: float = Field(0.0, ge=0, description="The planners' keep-out box is the env's keep_out (or its "
+                                   "obstacle) grown by this much (m) on every side: room for the learned model's "
+                                   "prediction error (and, for an obstacle, for the object's own size).")
     keep_out_penalty: float | None = Field(None, gt=0, description="None: MIP-MPC imposes the keep-out box as a "
                                            "hard constraint (no plan while the object is inside it). A number: every "
                                            "planner pays this much per metre of depth inside it per step (MIP-MPC "
@@ -243,13 +245,36 @@ class Task:
         return x, np.concatenate([target, pre_push_point(x, target, self.env.shape)])
 
     def keep_out(self) -> KeepOut | None:
-        """The keep-out box every planner avoids: the env's, grown by ``cost.keep_out_margin`` on every side."""
+        """The keep-out box every planner avoids: the env's keep-out box or else its obstacle, grown by
+        ``cost.keep_out_margin`` on every side (the box bounds the object's centre, so for an obstacle the margin
+        must cover the object's half-size too)."""
         box = getattr(self.env, "keep_out", None)
+        if box is None:
+            box = getattr(self.env, "obstacle", None)
         if box is None:
             return None
         m = self.cost.keep_out_margin
         return KeepOut((0, 1), tuple(np.asarray(box[:2]) - m), tuple(np.asarray(box[2:]) + m),
                        self.cost.keep_out_penalty)
+
+    def keep_out_boxes(self) -> list[KeepOut]:
+        """Every box the planners avoid: :meth:`keep_out` for the object's centre and, with an obstacle, the
+        obstacle grown by the pusher's radius (plus ``PUSHER_CLEARANCE``) for the pusher, at the same price.
+
+        The learned model has never met the obstacle: a plan that drives the pusher through it predicts a motion
+        the real pusher, stopped at the obstacle's face, never makes, and the next plan repeats it (a pusher stuck
+        against the obstacle for the rest of the episode).
+        """
+        box = self.keep_out()
+        obstacle = getattr(self.env, "obstacle", None)
+        if box is None:
+            return []
+        if obstacle is None or getattr(self.env, "keep_out", None) is not None:
+            return [box]
+        r = PUSHER_RADIUS + PUSHER_CLEARANCE
+        pusher = KeepOut((4, 5), tuple(np.asarray(obstacle[:2]) - r), tuple(np.asarray(obstacle[2:]) + r),
+                         self.cost.keep_out_penalty)
+        return [box, pusher]
 
     def weights(self) -> np.ndarray:
         c = self.cost
@@ -268,8 +293,7 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     # that drives it further is not realisable. (Loosening it to 0.35 m for every planner leaves MIP-MPC's push
     # results unchanged and takes MPPI from 10 / 12 to 11 / 12; docs/pushing.md.)
     x_high = np.array([TABLE_HALF + 0.05] * 2 + [1.5, 1.5] + [TABLE_HALF] * 2)
-    box = task.keep_out()
-    boxes = [] if box is None else [box]
+    boxes = task.keep_out_boxes()
     kwargs = spec.kwargs()
     if spec.type == "greedy":
         return GreedyPusher(task.env.shape, step, **kwargs)
@@ -277,7 +301,7 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     takes = planner_params(cls)
     if "seed" in takes:  # a user's deterministic planner need not take one
         kwargs.setdefault("seed", seed)
-    if spec.type == "mip_mpc":
+    if spec.type in TASK_PLANNERS:
         kwargs["shape"] = task.env.shape  # for the greedy candidate start
     if spec.type == "sim_mppi":
         from controlkit.tasks.pushing.greedy import SimDynamics
@@ -286,7 +310,7 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     # The shifted warm start's new tail step: MIP-MPC needs the safe action (a repeated push can leave the state
     # box: an infeasible MIP start); the samplers keep the repeated last action, which served MPPI better.
     if "warm_tail" in takes:
-        kwargs.setdefault("warm_tail", "safe" if spec.type == "mip_mpc" else "repeat")
+        kwargs.setdefault("warm_tail", "safe" if spec.type in TASK_PLANNERS else "repeat")
     try:
         return cls(
             net, task.cost.horizon, [-step] * NU, [step] * NU, -x_high, x_high, state_weights=task.weights(),
@@ -316,6 +340,7 @@ class EpisodeResult:
     statuses: dict[str, int]
     frames: list[np.ndarray]
     goal: np.ndarray  # Push: the goal pose (x, y, θ); Sort: empty
+    obstacle_contacts: int = 0  # steps ending with the object touching the env's obstacle
 
 
 def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render: bool = False) -> EpisodeResult:
@@ -351,4 +376,5 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
             frames.append(env.render())
         done = terminated or truncated
     return EpisodeResult(seed, bool(info["success"]), distances[-1], distances, np.array(states), times, fallbacks,
-                         int(info.get("keep_out_violations", 0)), planned, errors, statuses, frames, goal_pose)
+                         int(info.get("keep_out_violations", 0)), planned, errors, statuses, frames, goal_pose,
+                         int(info.get("obstacle_contacts", 0)))
