@@ -20,7 +20,7 @@ from controlkit._push_oracle import GreedyPusher, pre_push_point
 from controlkit.controller import Controller, StepInfo
 from controlkit.data import TransitionData, collect
 from controlkit.envs._tabletop import TABLE_HALF, get_shape
-from controlkit.errors import ControlkitError
+from controlkit.errors import ControlkitError, choices_error
 from controlkit.graph import check_objects, objects_in, pad_dataset
 
 
@@ -93,17 +93,22 @@ def collect_sort_data(counts: tuple[int, ...] = (2, 3, 4), trajectories: int = 6
     return pad_dataset(parts)
 
 
-def sort_goal(x: np.ndarray, regions: np.ndarray, shape: str = "box", pusher_weight: float = 0.3,
-              sorted_margin: float = 0.025) -> tuple[np.ndarray, np.ndarray]:
-    """Goal and state weights for planning Sort-v0 on the graph model, from the state ``x``.
+def sort_weights(n_objects: int, pusher_weight: float = 0.3) -> np.ndarray:
+    """State weights of the sorting cost: 1 on every box position, 0 on the angles, ``pusher_weight`` on the
+    pusher."""
+    return np.array([1.0, 1.0, 0.0, 0.0] * check_objects(n_objects) + [pusher_weight] * 2)
 
-    Every box's position is pulled to its region centre (weight 1; angles free). The pusher is pulled (weight
-    ``pusher_weight``) to the pre-push point of the unsorted box that minimises pusher travel plus the box's
-    distance to its region; a box counts as sorted once ``sorted_margin`` inside its region. With every box
-    sorted the pusher term is off.
+
+def sort_goal(x: np.ndarray, regions: np.ndarray, shape: str = "box",
+              sorted_margin: float = 0.025) -> tuple[np.ndarray, int]:
+    """The planners' goal on Sort-v0 from the state ``x`` (weights: :func:`sort_weights`).
+
+    Every box's position goal is the centre of its region. The pusher's goal is the pre-push point of the
+    unsorted box that minimises pusher travel plus the box's distance to its region (a box counts as sorted once
+    ``sorted_margin`` inside its region); with every box sorted, the pusher's own position.
 
     Returns:
-        ``goal`` ``(4 n + 2,)`` and ``weights`` ``(4 n + 2,)``.
+        ``goal`` ``(4 n + 2,)`` and the index of the box the pusher goal belongs to (-1 if none).
     """
     x = np.asarray(x, dtype=np.float64)
     n = objects_in(x, "x")
@@ -112,23 +117,117 @@ def sort_goal(x: np.ndarray, regions: np.ndarray, shape: str = "box", pusher_wei
         raise ControlkitError(f"regions: need shape ({n}, 4) for a state with {n} boxes, got {regions.shape}.")
     obj = get_shape(shape)
     centres = (regions[:, :2] + regions[:, 2:]) / 2
-    goal, weights = np.zeros_like(x), np.zeros_like(x)
-    pusher = x[-2:]
-    best, best_cost = None, np.inf
+    goal = np.zeros_like(x)
+    goal[-2:] = x[-2:]
+    best, best_cost = -1, np.inf
     for i in range(n):
         goal[4 * i: 4 * i + 2] = centres[i]
-        weights[4 * i: 4 * i + 2] = 1.0
         xy = x[4 * i: 4 * i + 2]
-        inside = np.all((xy >= regions[i, :2] + sorted_margin) & (xy <= regions[i, 2:] - sorted_margin))
-        if inside:
+        if np.all((xy >= regions[i, :2] + sorted_margin) & (xy <= regions[i, 2:] - sorted_margin)):
             continue
         pre = pre_push_point(x[4 * i: 4 * i + 4], centres[i], obj)
-        cost = np.linalg.norm(pre - pusher) + np.linalg.norm(centres[i] - xy)
+        cost = np.linalg.norm(pre - x[-2:]) + np.linalg.norm(centres[i] - xy)
         if cost < best_cost:
-            best, best_cost = pre, cost
-    if best is not None:
-        goal[-2:], weights[-2:] = best, pusher_weight
-    return goal, weights
+            best, best_cost = i, cost
+            goal[-2:] = pre
+    return goal, best
 
 
-__all__ = ["SortExplorer", "collect_sort_data", "sort_goal"]
+GRAPH_PLANNERS = ("mip_mpc", "mppi", "cem", "gradient", "random")
+
+
+def make_graph_planner(kind: str, graph: Any, env: Any, horizon: int = 10, seed: int = 0,
+                       pusher_weight: float = 0.3, terminal_weight: float = 5.0, **knobs: Any):
+    """A :class:`~controlkit.planning_graph.GraphPlanner` of type ``kind`` on ``graph`` for the Sort-v0 ``env``.
+
+    Bounds as in the pushing pipeline (box centres within 5 cm past the table, cos/sin within ±1.5, the pusher on
+    the table); cost :func:`sort_weights` with ``terminal_weight`` on the last step. ``mip_mpc`` is the pipeline's
+    MIP-MPC from candidate starts (:class:`~controlkit._push_mip.PipelineMIP`; ``knobs`` such as ``time_limit``,
+    ``starts``, ``warm_samples``); the other kinds are the samplers of :mod:`controlkit.planners`.
+
+    Raises:
+        ControlkitError: unknown ``kind``, or a graph model that does not match ``env`` (:func:`check_graph_env`).
+    """
+    from controlkit._push_mip import PipelineMIP
+    from controlkit.planners import CEMPlanner, GradientPlanner, MPPIPlanner, RandomShootingPlanner
+    from controlkit.planning_graph import GraphPlanner
+
+    classes = {"mip_mpc": PipelineMIP, "mppi": MPPIPlanner, "cem": CEMPlanner, "gradient": GradientPlanner,
+               "random": RandomShootingPlanner}
+    if kind not in classes:
+        raise choices_error("planner type", kind, GRAPH_PLANNERS)
+    check_graph_env(graph, env)
+    n, step = env.n_objects, float(env.step_size)
+    x_high = np.array([TABLE_HALF + 0.05, TABLE_HALF + 0.05, 1.5, 1.5] * n + [TABLE_HALF] * 2)
+    problem = dict(horizon=horizon, u_low=[-step] * 2, u_high=[step] * 2, x_low=-x_high, x_high=x_high,
+                   state_weights=sort_weights(n, pusher_weight), terminal_weight=terminal_weight)
+    knobs.setdefault("warm_tail", "safe" if kind == "mip_mpc" else "repeat")
+    knobs["seed"] = seed
+
+    def factory(net):
+        return classes[kind](net, **problem, **knobs)
+
+    try:
+        return GraphPlanner(graph, n, factory, **problem)
+    except TypeError as exc:  # an unknown knob: name it as the pipeline does
+        raise ControlkitError(f"planners.{kind}: {exc}") from None
+
+
+class GraphSortTask:
+    """Sort-v0 for planners on the graph model: the whole state, :func:`sort_goal` as goal, no task layer.
+
+    It has what :func:`controlkit.model_based_control.run_episode` asks of a task (``reset``, ``state_goal``,
+    ``applied``, ``in_transit``, ``pushed``, ``position_error``), so graph planners and the task-layer baseline
+    run through the same loop and statistics.
+
+    Args:
+        env: The unwrapped :class:`~controlkit.envs.sort.SortEnv`.
+        sorted_margin: See :func:`sort_goal`.
+    """
+
+    in_transit = False
+
+    def __init__(self, env: Any, sorted_margin: float = 0.025) -> None:
+        if not hasattr(env, "regions") or not hasattr(env, "n_objects"):
+            raise ControlkitError(f"env: the graph sorting task needs controlkit/Sort-v0, got {type(env).__name__}.")
+        self.env, self.sorted_margin = env, float(sorted_margin)
+        self.pushed = 0
+
+    def reset(self) -> None:
+        self.pushed = 0
+
+    def state_goal(self) -> tuple[np.ndarray, np.ndarray]:
+        """The world-frame state and this step's goal (call once per step)."""
+        x = self.env.state()
+        goal, box = sort_goal(x, self.env.regions, self.env.shape.name, self.sorted_margin)
+        self.pushed = max(box, 0)
+        return x, goal
+
+    def applied(self, action: np.ndarray) -> np.ndarray:
+        return action
+
+    def position_error(self, info: dict[str, Any]) -> float:
+        """Summed distance (m) of the boxes to their regions."""
+        return float(info["distance"])
+
+
+def check_graph_env(graph: Any, env: Any, field: str = "model.file") -> None:
+    """Raise a :class:`ControlkitError` naming ``field`` unless ``graph`` can plan on ``env`` (Sort-v0, its box
+    count within the model's range, the shape the model was trained on)."""
+    from controlkit.graph import GraphNetwork
+
+    if not isinstance(graph, GraphNetwork):
+        raise ControlkitError(f"{field}: need a graph model (GraphNetwork), got {type(graph).__name__}.")
+    if not hasattr(env, "n_objects"):
+        raise ControlkitError(f"env: a graph model plans on controlkit/Sort-v0, got {type(env).__name__}.")
+    check_objects(env.n_objects, "env_kwargs.n_objects")
+    trained = graph.metadata.get("env")
+    if trained is not None and trained != "controlkit/Sort-v0":
+        raise ControlkitError(f"{field}: the graph model was trained on {trained!r}, not controlkit/Sort-v0.")
+    shape = graph.metadata.get("shape", "box")
+    if shape != env.shape.name:
+        raise ControlkitError(f"{field}: the graph model was trained on shape {shape!r}; the env has "
+                              f"env_kwargs.shape={env.shape.name!r}.")
+
+
+__all__ = ["GRAPH_PLANNERS", "GraphSortTask", "make_graph_planner", "SortExplorer", "check_graph_env", "collect_sort_data", "sort_goal", "sort_weights"]

@@ -53,6 +53,8 @@ class GraphPlanner(RecedingHorizonPlanner):
         self._inner: dict[tuple[tuple[int, int], ...], RecedingHorizonPlanner] = {}
         super().__init__(graph.compact(n, full), horizon, u_low, u_high, x_low, x_high, None, state_weights,
                          control_weight, **kwargs)
+        # build the fully connected graph's planner now, so that bad planner arguments fail here, not mid-episode
+        self.inner(np.zeros(self.problem.nx), key=tuple(full))
 
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
@@ -60,9 +62,10 @@ class GraphPlanner(RecedingHorizonPlanner):
         for inner in getattr(self, "_inner", {}).values():
             inner.reset(seed)
 
-    def inner(self, x0: np.ndarray) -> tuple[tuple[tuple[int, int], ...], RecedingHorizonPlanner]:
-        """The edge set at ``x0`` and its inner planner (built on first use)."""
-        key = tuple(self.graph.edges(x0))
+    def inner(self, x0: np.ndarray, key: tuple[tuple[int, int], ...] | None = None
+              ) -> tuple[tuple[tuple[int, int], ...], RecedingHorizonPlanner]:
+        """The edge set at ``x0`` (or ``key``) and its inner planner (built on first use)."""
+        key = tuple(self.graph.edges(x0)) if key is None else key
         planner = self._inner.pop(key, None)
         if planner is None:
             planner = self.make_planner(self.graph.compact(self.n_objects, key))
