@@ -6,8 +6,8 @@ message and update MLPs with :func:`controlkit.sparsify.sparsify` (ReLU / identi
 reports the 10-step validation rollout error of the dense model and of every round, overall and per box count.
 Target (issue 18): at most 1/4 of the dense model's ReLUs at <= 1.5x its 10-step rollout error.
 
-Run (about 15-25 min on 2 shared cores):
-``MUJOCO_GL=egl .venv/bin/python benchmarks/sort_graph_model.py [--trajectories 150] [--epochs 60]``
+Run (about 25 min on 2 shared cores):
+``MUJOCO_GL=egl .venv/bin/python benchmarks/sort_graph_model.py [--trajectories 120] [--epochs 30]``
 Writes ``benchmarks/results/sort_graph_model.json`` and the models ``sort_graph_dense.npz`` and
 ``sort_graph_model.npz`` (the selected operating point) next to it.
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from controlkit.data import load_dataset, save_dataset
 from controlkit.dynamics import TrainSettings, fit, rollout_mse
 from controlkit.graph import GraphDynamics, MAX_OBJECTS, export_graph
 from controlkit.graph_sort import collect_sort_data
@@ -39,17 +40,24 @@ def counts_of(data) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--trajectories", type=int, default=150, help="trajectories per box count")
+    ap.add_argument("--trajectories", type=int, default=120, help="trajectories per box count")
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--schedule", default="32,24,16,12", help="ReLU counts of the sparsification rounds")
+    ap.add_argument("--schedule", default="24,16", help="ReLU counts of the sparsification rounds")
+    ap.add_argument("--finetune-epochs", type=int, default=20, help="fine-tuning epochs per round")
+    ap.add_argument("--data", default=None, help="dataset file: loaded if it exists, else collected and saved")
     ap.add_argument("--out", default=str(RESULTS / "sort_graph_model.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     load = os.getloadavg()
     t0 = time.perf_counter()
-    data = collect_sort_data((2, 3, 4), args.trajectories, args.steps, seed=args.seed)
+    if args.data and Path(args.data).is_file():
+        data = load_dataset(args.data)
+    else:
+        data = collect_sort_data((2, 3, 4), args.trajectories, args.steps, seed=args.seed)
+        if args.data:
+            save_dataset(data, args.data)
     t_collect = time.perf_counter() - t0
     train, val = data.split(0.15, seed=args.seed)
     settings = TrainSettings(epochs=args.epochs, batch_size=256, lr=2e-3, rollout_steps=5, eval_steps=10,
@@ -62,7 +70,7 @@ def main() -> None:
     export_graph(model, metadata={"env": "controlkit/Sort-v0", "round": "dense"}).save(
         Path(args.out).with_name("sort_graph_dense.npz"))
     sp = SparsifySettings(schedule=[int(v) for v in args.schedule.split(",")], search_epochs=6,
-                          finetune_epochs=30, tolerance=1.5)
+                          finetune_epochs=args.finetune_epochs, tolerance=1.5)
     t2 = time.perf_counter()
     result = sparsify(model, train, val, sp, settings, seed=args.seed + 10)
     t_sparse = time.perf_counter() - t2
@@ -75,13 +83,13 @@ def main() -> None:
                              for n in sorted(set(vc.tolist()))}
     best = result.best
     model.load_state_dict(best.state)
-    meta = {"env": "controlkit/Sort-v0", "counts": [2, 3, 4], "round": best.round,
+    meta = {"env": "controlkit/Sort-v0", "shape": "box", "counts": [2, 3, 4], "round": best.round,
             "val_rollout10": best.val_rollout, "dense_val_rollout10": result.dense.val_rollout}
     net = export_graph(model, best.modes, metadata=meta)
     net.save(Path(args.out).with_name("sort_graph_model.npz"))
     out = {
         "command": "MUJOCO_GL=egl .venv/bin/python benchmarks/sort_graph_model.py " + " ".join(
-            f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
+            f"--{k} {v}" for k, v in vars(args).items() if k not in ("out", "data")),
         "load_average_before": load, "load_average_after": os.getloadavg(),
         "transitions": int(data.n_transitions), "collect_s": t_collect, "train_s": t_train, "sparsify_s": t_sparse,
         "dense_epochs": dense_fit.epochs,
