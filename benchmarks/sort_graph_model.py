@@ -7,7 +7,7 @@ reports the 10-step validation rollout error of the dense model and of every rou
 Target (issue 18): at most 1/4 of the dense model's ReLUs at <= 1.5x its 10-step rollout error.
 
 Run (about 25 min on 2 shared cores):
-``MUJOCO_GL=egl .venv/bin/python benchmarks/sort_graph_model.py [--trajectories 120] [--epochs 30]``
+``MUJOCO_GL=egl .venv/bin/python benchmarks/sort_graph_model.py [--trajectories 120] [--epochs 25]``
 Writes ``benchmarks/results/sort_graph_model.json`` and the models ``sort_graph_dense.npz`` and
 ``sort_graph_model.npz`` (the selected operating point) next to it.
 """
@@ -42,10 +42,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trajectories", type=int, default=120, help="trajectories per box count")
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--schedule", default="24,16", help="ReLU counts of the sparsification rounds")
-    ap.add_argument("--finetune-epochs", type=int, default=20, help="fine-tuning epochs per round")
+    ap.add_argument("--finetune-epochs", type=int, default=15, help="fine-tuning epochs per round")
     ap.add_argument("--data", default=None, help="dataset file: loaded if it exists, else collected and saved")
     ap.add_argument("--out", default=str(RESULTS / "sort_graph_model.json"))
     args = ap.parse_args()
@@ -60,7 +61,7 @@ def main() -> None:
             save_dataset(data, args.data)
     t_collect = time.perf_counter() - t0
     train, val = data.split(0.15, seed=args.seed)
-    settings = TrainSettings(epochs=args.epochs, batch_size=256, lr=2e-3, rollout_steps=5, eval_steps=10,
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=3e-3, rollout_steps=5, eval_steps=10,
                              patience=15)
     model = GraphDynamics(seed=args.seed)
     model.fit_normalisation(train)
@@ -69,7 +70,7 @@ def main() -> None:
     t_train = time.perf_counter() - t1
     export_graph(model, metadata={"env": "controlkit/Sort-v0", "round": "dense"}).save(
         Path(args.out).with_name("sort_graph_dense.npz"))
-    sp = SparsifySettings(schedule=[int(v) for v in args.schedule.split(",")], search_epochs=6,
+    sp = SparsifySettings(schedule=[int(v) for v in args.schedule.split(",")], search_epochs=4,
                           finetune_epochs=args.finetune_epochs, tolerance=1.5)
     t2 = time.perf_counter()
     result = sparsify(model, train, val, sp, settings, seed=args.seed + 10)
