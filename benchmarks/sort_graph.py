@@ -1,7 +1,7 @@
 """Sorting without the task layer: planners on the graph model with a cost over all boxes, next to the task-layer
 baseline (the one-box MLP model driven by controlkit/_sort_task.py), on the same Sort-v0 episodes.
 
-Graph rows (:func:`controlkit.graph_sort.make_graph_planner`): every box pulled to its region centre, the pusher
+Graph rows (:func:`controlkit.tasks.pushing.graph_sort.make_graph_planner`): every box pulled to its region centre, the pusher
 to the pre-push point of the cheapest unsorted box, the interaction graph fixed at each plan's first state;
 ``graph_mip`` is MIP-MPC from candidate starts (shifted plan, no motion, an MPPI pass 200 x 5) then HiGHS
 0.05 s; ``graph_mppi`` is MPPI 500 x 5. Baseline rows (``task_*``): experiments/sort3_mip_mpc.yaml's planners on
@@ -26,9 +26,9 @@ import torch
 from scipy.stats import binomtest
 
 import controlkit  # noqa: F401  (registers controlkit/*)
-from controlkit.graph import GraphNetwork
-from controlkit.graph_sort import GraphSortTask, make_graph_planner
-from controlkit.model_based_control import CostConfig, PlannerSpec, Task, load_network, make_planner, run_episode, \
+from controlkit.models.graph import GraphNetwork
+from controlkit.tasks.pushing.graph_sort import GraphSortTask, make_graph_planner
+from controlkit.runner.kinds.model_based_control import CostConfig, PlannerSpec, Task, load_network, make_planner, run_episode, \
     summarise
 
 RESULTS = Path(__file__).parent / "results"

@@ -1,8 +1,8 @@
 """Learn the graph dynamics of Sort-v0 (2-4 boxes, one model), sparsify it, and measure what sparsification costs.
 
-Collects push data on Sort-v0 with 2, 3 and 4 boxes (:class:`controlkit.graph_sort.SortExplorer`), trains one
-:class:`controlkit.graph.GraphDynamics` on all of it (one-step + 5-step rollout loss), sparsifies the shared
-message and update MLPs with :func:`controlkit.sparsify.sparsify` (ReLU / identity / removed per neuron) and
+Collects push data on Sort-v0 with 2, 3 and 4 boxes (:class:`controlkit.tasks.pushing.graph_sort.SortExplorer`), trains one
+:class:`controlkit.models.graph.GraphDynamics` on all of it (one-step + 5-step rollout loss), sparsifies the shared
+message and update MLPs with :func:`controlkit.models.sparsify.sparsify` (ReLU / identity / removed per neuron) and
 reports the 10-step validation rollout error of the dense model and of every round, overall and per box count.
 Target (issue 18): at most 1/4 of the dense model's ReLUs at <= 1.5x its 10-step rollout error.
 
@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from controlkit.data import load_dataset, save_dataset
-from controlkit.dynamics import TrainSettings, fit, rollout_mse
-from controlkit.graph import GraphDynamics, MAX_OBJECTS, export_graph
-from controlkit.graph_sort import collect_sort_data
-from controlkit.sparsify import SparsifySettings, fixed_gates, sparsify
+from controlkit.models.data import load_dataset, save_dataset
+from controlkit.models.dynamics import TrainSettings, fit, rollout_mse
+from controlkit.models.graph import MAX_OBJECTS
+from controlkit.models.graph_training import GraphDynamics, export_graph
+from controlkit.tasks.pushing.graph_sort import collect_sort_data
+from controlkit.models.sparsify import SparsifySettings, fixed_gates, sparsify
 
 RESULTS = Path(__file__).parent / "results"
 

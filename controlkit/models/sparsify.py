@@ -238,7 +238,7 @@ class _FixedForms:
 def _finetune(model: DynamicsModel, modes: Sequence[torch.Tensor], train: TransitionData, val: TransitionData,
               settings: TrainSettings, seed: int, epochs: int, lr: float, polish_iterations: int) -> FitResult:
     # Fixed forms: train only the kept neurons (a narrow copy, same gradients), then the optional L-BFGS polish.
-    # Other models with the same interface (e.g. controlkit.graph.GraphDynamics) train at full width: removed
+    # Other models with the same interface (e.g. controlkit.models.graph.GraphDynamics) train at full width: removed
     # neurons get zero gradient there too, so only the speed differs.
     if not isinstance(model, DynamicsModel):
         forms = _FixedForms(modes)

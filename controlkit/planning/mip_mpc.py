@@ -140,9 +140,9 @@ class MIPMPC(RecedingHorizonPlanner):
             raise ControlkitError("highs_options: need backend='highs'.")
         self.highs_options = dict(highs_options or {})
         if self.highs_options:  # check names and values now rather than at the first plan
-            from controlkit._milp_highs import _silent_highs, set_options
+            from controlkit.planning.milp.highs import check_options
 
-            set_options(_silent_highs(), self.highs_options)
+            check_options(self.highs_options)
         self._milp = None
 
     def __getstate__(self) -> dict[str, Any]:

@@ -5,19 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from controlkit.errors import ControlkitError
-from controlkit.graph import (
-    GraphDynamics,
-    GraphNetwork,
-    box_edges,
-    export_graph,
-    objects_in,
-    pad_states,
-    unpad_states,
-)
-from controlkit.mpc import MIPMPC
-from controlkit.network import CompactNetwork
-from controlkit.planners import MPPIPlanner
+from controlkit.core.errors import ControlkitError
+from controlkit.models.graph import GraphNetwork, box_edges, objects_in, pad_states, unpad_states
+from controlkit.models.graph_training import GraphDynamics, export_graph
+from controlkit.planning.mip_mpc import MIPMPC
+from controlkit.models.network import CompactNetwork
+from controlkit.planning.samplers import MPPIPlanner
 
 
 def random_state(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -7,12 +7,13 @@ import pytest
 import torch
 
 import controlkit  # noqa: F401
-from controlkit.controller import Status
-from controlkit.dynamics import TrainSettings, fit, rollout_mse
+from controlkit.core.controller import Status
+from controlkit.models.dynamics import TrainSettings, fit, rollout_mse
 from controlkit.envs.sort import regions
-from controlkit.errors import ControlkitError
-from controlkit.graph import GraphDynamics, export_graph, pad_states, unpad_states
-from controlkit.graph_sort import (
+from controlkit.core.errors import ControlkitError
+from controlkit.models.graph import pad_states, unpad_states
+from controlkit.models.graph_training import GraphDynamics, export_graph
+from controlkit.tasks.pushing.graph_sort import (
     GraphSortTask,
     check_graph_env,
     collect_sort_data,
@@ -20,8 +21,8 @@ from controlkit.graph_sort import (
     sort_goal,
     sort_weights,
 )
-from controlkit.model_based_control import run_episode
-from controlkit.sparsify import SparsifySettings, fixed_gates, sparsify
+from controlkit.runner.kinds.model_based_control import run_episode
+from controlkit.models.sparsify import SparsifySettings, fixed_gates, sparsify
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from controlkit.errors import ControlkitError
-from controlkit.mpc import MIPMPC
-from controlkit.network import CompactNetwork
+from controlkit.core.errors import ControlkitError
+from controlkit.planning.mip_mpc import MIPMPC
+from controlkit.models.network import CompactNetwork
 
 
 def net() -> CompactNetwork:

@@ -360,6 +360,11 @@ def set_options(h: highspy.Highs, options: dict[str, Any], field: str = "highs_o
                                   "HiGHS option list: presolve, mip_detect_symmetry, mip_heuristic_effort, ...).")
 
 
+def check_options(options: dict[str, Any], field: str = "highs_options") -> None:
+    """Raise a :class:`ControlkitError` naming ``field.<name>`` if HiGHS rejects an option of ``options``."""
+    set_options(_silent_highs(), options, field)
+
+
 def _silent_highs() -> highspy.Highs:
     """A Highs instance without its start-up banner.
 

@@ -2,8 +2,8 @@
 
 - :class:`SortExplorer`: the data behaviour on Sort-v0 -- the greedy pusher on a random box towards its region or a
   random nearby point, with AR(1) noise, switching box and target at random; boxes collide with each other.
-- :func:`collect_sort_data`: 2-4 boxes, padded into one :class:`~controlkit.data.TransitionData` for
-  :class:`~controlkit.graph.GraphDynamics`.
+- :func:`collect_sort_data`: 2-4 boxes, padded into one :class:`~controlkit.models.data.TransitionData` for
+  :class:`~controlkit.models.graph.GraphDynamics`.
 - :func:`sort_goal`: the planners' goal and weights on Sort-v0: every box towards the centre of its region (boxes
   already sorted are held there), and the pusher towards the pre-push point of the unsorted box that is cheapest
   to reach and sort (its only task knowledge; no legs, no staging waypoints, no transit routing: the graph model
@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from controlkit._push_oracle import GreedyPusher, pre_push_point
-from controlkit.controller import Controller, StepInfo
-from controlkit.data import TransitionData, collect
-from controlkit.envs._tabletop import TABLE_HALF, get_shape
-from controlkit.errors import ControlkitError, choices_error
-from controlkit.graph import check_objects, objects_in, pad_dataset
+from controlkit.tasks.pushing.greedy import GreedyPusher, pre_push_point
+from controlkit.core.controller import Controller, StepInfo
+from controlkit.models.data import TransitionData, collect
+from controlkit.envs.tabletop import TABLE_HALF, get_shape
+from controlkit.core.errors import ControlkitError, choices_error
+from controlkit.models.graph import check_objects, objects_in, pad_dataset
 
 
 class SortExplorer(Controller):
@@ -138,19 +138,19 @@ GRAPH_PLANNERS = ("mip_mpc", "mppi", "cem", "gradient", "random")
 
 def make_graph_planner(kind: str, graph: Any, env: Any, horizon: int = 10, seed: int = 0,
                        pusher_weight: float = 0.3, terminal_weight: float = 5.0, **knobs: Any):
-    """A :class:`~controlkit.planning_graph.GraphPlanner` of type ``kind`` on ``graph`` for the Sort-v0 ``env``.
+    """A :class:`~controlkit.planning.graph.GraphPlanner` of type ``kind`` on ``graph`` for the Sort-v0 ``env``.
 
     Bounds as in the pushing pipeline (box centres within 5 cm past the table, cos/sin within ±1.5, the pusher on
     the table); cost :func:`sort_weights` with ``terminal_weight`` on the last step. ``mip_mpc`` is the pipeline's
-    MIP-MPC from candidate starts (:class:`~controlkit._push_mip.PipelineMIP`; ``knobs`` such as ``time_limit``,
-    ``starts``, ``warm_samples``); the other kinds are the samplers of :mod:`controlkit.planners`.
+    MIP-MPC from candidate starts (:class:`~controlkit.tasks.pushing.starts.PipelineMIP`; ``knobs`` such as ``time_limit``,
+    ``starts``, ``warm_samples``); the other kinds are the samplers of :mod:`controlkit.planning.samplers`.
 
     Raises:
         ControlkitError: unknown ``kind``, or a graph model that does not match ``env`` (:func:`check_graph_env`).
     """
-    from controlkit._push_mip import PipelineMIP
-    from controlkit.planners import CEMPlanner, GradientPlanner, MPPIPlanner, RandomShootingPlanner
-    from controlkit.planning_graph import GraphPlanner
+    from controlkit.tasks.pushing.starts import PipelineMIP
+    from controlkit.planning.samplers import CEMPlanner, GradientPlanner, MPPIPlanner, RandomShootingPlanner
+    from controlkit.planning.graph import GraphPlanner
 
     classes = {"mip_mpc": PipelineMIP, "mppi": MPPIPlanner, "cem": CEMPlanner, "gradient": GradientPlanner,
                "random": RandomShootingPlanner}
@@ -176,7 +176,7 @@ def make_graph_planner(kind: str, graph: Any, env: Any, horizon: int = 10, seed:
 class GraphSortTask:
     """Sort-v0 for planners on the graph model: the whole state, :func:`sort_goal` as goal, no task layer.
 
-    It has what :func:`controlkit.model_based_control.run_episode` asks of a task (``reset``, ``state_goal``,
+    It has what :func:`controlkit.runner.kinds.model_based_control.run_episode` asks of a task (``reset``, ``state_goal``,
     ``applied``, ``in_transit``, ``pushed``, ``position_error``), so graph planners and the task-layer baseline
     run through the same loop and statistics.
 
@@ -214,7 +214,7 @@ class GraphSortTask:
 def check_graph_env(graph: Any, env: Any, field: str = "model.file") -> None:
     """Raise a :class:`ControlkitError` naming ``field`` unless ``graph`` can plan on ``env`` (Sort-v0, its box
     count within the model's range, the shape the model was trained on)."""
-    from controlkit.graph import GraphNetwork
+    from controlkit.models.graph import GraphNetwork
 
     if not isinstance(graph, GraphNetwork):
         raise ControlkitError(f"{field}: need a graph model (GraphNetwork), got {type(graph).__name__}.")

@@ -1,8 +1,8 @@
 """Receding-horizon planning on a graph dynamics model with the interaction graph fixed over each plan's horizon.
 
 At every plan, :class:`GraphPlanner` reads the box-box edges present at ``x0``
-(:meth:`~controlkit.graph.GraphNetwork.edges`), compiles the graph model with that graph into a
-:class:`~controlkit.network.CompactNetwork` (:meth:`~controlkit.graph.GraphNetwork.compact`) and plans with an
+(:meth:`~controlkit.models.graph.GraphNetwork.edges`), compiles the graph model with that graph into a
+:class:`~controlkit.models.network.CompactNetwork` (:meth:`~controlkit.models.graph.GraphNetwork.compact`) and plans with an
 ordinary planner on it: MIP-MPC, MPPI, CEM, gradient or random shooting, built by a factory the caller passes.
 One inner planner is kept per edge set, so MIP-MPC updates its compiled MILP in place as long as the graph stays
 the same (sorting meets only a handful of edge sets). The warm start is this planner's own shifted last plan, so
@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from controlkit._receding import RecedingHorizonPlanner
-from controlkit.controller import Plan
-from controlkit.errors import ControlkitError
-from controlkit.graph import GraphNetwork, check_objects
-from controlkit.network import CompactNetwork
+from controlkit.planning.receding import RecedingHorizonPlanner
+from controlkit.core.controller import Plan
+from controlkit.core.errors import ControlkitError
+from controlkit.models.graph import GraphNetwork, check_objects
+from controlkit.models.network import CompactNetwork
 
 PlannerFactory = Callable[[CompactNetwork], RecedingHorizonPlanner]
 """Builds the inner planner for one compiled network (same horizon, bounds and cost for every edge set)."""
@@ -35,7 +35,7 @@ class GraphPlanner(RecedingHorizonPlanner):
         make_planner: ``make_planner(net)`` returns the inner planner for the compiled network ``net``; it must
             use ``horizon`` and the same bounds and cost for every ``net``.
         horizon, u_low, u_high, x_low, x_high, state_weights, control_weight, **kwargs: The problem, as for every
-            :class:`~controlkit._receding.RecedingHorizonPlanner` (validated on the fully connected graph).
+            :class:`~controlkit.planning.receding.RecedingHorizonPlanner` (validated on the fully connected graph).
         max_edge_sets: Inner planners kept (least recently used dropped first).
 
     ``Plan.extras`` adds ``edges`` (the box-box edges of this plan) and ``edge_sets`` (inner planners built so far).
@@ -45,7 +45,7 @@ class GraphPlanner(RecedingHorizonPlanner):
                  u_low: Any, u_high: Any, x_low: Any = None, x_high: Any = None, state_weights: Any = None,
                  control_weight: float = 0.0, *, max_edge_sets: int = 16, **kwargs: Any) -> None:
         if not isinstance(graph, GraphNetwork):
-            raise ControlkitError(f"graph: need a controlkit.graph.GraphNetwork, got {type(graph).__name__}.")
+            raise ControlkitError(f"graph: need a controlkit.models.graph.GraphNetwork, got {type(graph).__name__}.")
         n = check_objects(n_objects)
         full = [(j, i) for i in range(n) for j in range(n) if i != j]
         self.graph, self.n_objects, self.make_planner = graph, n, make_planner
