@@ -20,7 +20,7 @@ from controlkit.tasks.pushing.greedy import GreedyPusher, pre_push_point
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.models.data import TransitionData, collect
 from controlkit.envs.tabletop import TABLE_HALF, get_shape
-from controlkit.core.errors import ControlkitError, choices_error
+from controlkit.core.errors import ControlkitError
 from controlkit.models.graph import check_objects, objects_in, pad_dataset
 
 
@@ -133,29 +133,25 @@ def sort_goal(x: np.ndarray, regions: np.ndarray, shape: str = "box",
     return goal, best
 
 
-GRAPH_PLANNERS = ("mip_mpc", "mppi", "cem", "gradient", "random")
-
-
 def make_graph_planner(kind: str, graph: Any, env: Any, horizon: int = 10, seed: int = 0,
                        pusher_weight: float = 0.3, terminal_weight: float = 5.0, **knobs: Any):
     """A :class:`~controlkit.planning.graph.GraphPlanner` of type ``kind`` on ``graph`` for the Sort-v0 ``env``.
 
     Bounds as in the pushing pipeline (box centres within 5 cm past the table, cos/sin within ±1.5, the pusher on
     the table); cost :func:`sort_weights` with ``terminal_weight`` on the last step. ``mip_mpc`` is the pipeline's
-    MIP-MPC from candidate starts (:class:`~controlkit.tasks.pushing.starts.PipelineMIP`; ``knobs`` such as ``time_limit``,
-    ``starts``, ``warm_samples``); the other kinds are the samplers of :mod:`controlkit.planning.samplers`.
+    MIP-MPC from candidate starts (:class:`~controlkit.tasks.pushing.starts.PipelineMIP`; ``knobs`` such as
+    ``time_limit``, ``starts``, ``warm_samples``, ``highs_options``); any other registered planner type
+    (:func:`controlkit.planning.get_planner`: ``mppi``, ``cem``, ``gradient``, ``random``, ...) gets ``knobs`` as its
+    own arguments.
 
     Raises:
         ControlkitError: unknown ``kind``, or a graph model that does not match ``env`` (:func:`check_graph_env`).
     """
-    from controlkit.tasks.pushing.starts import PipelineMIP
-    from controlkit.planning.samplers import CEMPlanner, GradientPlanner, MPPIPlanner, RandomShootingPlanner
     from controlkit.planning.graph import GraphPlanner
+    from controlkit.planning.registry import get_planner
+    from controlkit.tasks.pushing.starts import PipelineMIP
 
-    classes = {"mip_mpc": PipelineMIP, "mppi": MPPIPlanner, "cem": CEMPlanner, "gradient": GradientPlanner,
-               "random": RandomShootingPlanner}
-    if kind not in classes:
-        raise choices_error("planner type", kind, GRAPH_PLANNERS)
+    cls = PipelineMIP if kind == "mip_mpc" else get_planner(kind)  # any registered planner type
     check_graph_env(graph, env)
     n, step = env.n_objects, float(env.step_size)
     x_high = np.array([TABLE_HALF + 0.05, TABLE_HALF + 0.05, 1.5, 1.5] * n + [TABLE_HALF] * 2)
@@ -165,7 +161,7 @@ def make_graph_planner(kind: str, graph: Any, env: Any, horizon: int = 10, seed:
     knobs["seed"] = seed
 
     def factory(net):
-        return classes[kind](net, **problem, **knobs)
+        return cls(net, **problem, **knobs)
 
     try:
         return GraphPlanner(graph, n, factory, **problem)
@@ -176,7 +172,7 @@ def make_graph_planner(kind: str, graph: Any, env: Any, horizon: int = 10, seed:
 class GraphSortTask:
     """Sort-v0 for planners on the graph model: the whole state, :func:`sort_goal` as goal, no task layer.
 
-    It has what :func:`controlkit.runner.kinds.model_based_control.run_episode` asks of a task (``reset``, ``state_goal``,
+    It has what :func:`controlkit.tasks.pushing.run_episode` asks of a task (``reset``, ``state_goal``,
     ``applied``, ``in_transit``, ``pushed``, ``position_error``), so graph planners and the task-layer baseline
     run through the same loop and statistics.
 
@@ -230,4 +226,7 @@ def check_graph_env(graph: Any, env: Any, field: str = "model.file") -> None:
                               f"env_kwargs.shape={env.shape.name!r}.")
 
 
-__all__ = ["GRAPH_PLANNERS", "GraphSortTask", "make_graph_planner", "SortExplorer", "check_graph_env", "collect_sort_data", "sort_goal", "sort_weights"]
+__all__ = [
+    "GraphSortTask", "SortExplorer", "check_graph_env", "collect_sort_data", "make_graph_planner", "sort_goal",
+    "sort_weights",
+]
