@@ -91,7 +91,7 @@ def main() -> None:
     net.save(Path(args.out).with_name("sort_graph_model.npz"))
     out = {
         "command": "MUJOCO_GL=egl .venv/bin/python benchmarks/sort_graph_model.py " + " ".join(
-            f"--{k} {v}" for k, v in vars(args).items() if k not in ("out", "data")),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "data")),
         "load_average_before": load, "load_average_after": os.getloadavg(),
         "transitions": int(data.n_transitions), "collect_s": t_collect, "train_s": t_train, "sparsify_s": t_sparse,
         "dense_epochs": dense_fit.epochs,

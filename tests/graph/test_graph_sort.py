@@ -99,6 +99,24 @@ def test_sort_goal_covers_every_box():
     np.testing.assert_array_equal(sort_weights(2, 0.5), [1, 1, 0, 0, 1, 1, 0, 0, 0.5, 0.5])
 
 
+def test_a_box_whose_region_is_taken_waits_and_the_greedy_start_follows_the_pusher_goal():
+    reg = regions(2, 0.12)
+    centres = (reg[:, :2] + reg[:, 2:]) / 2
+    # box 1 sits in box 0's region; box 0 is nearer the pusher, but box 1 must leave first
+    x = np.array([0.05, 0.05, 1, 0, *centres[0], 1, 0, 0.0, 0.0])
+    goal, box = sort_goal(x, reg)
+    assert box == 1
+    env = gym.make("controlkit/Sort-v0", n_objects=2, goal_in_obs=False).unwrapped
+    planner = make_graph_planner("mip_mpc", tiny_graph(), env, horizon=4, time_limit=None, mip_gap=0.5,
+                                 starts=["greedy"])
+    inner = planner.inner(x)[1]
+    g = inner.problem.check_goal(goal)
+    assert inner.target_box(x, g[-1]) == 1
+    actions = inner.greedy_actions(x, g)
+    assert actions.shape == (4, 2) and np.all(np.abs(actions) <= 0.03 + 1e-12)
+    assert "greedy" in inner.candidates(x, g, np.zeros((4, 2)))
+
+
 def test_bad_input_names_the_field():
     g = tiny_graph()
     push = gym.make("controlkit/Push-v0").unwrapped

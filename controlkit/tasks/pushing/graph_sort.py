@@ -17,11 +17,20 @@ from typing import Any
 import numpy as np
 
 from controlkit.tasks.pushing.greedy import GreedyPusher, pre_push_point
+from controlkit.tasks.pushing.starts import PipelineMIP
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.models.data import TransitionData, collect
-from controlkit.envs.tabletop import TABLE_HALF, get_shape
+from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF, get_shape
 from controlkit.core.errors import ControlkitError
 from controlkit.models.graph import check_objects, objects_in, pad_dataset
+
+
+REACH = TABLE_HALF - PUSHER_RADIUS  # farthest pusher centre coordinate
+# Box centres stay within this in every plan (as in the pushing pipeline: 5 cm past the table edge). A tighter
+# bound (0.26, just past the regions) kept plans from pushing boxes to the edge, but a real box beyond it made
+# every plan infeasible and the pusher stalled (development run, seed 10000).
+BOX_LIMIT = TABLE_HALF + 0.05
+BLOCKED_COST = 1.0  # m added to the choice cost of a box whose region holds another box
 
 
 class SortExplorer(Controller):
@@ -104,7 +113,8 @@ def sort_goal(x: np.ndarray, regions: np.ndarray, shape: str = "box",
     """The planners' goal on Sort-v0 from the state ``x`` (weights: :func:`sort_weights`).
 
     Every box's position goal is the centre of its region. The pusher's goal is the pre-push point of the
-    unsorted box that minimises pusher travel plus the box's distance to its region (a box counts as sorted once
+    unsorted box that minimises pusher travel plus the box's distance to its region, plus ``BLOCKED_COST`` if
+    another box's centre lies in its region or within a box radius of it (a box counts as sorted once
     ``sorted_margin`` inside its region); with every box sorted, the pusher's own position.
 
     Returns:
@@ -125,21 +135,55 @@ def sort_goal(x: np.ndarray, regions: np.ndarray, shape: str = "box",
         xy = x[4 * i: 4 * i + 2]
         if np.all((xy >= regions[i, :2] + sorted_margin) & (xy <= regions[i, 2:] - sorted_margin)):
             continue
-        pre = pre_push_point(x[4 * i: 4 * i + 4], centres[i], obj)
+        # a pre-push point past the pusher's reach (box at the table edge) is moved onto its reach
+        pre = np.clip(pre_push_point(x[4 * i: 4 * i + 4], centres[i], obj), -REACH, REACH)
         cost = np.linalg.norm(pre - x[-2:]) + np.linalg.norm(centres[i] - xy)
+        # a box whose region another box occupies waits: that box has to leave first
+        others = np.delete(x[: 4 * n].reshape(n, 4)[:, :2], i, axis=0)
+        if np.any(np.all(np.abs(others - centres[i]) <= (regions[i, 2:] - regions[i, :2]) / 2 + obj.radius, axis=1)):
+            cost += BLOCKED_COST
         if cost < best_cost:
             best, best_cost = i, cost
             goal[-2:] = pre
     return goal, best
 
 
+class SortMIP(PipelineMIP):
+    """MIP-MPC from candidate starts on the whole Sort-v0 state (the graph model's compiled network).
+
+    As :class:`~controlkit.tasks.pushing.starts.PipelineMIP`, except that the ``greedy`` candidate drives the box
+    the goal's pusher term belongs to (the box whose pre-push point, as :func:`sort_goal` computes it, is the
+    pusher goal) towards its own goal position, closed on the model's predictions of every box. Its circling
+    approach is what gets the pusher round a box to the far side, which a 10-step L1 cost alone does not reward.
+    """
+
+    def target_box(self, x0: np.ndarray, goal: np.ndarray) -> int:
+        """The box whose pre-push point towards its goal is nearest the pusher goal."""
+        n = objects_in(x0, "x0")
+        pres = [np.clip(pre_push_point(x0[4 * i: 4 * i + 4], goal[4 * i: 4 * i + 2], self._greedy.shape),
+                        -REACH, REACH) for i in range(n)]
+        return int(np.argmin([np.linalg.norm(pre - goal[-2:]) for pre in pres]))
+
+    def greedy_actions(self, x0: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        p = self.problem
+        g = goal[-1]
+        k = self.target_box(x0, g)
+        x, out = np.asarray(x0, dtype=np.float64), []
+        for _ in range(p.horizon):
+            one = np.concatenate([x[4 * k: 4 * k + 4], x[-2:]])
+            a = np.clip(self._greedy.action(one, g[4 * k: 4 * k + 2]), p.u_low, p.u_high)
+            out.append(a)
+            x = p.net.step(x, a)
+        return np.array(out)
+
+
 def make_graph_planner(kind: str, graph: Any, env: Any, horizon: int = 10, seed: int = 0,
                        pusher_weight: float = 0.3, terminal_weight: float = 5.0, **knobs: Any):
     """A :class:`~controlkit.planning.graph.GraphPlanner` of type ``kind`` on ``graph`` for the Sort-v0 ``env``.
 
-    Bounds as in the pushing pipeline (box centres within 5 cm past the table, cos/sin within ±1.5, the pusher on
-    the table); cost :func:`sort_weights` with ``terminal_weight`` on the last step. ``mip_mpc`` is the pipeline's
-    MIP-MPC from candidate starts (:class:`~controlkit.tasks.pushing.starts.PipelineMIP`; ``knobs`` such as
+    Bounds: box centres within ``BOX_LIMIT``, cos/sin within ±1.5 (the model's drift past ±1), the pusher on the
+    table; cost :func:`sort_weights` with ``terminal_weight`` on the last step. ``mip_mpc`` is the pipeline's
+    MIP-MPC from candidate starts (:class:`SortMIP`; ``knobs`` such as
     ``time_limit``, ``starts``, ``warm_samples``, ``highs_options``); any other registered planner type
     (:func:`controlkit.planning.get_planner`: ``mppi``, ``cem``, ``gradient``, ``random``, ...) gets ``knobs`` as its
     own arguments.
@@ -149,16 +193,17 @@ def make_graph_planner(kind: str, graph: Any, env: Any, horizon: int = 10, seed:
     """
     from controlkit.planning.graph import GraphPlanner
     from controlkit.planning.registry import get_planner
-    from controlkit.tasks.pushing.starts import PipelineMIP
 
-    cls = PipelineMIP if kind == "mip_mpc" else get_planner(kind)  # any registered planner type
+    cls = SortMIP if kind == "mip_mpc" else get_planner(kind)  # any registered planner type
     check_graph_env(graph, env)
     n, step = env.n_objects, float(env.step_size)
-    x_high = np.array([TABLE_HALF + 0.05, TABLE_HALF + 0.05, 1.5, 1.5] * n + [TABLE_HALF] * 2)
+    x_high = np.array([BOX_LIMIT, BOX_LIMIT, 1.5, 1.5] * n + [TABLE_HALF] * 2)
     problem = dict(horizon=horizon, u_low=[-step] * 2, u_high=[step] * 2, x_low=-x_high, x_high=x_high,
                    state_weights=sort_weights(n, pusher_weight), terminal_weight=terminal_weight)
     knobs.setdefault("warm_tail", "safe" if kind == "mip_mpc" else "repeat")
     knobs["seed"] = seed
+    if kind == "mip_mpc":
+        knobs["shape"] = env.shape  # for the greedy candidate start
 
     def factory(net):
         return cls(net, **problem, **knobs)
@@ -227,6 +272,6 @@ def check_graph_env(graph: Any, env: Any, field: str = "model.file") -> None:
 
 
 __all__ = [
-    "GraphSortTask", "SortExplorer", "check_graph_env", "collect_sort_data", "make_graph_planner", "sort_goal",
+    "GraphSortTask", "SortExplorer", "SortMIP", "check_graph_env", "collect_sort_data", "make_graph_planner", "sort_goal",
     "sort_weights",
 ]
