@@ -172,6 +172,8 @@ class SortMIP(PipelineMIP):
         for _ in range(p.horizon):
             one = np.concatenate([x[4 * k: 4 * k + 4], x[-2:]])
             a = np.clip(self._greedy.action(one, g[4 * k: 4 * k + 2]), p.u_low, p.u_high)
+            # its detour round a box near the table edge would leave the pusher's state box: stop at the edge
+            a = np.clip(a, -REACH - x[-2:], REACH - x[-2:])
             out.append(a)
             x = p.net.step(x, a)
         return np.array(out)
