@@ -80,7 +80,7 @@ def main() -> None:
         raise SystemExit(f"--planners: unknown {unknown}; valid: {sorted({*GRAPH, *TASK})}")
     load = os.getloadavg()
     out = {"command": "MUJOCO_GL=egl .venv/bin/python benchmarks/sort_graph.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v != ap.get_default(k)),
         "load_average_before": load, "planners": {}}
     if any(n in GRAPH for n in names):
         graph = GraphNetwork.load(args.model, field="--model")
@@ -103,6 +103,7 @@ def main() -> None:
         row = summarise(episodes)
         k = sum(e.success for e in episodes)
         row.update(sorted=k, success_ci95=wilson(k, len(episodes)), wall_s=time.perf_counter() - t0,
+                   episode_steps=[len(e.step_times) for e in episodes],
                    boxes_sorted_final=[boxes_sorted(e.states[-1], env.unwrapped.regions) for e in episodes])
         out["planners"][name] = row
         print(f"{name:12s} sorted {k}/{len(episodes)} {row['success_ci95']}  final {row['final_distance_mean']:.3f}"
