@@ -85,7 +85,7 @@ def collect_sort_data(counts: tuple[int, ...] = (2, 3, 4), trajectories: int = 6
                       seed: int = 0, env_kwargs: dict[str, Any] | None = None) -> TransitionData:
     """Sort-v0 transitions with each box count in ``counts`` (``trajectories`` each), padded to 4 boxes.
 
-    Seeds: count ``n`` uses ``seed + 100_000 n`` as its root (trajectory ``i`` resets with that plus ``i``).
+    Seeds: count ``n`` uses ``seed + 100_000 n`` as the root its trajectories' seeds are spawned from.
     """
     from controlkit.envs.sort import regions
 
