@@ -1,15 +1,16 @@
 """Sorting without the task layer: planners on the graph model with a cost over all boxes, next to the task-layer
-baseline (the one-box MLP model driven by controlkit/_sort_task.py), on the same Sort-v0 episodes.
+baseline (the one-box MLP model driven by controlkit/tasks/pushing/sort_task.py), on the same Sort-v0 episodes.
 
-Graph rows (:func:`controlkit.tasks.pushing.graph_sort.make_graph_planner`): every box pulled to its region centre, the pusher
-to the pre-push point of the cheapest unsorted box, the interaction graph fixed at each plan's first state;
-``graph_mip`` is MIP-MPC from candidate starts (shifted plan, no motion, the greedy pusher on the target box
-closed on the model, an MPPI pass 200 x 5) then HiGHS 0.05 s (``HIGHS_FAST`` options); ``graph_mppi`` is MPPI 500 x 5. Baseline rows (``task_*``): experiments/sort3_mip_mpc.yaml's planners on
+Graph rows (:func:`controlkit.tasks.pushing.make_graph_planner`): every box pulled to its region centre, the
+pusher to the pre-push point of the cheapest unsorted box, the interaction graph fixed at each plan's first
+state. ``graph_mip`` is MIP-MPC from candidate starts (shifted plan, no motion, the greedy pusher on the target
+box closed on the model, an MPPI pass 200 x 5), then HiGHS 0.05 s (``HIGHS_FAST`` options); ``graph_mppi`` is
+MPPI 500 x 5. Baseline rows (``task_*``): experiments/sort3_mip_mpc.yaml's planners on
 ``benchmarks/results/push_mip_step_model.npz`` through the task layer. Same seeds (10000 + episode) for all.
 Target (issue 18): graph MIP-MPC >= 80 % fully sorted, >= the baseline, median step <= 200 ms.
 
 Run: ``MUJOCO_GL=egl .venv/bin/python benchmarks/sort_graph.py [--episodes 16] [--planners a,b] [--model F]``
-(writes ``benchmarks/results/sort_graph.json``; about 1 min per planner and episode on 2 loaded cores).
+(writes ``benchmarks/results/sort_graph.json``; about 25 min for the four default rows on 2 loaded cores).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from scipy.stats import binomtest
 
 import controlkit  # noqa: F401  (registers controlkit/*)
 from controlkit.models.graph import GraphNetwork
-from controlkit.tasks.pushing.graph_sort import GraphSortTask, make_graph_planner
-from controlkit.tasks.pushing import CostConfig, PlannerSpec, Task, load_network, make_planner, run_episode
 from controlkit.runner.kinds.model_based_control import summarise
+from controlkit.tasks.pushing import CostConfig, PlannerSpec, Task, load_network, make_planner, run_episode
+from controlkit.tasks.pushing.graph_sort import GraphSortTask, make_graph_planner
 
 RESULTS = Path(__file__).parent / "results"
 # On this MILP (about 500 binaries, 3 000 rows at H = 10) HiGHS's presolve, feasibility jump and symmetry

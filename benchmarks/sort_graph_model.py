@@ -27,8 +27,8 @@ from controlkit.models.data import load_dataset, save_dataset
 from controlkit.models.dynamics import TrainSettings, fit, rollout_mse
 from controlkit.models.graph import MAX_OBJECTS
 from controlkit.models.graph_training import GraphDynamics, export_graph
-from controlkit.tasks.pushing.graph_sort import collect_sort_data
 from controlkit.models.sparsify import SparsifySettings, fixed_gates, sparsify
+from controlkit.tasks.pushing.graph_sort import collect_sort_data
 
 RESULTS = Path(__file__).parent / "results"
 

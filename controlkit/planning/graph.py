@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from controlkit.planning.receding import RecedingHorizonPlanner
 from controlkit.core.controller import Plan
 from controlkit.core.errors import ControlkitError
 from controlkit.models.graph import GraphNetwork, check_objects
 from controlkit.models.network import CompactNetwork
+from controlkit.planning.receding import RecedingHorizonPlanner
 
 PlannerFactory = Callable[[CompactNetwork], RecedingHorizonPlanner]
 """Builds the inner planner for one compiled network (same horizon, bounds and cost for every edge set)."""

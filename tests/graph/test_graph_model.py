@@ -8,8 +8,8 @@ import torch
 from controlkit.core.errors import ControlkitError
 from controlkit.models.graph import GraphNetwork, box_edges, objects_in, pad_states, unpad_states
 from controlkit.models.graph_training import GraphDynamics, export_graph
-from controlkit.planning.mip_mpc import MIPMPC
 from controlkit.models.network import CompactNetwork
+from controlkit.planning.mip_mpc import MIPMPC
 from controlkit.planning.samplers import MPPIPlanner
 
 

@@ -5,14 +5,16 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from controlkit.envs.sort import regions
 
 import controlkit  # noqa: F401
 from controlkit.core.controller import Status
-from controlkit.models.dynamics import TrainSettings, fit, rollout_mse
-from controlkit.envs.sort import regions
 from controlkit.core.errors import ControlkitError
+from controlkit.models.dynamics import TrainSettings, fit, rollout_mse
 from controlkit.models.graph import pad_states, unpad_states
 from controlkit.models.graph_training import GraphDynamics, export_graph
+from controlkit.models.sparsify import SparsifySettings, fixed_gates, sparsify
+from controlkit.tasks.pushing import run_episode
 from controlkit.tasks.pushing.graph_sort import (
     GraphSortTask,
     check_graph_env,
@@ -21,8 +23,6 @@ from controlkit.tasks.pushing.graph_sort import (
     sort_goal,
     sort_weights,
 )
-from controlkit.tasks.pushing import run_episode
-from controlkit.models.sparsify import SparsifySettings, fixed_gates, sparsify
 
 
 @pytest.fixture(scope="module")

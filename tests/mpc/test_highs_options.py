@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from controlkit.core.errors import ControlkitError
-from controlkit.planning.mip_mpc import MIPMPC
 from controlkit.models.network import CompactNetwork
+from controlkit.planning.mip_mpc import MIPMPC
 
 
 def net() -> CompactNetwork:

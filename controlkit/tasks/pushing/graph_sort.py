@@ -16,14 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from controlkit.core.controller import Controller, StepInfo
+from controlkit.core.errors import ControlkitError
+from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF, get_shape
+from controlkit.models.data import TransitionData, collect
+from controlkit.models.graph import check_objects, objects_in, pad_dataset
 from controlkit.tasks.pushing.greedy import GreedyPusher, pre_push_point
 from controlkit.tasks.pushing.starts import PipelineMIP
-from controlkit.core.controller import Controller, StepInfo
-from controlkit.models.data import TransitionData, collect
-from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF, get_shape
-from controlkit.core.errors import ControlkitError
-from controlkit.models.graph import check_objects, objects_in, pad_dataset
-
 
 REACH = TABLE_HALF - PUSHER_RADIUS  # farthest pusher centre coordinate
 # Box centres stay within this in every plan (as in the pushing pipeline: 5 cm past the table edge). A tighter
