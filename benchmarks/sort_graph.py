@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--model", default=str(RESULTS / "sort_graph_model.npz"))
     ap.add_argument("--baseline-model", default=str(RESULTS / "push_mip_step_model.npz"))
     ap.add_argument("--pusher-weight", type=float, default=0.3)
+    ap.add_argument("--horizon", type=int, default=10, help="horizon of the graph rows (the task rows keep 10)")
     ap.add_argument("--out", default=str(RESULTS / "sort_graph.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -95,8 +96,8 @@ def main() -> None:
         if name in GRAPH:
             kind, knobs = GRAPH[name]
             task = GraphSortTask(env.unwrapped)
-            planner = make_graph_planner(kind, graph, env.unwrapped, seed=0, pusher_weight=args.pusher_weight,
-                                         **knobs)
+            planner = make_graph_planner(kind, graph, env.unwrapped, horizon=args.horizon, seed=0,
+                                         pusher_weight=args.pusher_weight, **knobs)
         else:
             task = Task(env.unwrapped, TASK_COST)
             planner = make_planner(name, TASK[name], load_network(args.baseline_model), task, seed=0)
