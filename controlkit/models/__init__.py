@@ -6,6 +6,7 @@ torch is imported only when a torch-backed name is first used.
 """
 
 from controlkit.core.lazy import lazy_getattr
+from controlkit.models.graph import GraphNetwork
 from controlkit.models.network import CompactNetwork
 
 _LAZY = {
@@ -23,7 +24,8 @@ _LAZY = {
         "controlkit.models.sparsify",
     ),
     **dict.fromkeys(["StabilitySettings", "stabilise"], "controlkit.models.stability"),
+    **dict.fromkeys(["GraphDynamics", "export_graph"], "controlkit.models.graph_training"),
 }
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
-__all__ = ["CompactNetwork", *_LAZY]
+__all__ = ["CompactNetwork", "GraphNetwork", *_LAZY]

@@ -238,6 +238,14 @@ class _FixedForms:
 def _finetune(model: DynamicsModel, modes: Sequence[torch.Tensor], train: TransitionData, val: TransitionData,
               settings: TrainSettings, seed: int, epochs: int, lr: float, polish_iterations: int) -> FitResult:
     # Fixed forms: train only the kept neurons (a narrow copy, same gradients), then the optional L-BFGS polish.
+    # Other models with the same interface (e.g. controlkit.models.graph.GraphDynamics) train at full width: removed
+    # neurons get zero gradient there too, so only the speed differs.
+    if not isinstance(model, DynamicsModel):
+        forms = _FixedForms(modes)
+        result = fit(model, train, val, settings, seed=seed, gates=forms, epochs=epochs, lr=lr)
+        if polish_iterations:
+            result = polish(model, train, val, settings, gates=forms, iterations=polish_iterations, previous=result)
+        return result
     keep = [m != REMOVED for m in modes]
     small = narrow_copy(model, keep)
     forms = _FixedForms([m[k] for m, k in zip(modes, keep)])

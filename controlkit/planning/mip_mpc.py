@@ -66,6 +66,8 @@ class MIPMPC(RecedingHorizonPlanner):
         polish_lps: Before branch and bound, improve the MIP start by a descent over activation regions (one LP
             per region, at most this many; HiGHS backend; 0 = off). Local: it only gives the solver a better start.
         polish_time: Seconds the descent may take per plan (``None`` = no budget).
+        highs_options: Further HiGHS options for the MILP by name (HiGHS backend), e.g. ``{"presolve": "off"}``:
+            on large models with a MIP start and a short time limit, presolve alone can take several times the limit.
         **kwargs: ``terminal_weight``, ``state_constraints``, ``keep_out``, ``goal``, ``safe_action``,
             ``max_fallback``, ``state_fn``, ``warm_start``, ``nx``, ``nu`` (see the base class).
 
@@ -99,6 +101,7 @@ class MIPMPC(RecedingHorizonPlanner):
         tighten_window: int | None = None,
         polish_lps: int = 0,
         polish_time: float | None = None,
+        highs_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if backend not in BACKENDS:
@@ -133,6 +136,13 @@ class MIPMPC(RecedingHorizonPlanner):
 
             check_solver(solver)
         self.polish_lps, self.polish_time = int(polish_lps), polish_time
+        if highs_options and backend != "highs":
+            raise ControlkitError("highs_options: need backend='highs'.")
+        self.highs_options = dict(highs_options or {})
+        if self.highs_options:  # check names and values now rather than at the first plan
+            from controlkit.planning.milp.highs import check_options
+
+            check_options(self.highs_options)
         self._milp = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -252,7 +262,7 @@ class MIPMPC(RecedingHorizonPlanner):
             return PyomoMILP(self.problem, bounds, x0, goal, self.solver, **common)
         from controlkit.planning.milp.highs import HighsMILP
 
-        return HighsMILP(self.problem, bounds, x0, goal, threads=self.threads, **common)
+        return HighsMILP(self.problem, bounds, x0, goal, threads=self.threads, options=self.highs_options, **common)
 
 
 __all__ = ["MIPMPC", "KeepOut"]

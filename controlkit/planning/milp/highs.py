@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import time
+from typing import Any
 
 try:
     import highspy
@@ -32,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from controlkit.core.controller import Status
+from controlkit.core.errors import ControlkitError
 from controlkit.planning.milp.bounds import INACTIVE, LINEAR, UNSTABLE, Bounds, classify, preactivations
 from controlkit.planning.problem import MPCProblem
 
@@ -350,6 +352,19 @@ def assemble(
     return arrays, layout
 
 
+def set_options(h: highspy.Highs, options: dict[str, Any], field: str = "highs_options") -> None:
+    """Set HiGHS options by name; an unknown name or a bad value is a :class:`ControlkitError` naming it."""
+    for name, value in options.items():
+        if h.setOptionValue(str(name), value) != highspy.HighsStatus.kOk:
+            raise ControlkitError(f"{field}.{name}: HiGHS rejected the option or its value {value!r} (see the "
+                                  "HiGHS option list: presolve, mip_detect_symmetry, mip_heuristic_effort, ...).")
+
+
+def check_options(options: dict[str, Any], field: str = "highs_options") -> None:
+    """Raise a :class:`ControlkitError` naming ``field.<name>`` if HiGHS rejects an option of ``options``."""
+    set_options(_silent_highs(), options, field)
+
+
 def _silent_highs() -> highspy.Highs:
     """A Highs instance without its start-up banner.
 
@@ -475,11 +490,13 @@ class HighsMILP(CompiledMILP):
         time_limit: Seconds per solve (``None`` = no limit).
         mip_gap: Relative MIP gap.
         threads: HiGHS threads.
+        options: Further HiGHS options by name (MILP only; e.g. ``{"presolve": "off"}``).
     """
 
     def __init__(self, problem: MPCProblem, bounds: Bounds, x0: np.ndarray, goal: np.ndarray | None = None,
                  relax: bool = False, n_steps: int | None = None, time_limit: float | None = None,
-                 mip_gap: float = 1e-4, threads: int = 1, structure: list[list[np.ndarray]] | None = None) -> None:
+                 mip_gap: float = 1e-4, threads: int = 1, structure: list[list[np.ndarray]] | None = None,
+                 options: dict[str, Any] | None = None) -> None:
         self.problem = problem
         t0 = time.perf_counter()
         arrays, self.layout = assemble(problem, bounds, x0, goal, relax=relax, n_steps=n_steps, structure=structure)
@@ -494,6 +511,8 @@ class HighsMILP(CompiledMILP):
             # Tightening LPs differ only in two cost entries: without presolve HiGHS re-optimises each one from the
             # previous optimal basis (dual simplex hot start) instead of starting over.
             self.h.setOptionValue("presolve", "off")
+        elif options:
+            set_options(self.h, options)
         a = arrays["a"]
         status = self.h.passModel(
             a.shape[1], a.shape[0], a.nnz, int(highspy.MatrixFormat.kColwise), int(highspy.ObjSense.kMinimize), 0.0,

@@ -2,6 +2,15 @@
 simulator-backed dynamics, candidate starts for MIP-MPC, the sort sequencer (which box, where to, how the pusher
 gets there) and routing round keep-out boxes."""
 
+from controlkit.tasks.pushing.graph_sort import (
+    GraphSortTask,
+    SortExplorer,
+    check_graph_env,
+    collect_sort_data,
+    make_graph_planner,
+    sort_goal,
+    sort_weights,
+)
 from controlkit.tasks.pushing.greedy import GreedyPusher, PushThroughExplorer, SimDynamics, pre_push_point
 from controlkit.tasks.pushing.routing import next_waypoint
 from controlkit.tasks.pushing.sort_task import Leg, SortSequencer
@@ -22,6 +31,13 @@ from controlkit.tasks.pushing.task import (
 __all__ = [
     "CostConfig",
     "EpisodeResult",
+    "GraphSortTask",
+    "SortExplorer",
+    "check_graph_env",
+    "collect_sort_data",
+    "make_graph_planner",
+    "sort_goal",
+    "sort_weights",
     "GreedyPusher",
     "Leg",
     "PipelineMIP",

@@ -371,7 +371,10 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
         distances.append(task.position_error(info))
         states.append(base.state())
         if plan is not None:
-            errors.append(float(np.linalg.norm(states[-1][4 * k:4 * k + 2] - plan.states[1, :2])))
+            # a one-box model predicts the pushed box in its first two coordinates, a model of the whole state
+            # (the graph model) at the box's own place
+            j = 4 * k if plan.states.shape[1] == len(states[-1]) else 0
+            errors.append(float(np.linalg.norm(states[-1][4 * k:4 * k + 2] - plan.states[1, j:j + 2])))
         if render:
             frames.append(env.render())
         done = terminated or truncated

@@ -1,0 +1,105 @@
+"""Receding-horizon planning on a graph dynamics model with the interaction graph fixed over each plan's horizon.
+
+At every plan, :class:`GraphPlanner` reads the box-box edges present at ``x0``
+(:meth:`~controlkit.models.graph.GraphNetwork.edges`), compiles the graph model with that graph into a
+:class:`~controlkit.models.network.CompactNetwork` (:meth:`~controlkit.models.graph.GraphNetwork.compact`) and plans with an
+ordinary planner on it: MIP-MPC, MPPI, CEM, gradient or random shooting, built by a factory the caller passes.
+One inner planner is kept per edge set, so MIP-MPC updates its compiled MILP in place as long as the graph stays
+the same (sorting meets only a handful of edge sets). The warm start is this planner's own shifted last plan, so
+it survives a change of graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from controlkit.core.controller import Plan
+from controlkit.core.errors import ControlkitError
+from controlkit.models.graph import GraphNetwork, check_objects
+from controlkit.models.network import CompactNetwork
+from controlkit.planning.receding import RecedingHorizonPlanner
+
+PlannerFactory = Callable[[CompactNetwork], RecedingHorizonPlanner]
+"""Builds the inner planner for one compiled network (same horizon, bounds and cost for every edge set)."""
+
+
+class GraphPlanner(RecedingHorizonPlanner):
+    """Plan on a :class:`GraphNetwork` for ``n_objects`` boxes with any planner (see the module docstring).
+
+    Args:
+        graph: The graph model.
+        n_objects: Number of boxes (1 to 4); the state is ``[box_i x, y, cos, sin ..., pusher x, y]``.
+        make_planner: ``make_planner(net)`` returns the inner planner for the compiled network ``net``; it must
+            use ``horizon`` and the same bounds and cost for every ``net``.
+        horizon, u_low, u_high, x_low, x_high, state_weights, control_weight, **kwargs: The problem, as for every
+            :class:`~controlkit.planning.receding.RecedingHorizonPlanner` (validated on the fully connected graph).
+        max_edge_sets: Inner planners kept (least recently used dropped first).
+
+    ``Plan.extras`` adds ``edges`` (the box-box edges of this plan) and ``edge_sets`` (inner planners built so far).
+    """
+
+    def __init__(self, graph: GraphNetwork, n_objects: int, make_planner: PlannerFactory, horizon: int,
+                 u_low: Any, u_high: Any, x_low: Any = None, x_high: Any = None, state_weights: Any = None,
+                 control_weight: float = 0.0, *, max_edge_sets: int = 16, **kwargs: Any) -> None:
+        if not isinstance(graph, GraphNetwork):
+            raise ControlkitError(f"graph: need a controlkit.models.graph.GraphNetwork, got {type(graph).__name__}.")
+        n = check_objects(n_objects)
+        full = [(j, i) for i in range(n) for j in range(n) if i != j]
+        self.graph, self.n_objects, self.make_planner = graph, n, make_planner
+        self.max_edge_sets = int(max_edge_sets)
+        self._inner: dict[tuple[tuple[int, int], ...], RecedingHorizonPlanner] = {}
+        super().__init__(graph.compact(n, full), horizon, u_low, u_high, x_low, x_high, None, state_weights,
+                         control_weight, **kwargs)
+        # build the fully connected graph's planner now, so that bad planner arguments fail here, not mid-episode
+        self.inner(np.zeros(self.problem.nx), key=tuple(full))
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self._seed = seed
+        for inner in getattr(self, "_inner", {}).values():
+            inner.reset(seed)
+
+    def inner(self, x0: np.ndarray, key: tuple[tuple[int, int], ...] | None = None
+              ) -> tuple[tuple[tuple[int, int], ...], RecedingHorizonPlanner]:
+        """The edge set at ``x0`` (or ``key``) and its inner planner (built on first use)."""
+        key = tuple(self.graph.edges(x0)) if key is None else key
+        planner = self._inner.pop(key, None)
+        if planner is None:
+            planner = self.make_planner(self.graph.compact(self.n_objects, key))
+            if planner.horizon != self.horizon or planner.problem.nx != self.problem.nx:
+                raise ControlkitError(f"make_planner: built a planner with horizon {planner.horizon} and state size "
+                                      f"{planner.problem.nx}; need {self.horizon} and {self.problem.nx}.")
+            planner.reset(self._seed)
+            if len(self._inner) >= self.max_edge_sets:
+                self._inner.pop(next(iter(self._inner)))
+        self._inner[key] = planner  # most recently used last
+        return key, planner
+
+    def plan(self, x0: Any, goal: Any, warm_start: np.ndarray | None = None) -> Plan:
+        """Plan from ``x0`` on the graph fixed at ``x0``; ``warm_start`` ``(H, nu)`` seeds the inner planner."""
+        p = self.problem
+        x0, goal = p.check_state(x0), p.check_goal(goal)
+        key, planner = self.inner(x0)
+        plan = planner.plan(x0, goal, warm_start=warm_start)
+        plan.extras.update(edges=[list(e) for e in key], edge_sets=len(self._inner))
+        return plan
+
+    def _act(self, obs: Any):
+        # the inner planner's own _act handles candidate-start fallbacks (MIP); keep its last plan in step with ours
+        x = np.asarray(self.state_fn(obs) if self.state_fn else obs, dtype=np.float64)
+        try:
+            _, planner = self.inner(self.problem.check_state(x))
+        except ControlkitError:
+            return super()._act(obs)
+        if self.goal is not None:
+            planner.set_goal(self.goal)
+        planner.last_plan, planner._fallbacks = self.last_plan, self._fallbacks
+        action, info = planner._act(x)
+        self.last_plan, self._fallbacks = planner.last_plan, planner._fallbacks
+        return action, info
+
+
+__all__ = ["GraphPlanner", "PlannerFactory"]
