@@ -4,7 +4,8 @@
 - bang-bang feedback (every control at a bound, switched on the observables; the rule is the objective's);
 - optimal control solved on the surrogate, open loop, lifted to the ABM (the companion paper's route);
 - MIP-MPC in receding horizon on a ReLU surrogate compiled to a MILP (:class:`controlkit.planning.mip_mpc.MIPMPC`, HiGHS);
-- PPO (stable-baselines3) on a gymnasium view of the same task, with a stated sample budget.
+- PPO (stable-baselines3) on the twin's gym env (:class:`controlkit.envs.twin_envs.TwinEnv`, whose reward is the
+  same objective), with a stated sample budget.
 
 Each returns a :class:`~controlkit.core.controller.Controller`, so :func:`controlkit.twins.deploy.evaluate` scores
 them all alike.
@@ -17,7 +18,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from controlkit.twins.deploy import evaluate_many
@@ -143,7 +143,7 @@ class SurrogateMPCController(Controller):
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
         if self._mpc is None:
-            from controlkit.planning import MIPMPC
+            from controlkit.planning.mip_mpc import MIPMPC
 
             low, high = self.task.bounds
             self._mpc = MIPMPC(self.net, self.horizon, low, high, x_low=np.zeros(self.net.nx),
@@ -170,58 +170,9 @@ class SurrogateMPCController(Controller):
                 "solve_time_median_s": float(np.median([p.solve_time_s for p in plans]))}
 
 
-class TwinControlEnv(gym.Env):
-    """The task as a gymnasium env for RL baselines: one env step = one decision.
-
-    Observation: ``[k / H, obs / obs_scale]``; action in ``[-1, 1]^nu`` mapped affinely onto the admissible box
-    (rounded for integer controls); reward = minus the objective over the interval's ticks divided by the
-    horizon's ticks, so an episode's return is minus the episode cost the ABM evaluation reports.
-    """
-
-    metadata: dict[str, Any] = {"render_modes": []}
-
-    def __init__(self, task: TwinTask, obs_scale: Sequence[float], seed_offset: int = 0) -> None:
-        self.task, self.obs_scale = task, np.asarray(obs_scale, dtype=float)
-        self.low, self.high = task.bounds
-        nx = len(self.obs_scale)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1 + nx,), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.low.size,), np.float32)
-        self.seed_offset = seed_offset
-        self.abm_steps = 0
-        self._twin, self._k = None, 0
-
-    def _obs(self) -> np.ndarray:
-        return np.concatenate([[self._k / self.task.decisions], self._twin.observe() / self.obs_scale]).astype(np.float32)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        twin_seed = int(self.np_random.integers(2**31)) + self.seed_offset
-        self._twin, self._k = self.task.make_twin(twin_seed), 0
-        if self.task.burn_in:
-            self._twin.run(None, steps=self.task.burn_in)
-        self.abm_steps += self.task.burn_in
-        return self._obs(), {}
-
-    def step(self, action):
-        u = _decision(self.task, action)
-        sched = self.task.schedule(u)
-        traj = self._twin.run(sched)
-        self.abm_steps += self.task.interval
-        cost = self.task.objective.cost(traj[:-1], traj[1:], sched).sum() / self.task.ticks
-        self._k += 1
-        return self._obs(), -float(cost), self._k >= self.task.decisions, False, {"decision": u}
-
-
-def _decision(task: TwinTask, action: np.ndarray) -> np.ndarray:
-    """The admissible decision of a normalised action in ``[-1, 1]^nu``."""
-    low, high = task.bounds
-    a = np.clip(np.asarray(action, dtype=float), -1, 1)
-    return task.admissible(low + (a + 1) / 2 * (high - low))
-
-
 class PPOTwinController(Controller):
     """A trained PPO policy's deterministic action (its actor MLP copied to numpy, so it pickles to workers),
-    acting through :class:`TwinControlEnv`'s observation and action maps."""
+    acting through the twin env's observation and action maps (:class:`controlkit.envs.twin_envs.TwinEnv`)."""
 
     def __init__(self, policy, task: TwinTask, obs_scale: np.ndarray) -> None:
         lin = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)] + [policy.action_net]
@@ -235,15 +186,17 @@ class PPOTwinController(Controller):
         self.k = 0
 
     def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
-        x = np.concatenate([[self.k / self.task.decisions], np.asarray(obs, dtype=float) / self.obs_scale])
+        from controlkit.envs.twin_envs import action_to_control
+
+        x = np.append(np.asarray(obs, dtype=float) / self.obs_scale, self.k / self.task.decisions)
         action = mlp_forward(self.weights, self.biases, x)
         self.k += 1
-        return _decision(self.task, action), StepInfo()
+        return action_to_control(self.task, action), StepInfo()
 
 
-def train_ppo(task: TwinTask, obs_scale: Sequence[float], timesteps: int, seed: int,
-              n_steps: int = 256, batch_size: int = 64, lr: float = 3e-4) -> tuple[PPOTwinController, int, float]:
-    """Train PPO (stable-baselines3, MLP policy) for ``timesteps`` decisions on :class:`TwinControlEnv`.
+def train_ppo(task: TwinTask, timesteps: int, seed: int, n_steps: int = 256, batch_size: int = 64,
+              lr: float = 3e-4) -> tuple[PPOTwinController, int, float]:
+    """Train PPO (stable-baselines3, MLP policy) for ``timesteps`` decisions on the task's twin env.
 
     Returns:
         The controller, the ABM ticks consumed (burn-ins included) and the wall time.
@@ -251,14 +204,17 @@ def train_ppo(task: TwinTask, obs_scale: Sequence[float], timesteps: int, seed: 
     from controlkit.core.extras import require
 
     PPO = require("stable_baselines3", "the ppo method (stable-baselines3)").PPO
+
+    from controlkit.envs.twin_envs import TwinEnv
+
     t0 = time.perf_counter()
-    env = TwinControlEnv(task, obs_scale, seed_offset=10_000_000)
-    env.reset(seed=seed)
+    env = TwinEnv(task=task)
+    env.reset(seed=seed + 10_000_000)  # twin seeds drawn from here on, disjoint from the evaluation's
     model = PPO("MlpPolicy", env, n_steps=n_steps, batch_size=batch_size, learning_rate=lr, seed=seed,
                 device="cpu", verbose=0, policy_kwargs={"net_arch": [64, 64], "activation_fn": torch.nn.Tanh})
     model.learn(total_timesteps=int(timesteps))
-    return PPOTwinController(model.policy, task, env.obs_scale), env.abm_steps, time.perf_counter() - t0
+    return PPOTwinController(model.policy, task, env.observation_scale), env.ticks_simulated, time.perf_counter() - t0
 
 
 __all__ = ["BangBangController", "ConstantTwinController", "PPOTwinController", "ScheduleController",
-           "SurrogateMPCController", "TwinControlEnv", "best_constant", "open_loop_optimal", "train_ppo"]
+           "SurrogateMPCController", "best_constant", "open_loop_optimal", "train_ppo"]

@@ -13,7 +13,6 @@ written once with operators that numpy arrays and torch tensors share, so the co
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -238,35 +237,15 @@ class ImmuneObjective(Objective):
         return {**super().describe(), "cells": self.cells}
 
 
-# twin name -> (twin class "module:attr", objective class)
-_TWINS: dict[str, tuple[str, type[Objective]]] = {
-    "immune": ("controlkit.twins.immune:ImmuneTwin", ImmuneObjective),
-    "metabolic": ("controlkit.twins.metabolic:MetabolicPathway", MetabolicObjective),
-    "predator_prey": ("controlkit.twins.predator_prey:PredatorPrey", PredatorPreyObjective),
-}
-
-
-def twin_names() -> list[str]:
-    """Twins that have a control task."""
-    return sorted(_TWINS)
-
-
-def twin_class(name: str) -> type:
-    """The twin model class registered under ``name``."""
-    if name not in _TWINS:
-        raise choices_error("twin", name, _TWINS)
-    module, attr = _TWINS[name][0].split(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def make_objective(twin: str, weights: Mapping[str, float] | None = None, twin_params: Mapping[str, Any] | None = None,
                    **settings: Any) -> Objective:
     """The objective of ``twin`` with term ``weights`` and objective-specific ``settings`` (e.g. ``target``);
     settings the twin's parameters imply (``scale``, ``cells``) are filled in from ``twin_params``."""
-    if twin not in _TWINS:
-        raise choices_error("twin", twin, _TWINS)
-    cls = _TWINS[twin][1]
-    implied = cls.settings_from_twin(twin_class(twin)(dict(twin_params or {}), seed=0))
+    from controlkit.twins.registry import get_twin
+
+    spec = get_twin(twin)
+    cls = spec.objective
+    implied = cls.settings_from_twin(spec.model(dict(twin_params or {}), seed=0))
     settings = {**implied, **settings}
     valid = [n for n in inspect.signature(cls).parameters if n != "weights"]
     for key in settings:
@@ -281,7 +260,7 @@ class TwinTask:
     """A twin, its control timing and its objective.
 
     Attributes:
-        twin: Registered twin name (see :func:`twin_names`).
+        twin: Registered twin name (see :func:`controlkit.twins.twin_names`).
         params: Twin parameter overrides.
         objective: The cost.
         burn_in: Ticks without control before the controller starts (the state it starts from varies by seed).
@@ -302,7 +281,9 @@ class TwinTask:
     u_high: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        twin_class(self.twin)
+        from controlkit.twins.registry import get_twin
+
+        get_twin(self.twin)
         if self.objective.TWIN != self.twin:
             raise ControlkitError(f"objective: a {self.objective.TWIN} objective cannot score the {self.twin} twin.")
         if self.apply not in APPLY_MODES:
@@ -320,7 +301,9 @@ class TwinTask:
 
     def make_twin(self, seed: int, params: Mapping[str, Any] | None = None):
         """A fresh twin with the task's parameters (plus ``params`` overrides, e.g. a perturbation)."""
-        return twin_class(self.twin)({**self.params, **(params or {})}, seed=int(seed))
+        from controlkit.twins.registry import get_twin
+
+        return get_twin(self.twin).model({**self.params, **(params or {})}, seed=int(seed))
 
     def _twin_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.make_twin(0).control_bounds()

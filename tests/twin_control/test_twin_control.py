@@ -10,7 +10,6 @@ from controlkit.twins.baselines import (
     BangBangController,
     ConstantTwinController,
     SurrogateMPCController,
-    TwinControlEnv,
     best_constant,
     open_loop_optimal,
 )
@@ -150,18 +149,6 @@ def test_baselines_act_within_bounds(fitted):
     ctrl, table, steps = best_constant(task, levels=2, seeds=[1])
     assert len(table) == 4 and steps == 4 * (60 + 20)
     assert ctrl.u.tolist() == min(table, key=lambda r: r["cost_mean"])["u"]
-
-
-def test_rl_env_return_equals_minus_abm_cost():
-    task = tiny_task(decisions=3)
-    env = TwinControlEnv(task, obs_scale=[60, 20, 400])
-    env.reset(seed=0)
-    total, done = 0.0, False
-    while not done:
-        _, r, done, _, _ = env.step(np.array([0.0, -1.0]))
-        total += r
-    assert env.abm_steps == 60 + 15
-    assert total < 0
 
 
 def test_controller_file_roundtrip_and_wrong_twin(tmp_path, fitted):

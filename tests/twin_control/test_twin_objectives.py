@@ -5,7 +5,8 @@ import pytest
 import torch
 from controlkit.twins.baselines import BangBangController, ConstantTwinController
 from controlkit.twins.deploy import run_episode
-from controlkit.twins.objectives import TwinTask, make_objective, twin_names
+from controlkit.twins import twin_names
+from controlkit.twins.objectives import TwinTask, make_objective
 
 from controlkit.core.errors import ControlkitError
 

@@ -34,13 +34,14 @@ class _Block(BaseModel):
 
 
 class TaskSettings(_Block):
-    """Control timing (see :class:`controlkit.twins.objectives.TwinTask`)."""
+    """Control timing (see :class:`controlkit.twins.objectives.TwinTask`); unset fields take the twin's defaults
+    (:class:`controlkit.twins.TwinSpec`)."""
 
-    burn_in: int = Field(500, ge=0, description="Ticks without control before the controller starts.")
-    interval: PositiveInt = Field(10, description="Ticks per decision.")
-    decisions: PositiveInt = Field(30, description="Decisions in the horizon.")
-    apply: Literal["pulse", "hold"] = Field("pulse", description="pulse: decision at the interval's first tick; "
-                                                                 "hold: held for the whole interval.")
+    burn_in: int | None = Field(None, ge=0, description="Ticks without control before the controller starts.")
+    interval: PositiveInt | None = Field(None, description="Ticks per decision.")
+    decisions: PositiveInt | None = Field(None, description="Decisions in the horizon.")
+    apply: Literal["pulse", "hold"] | None = Field(None, description="pulse: decision at the interval's first "
+                                                                     "tick; hold: held for the whole interval.")
     u_high: list[float] | None = Field(None, description="Tighter upper control bounds (default: the twin's).")
 
 
@@ -92,8 +93,10 @@ class TwinControlConfig(ExperimentConfig):
     """Neural control of a twin through a surrogate, with baselines and uncertainty."""
 
     kind: str = "twin_control"
-    twin: str = Field(description="Twin name (predator_prey, ...).")
-    params: dict[str, Any] = Field(default_factory=dict, description="Twin parameter overrides.")
+    twin: str = Field(description="Registered twin name (predator_prey, immune, metabolic) or "
+                                  "'package.module:SPEC' naming a controlkit.twins.TwinSpec.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Twin parameter overrides (on top of the "
+                                                                     "twin's task defaults).")
     task: TaskSettings = Field(default_factory=TaskSettings)
     objective: ObjectiveSettings = Field(default_factory=ObjectiveSettings)
     data: DataSettings = Field(default_factory=DataSettings)
@@ -127,9 +130,9 @@ class TwinControlConfig(ExperimentConfig):
             require("stable_baselines3", "methods: ppo (stable-baselines3)")
         if "mip_mpc" in self.methods:
             require("highspy", "methods: mip_mpc (HiGHS)")
-        decisions = self.data.decisions or self.task.decisions
-        if self.task.decisions > decisions:
-            raise ControlkitError(f"task.decisions: a horizon of {self.task.decisions} decisions is longer than the "
+        decisions = self.data.decisions or task.decisions
+        if task.decisions > decisions:
+            raise ControlkitError(f"task.decisions: a horizon of {task.decisions} decisions is longer than the "
                                   f"data supports (data.decisions = {decisions}); the surrogate was never fitted "
                                   "that far.")
         if "mip_mpc" in self.methods:
@@ -148,12 +151,10 @@ class TwinControlConfig(ExperimentConfig):
 
 def build_task(config: TwinControlConfig):
     """The :class:`~controlkit.twins.objectives.TwinTask` of a config."""
-    from controlkit.twins.objectives import TwinTask, make_objective
+    from controlkit.twins.registry import make_task
 
-    objective = make_objective(config.twin, config.objective.weights, config.params, **config.objective.settings)
-    t = config.task
-    return TwinTask(config.twin, dict(config.params), objective, t.burn_in, t.interval, t.decisions, t.apply,
-                    None if t.u_high is None else tuple(t.u_high))
+    return make_task(config.twin, config.params, config.objective.weights, config.objective.settings,
+                     **config.task.model_dump())
 
 
 def component_settings(config: TwinControlConfig):
@@ -283,7 +284,7 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"MIP-MPC: {diag}")
     if "ppo" in methods:
         p = config.ppo
-        ctrl, steps, wall = bl.train_ppo(task, scale, p.timesteps, seed=ctx.seed, n_steps=p.n_steps,
+        ctrl, steps, wall = bl.train_ppo(task, p.timesteps, seed=ctx.seed, n_steps=p.n_steps,
                                          batch_size=p.batch_size, lr=p.lr)
         controllers["ppo"] = ctrl
         methods["ppo"].update(train_s=wall, abm_steps=steps, timesteps=p.timesteps)

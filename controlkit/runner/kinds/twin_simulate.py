@@ -129,9 +129,9 @@ def bands(trajs: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def run(config: TwinSimulateConfig, ctx: RunContext) -> dict[str, Any]:
-    from controlkit.twins import TWINS
+    from controlkit.twins import get_twin
 
-    names = TWINS[config.twin].observables()
+    names = get_twin(config.twin).model.observables()
     arms = {name: _arm_setup(config, name) for name in config.arms}
     tasks, index = [], []
     seeds = ctx.seeds(config.replicates, "replicates")

@@ -1,0 +1,167 @@
+"""The registry of twins: one :class:`TwinSpec` per name ties a Mesa model to its one objective and its default
+control task.
+
+Everything that controls a twin reads the same spec: the gym env (``controlkit/PredatorPrey-v0``, ...; its reward
+is minus the spec's objective), the ``twin_control`` and ``twin_simulate`` experiments (``twin:`` in YAML) and
+:func:`make_task`. A user's twin plugs in with :func:`register_twin`, or from YAML as ``twin: "package.module:SPEC"``
+(the module is imported and its :class:`TwinSpec` registered under its own name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from controlkit.core.errors import ControlkitError, choices_error
+
+if TYPE_CHECKING:
+    from controlkit.twins._common import TwinModel
+    from controlkit.twins.objectives import Objective, TwinTask
+
+TASK_FIELDS = ("burn_in", "interval", "decisions", "apply", "u_high")
+
+
+@dataclasses.dataclass(frozen=True)
+class TwinSpec:
+    """A twin as the control machinery sees it.
+
+    Attributes:
+        name: Registry name (``twin:`` in YAML).
+        model: The :class:`~controlkit.twins.TwinModel` subclass.
+        objective: The twin's :class:`~controlkit.twins.objectives.Objective` subclass: the one cost its gym env
+            rewards and ``twin_control`` optimises.
+        params: Default parameter overrides of the control task (e.g. whole-animal culls).
+        task: Default timing of the control task: any of ``burn_in``, ``interval``, ``decisions``, ``apply``,
+            ``u_high`` (see :class:`~controlkit.twins.objectives.TwinTask`).
+        objective_settings: Default objective settings (e.g. ``target``) and ``weights``.
+        env_id: Gymnasium id to register the twin's env under (``None``: no env; the built-in twins' envs are
+            listed in ``controlkit.envs``).
+    """
+
+    name: str
+    model: type[TwinModel]
+    objective: type[Objective]
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    task: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    objective_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    env_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in self.task:
+            if key not in TASK_FIELDS:
+                raise ControlkitError(f"task.{key}: unknown task setting of twin {self.name!r}; valid: "
+                                      f"{', '.join(TASK_FIELDS)}.")
+        if self.objective.TWIN != self.name:
+            raise ControlkitError(f"objective: {self.objective.__name__} scores twin {self.objective.TWIN!r}, "
+                                  f"not {self.name!r} (set its TWIN to the spec's name).")
+
+
+_SPECS: dict[str, TwinSpec] = {}
+_BUILTINS_LOADED = False
+
+
+def register_twin(spec: TwinSpec) -> TwinSpec:
+    """Register ``spec`` under ``spec.name`` (replacing one of the same name) and its gym env if it names one.
+
+    Returns:
+        ``spec``, so a module can write ``SPEC = register_twin(TwinSpec(...))``.
+    """
+    _SPECS[spec.name] = spec
+    if spec.env_id is not None:
+        import gymnasium as gym
+
+        gym.register(spec.env_id, entry_point="controlkit.envs.twin_envs:TwinEnv", kwargs={"twin": spec.name},
+                     max_episode_steps=int(spec.task.get("decisions", 30)))
+    return spec
+
+
+def twin_names() -> list[str]:
+    """Every registered twin name."""
+    _builtins()
+    return sorted(_SPECS)
+
+
+def get_twin(name: str) -> TwinSpec:
+    """The spec registered as ``name``; ``"package.module:ATTR"`` imports the module and registers its spec.
+
+    Raises:
+        ControlkitError: an unknown name (listing the registered ones) or an import path that holds no TwinSpec.
+    """
+    _builtins()
+    if name in _SPECS:
+        return _SPECS[name]
+    if isinstance(name, str) and ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            spec = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ControlkitError(f"twin: cannot load {name!r} ({exc}).") from None
+        if not isinstance(spec, TwinSpec):
+            raise ControlkitError(f"twin: {name!r} is a {type(spec).__name__}, not a controlkit.twins.TwinSpec.")
+        if spec.name not in _SPECS:
+            register_twin(spec)
+        return _SPECS[spec.name]
+    raise choices_error("twin", name, sorted(_SPECS))
+
+
+def make_twin(name: str, params: Mapping[str, Any] | None = None, seed: int | None = None) -> TwinModel:
+    """Build the twin registered as ``name`` with parameter overrides (the model's own defaults otherwise)."""
+    return get_twin(name).model(dict(params or {}), seed=seed)
+
+
+def make_task(twin: str, params: Mapping[str, Any] | None = None, weights: Mapping[str, float] | None = None,
+              objective_settings: Mapping[str, Any] | None = None, **timing: Any) -> TwinTask:
+    """The control task of ``twin``: the spec's defaults overridden by the given parameters, objective weights
+    and settings, and timing (``burn_in``, ``interval``, ``decisions``, ``apply``, ``u_high``; ``None`` keeps
+    the default).
+
+    Raises:
+        ControlkitError: an unknown twin, timing field, objective term or setting, named.
+    """
+    from controlkit.twins.objectives import TwinTask, make_objective
+
+    spec = get_twin(twin)
+    for key in timing:
+        if key not in TASK_FIELDS:
+            raise ControlkitError(f"task.{key}: unknown task setting; valid: {', '.join(TASK_FIELDS)}.")
+    merged_params = {**spec.params, **(params or {})}
+    settings = {**spec.objective_settings, **(objective_settings or {})}
+    merged_weights = {**settings.pop("weights", {}), **(weights or {})}
+    objective = make_objective(spec.name, merged_weights, merged_params, **settings)
+    task = {**spec.task, **{k: v for k, v in timing.items() if v is not None}}
+    if task.get("u_high") is not None:
+        task["u_high"] = tuple(float(v) for v in task["u_high"])
+    return TwinTask(spec.name, merged_params, objective, **task)
+
+
+def _builtins() -> None:
+    """Register the three built-in twins on first use (their modules import Mesa)."""
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
+    from controlkit.twins.immune import ImmuneTwin
+    from controlkit.twins.metabolic import MetabolicPathway
+    from controlkit.twins.objectives import ImmuneObjective, MetabolicObjective, PredatorPreyObjective
+    from controlkit.twins.predator_prey import PredatorPrey
+
+    # The defaults of docs/twin_control.md's experiments: whole animals culled once per 10 ticks after a burn-in;
+    # two doses held per 6-hour interval from 6 hours after inoculation; inflow held per 10 ticks into an empty
+    # pathway.
+    for spec in (
+        TwinSpec("predator_prey", PredatorPrey, PredatorPreyObjective,
+                 params={"removal": "count", "max_removal_count": 20},
+                 task={"burn_in": 500, "interval": 10, "decisions": 30, "apply": "pulse"},
+                 objective_settings={"target": (220.0, 35.0)}),
+        TwinSpec("immune", ImmuneTwin, ImmuneObjective, params={"width": 31, "height": 31},
+                 task={"burn_in": 36, "interval": 36, "decisions": 28, "apply": "hold"}),
+        TwinSpec("metabolic", MetabolicPathway, MetabolicObjective,
+                 params={"scale": 0.05, "initial_S": 0, "initial_P": 0, "initial_Q": 0},
+                 task={"burn_in": 0, "interval": 10, "decisions": 40, "apply": "hold", "u_high": (300.0,)}),
+    ):
+        _SPECS.setdefault(spec.name, spec)
+
+
+__all__ = ["TASK_FIELDS", "TwinSpec", "get_twin", "make_task", "make_twin", "register_twin", "twin_names"]
