@@ -8,7 +8,7 @@ env class whose reward is that objective. The control layer's torch-free entry p
 ``controlkit.twins.surrogate``, ``.neural_control`` and ``.baselines`` (they import torch).
 """
 
-from controlkit.twins._common import ControlSpec, TwinModel
+from controlkit.twins._common import ControlSpec, TwinModel, check_int, check_range
 from controlkit.twins.deploy import Evaluation, evaluate, run_episode
 from controlkit.twins.immune import ImmuneParams, ImmuneTwin
 from controlkit.twins.metabolic import MetabolicParams, MetabolicPathway
@@ -39,6 +39,8 @@ __all__ = [
     "TwinModel",
     "TwinSpec",
     "TwinTask",
+    "check_int",
+    "check_range",
     "evaluate",
     "get_twin",
     "make_objective",

@@ -283,9 +283,9 @@ class TwinTask:
     def __post_init__(self) -> None:
         from controlkit.twins.registry import get_twin
 
-        get_twin(self.twin)
-        if self.objective.TWIN != self.twin:
-            raise ControlkitError(f"objective: a {self.objective.TWIN} objective cannot score the {self.twin} twin.")
+        name = get_twin(self.twin).name
+        if self.objective.TWIN != name:
+            raise ControlkitError(f"objective: a {self.objective.TWIN} objective cannot score the {name} twin.")
         if self.apply not in APPLY_MODES:
             raise choices_error("apply", self.apply, APPLY_MODES)
         for name in ("burn_in", "interval", "decisions"):

@@ -133,7 +133,8 @@ def make_task(twin: str, params: Mapping[str, Any] | None = None, weights: Mappi
     task = {**spec.task, **{k: v for k, v in timing.items() if v is not None}}
     if task.get("u_high") is not None:
         task["u_high"] = tuple(float(v) for v in task["u_high"])
-    return TwinTask(spec.name, merged_params, objective, **task)
+    # The task keeps the name as given: a worker process resolves a "module:SPEC" path again on its own.
+    return TwinTask(twin, merged_params, objective, **task)
 
 
 def _builtins() -> None:
