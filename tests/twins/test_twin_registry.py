@@ -10,9 +10,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import controlkit  # noqa: F401
-from controlkit.config import load_config
-from controlkit.errors import ControlkitError
-from controlkit.run import run_experiment
+from controlkit.runner.config import load_config
+from controlkit.core.errors import ControlkitError
+from controlkit.runner.run import run_experiment
 from controlkit.twins import TwinSpec, get_twin, make_task, register_twin, twin_names
 from controlkit.twins.objectives import PredatorPreyObjective
 from controlkit.twins.predator_prey import PredatorPrey
