@@ -21,12 +21,12 @@ class HarvestParams:
 
     initial: int = 200
     growth: float = 0.08
-    capacity: int = 1000
+    capacity: float = 1000.0
 
     def validate(self) -> None:
         check_int("initial", self.initial)
         check_range("growth", self.growth, 0.0, 1.0)
-        check_int("capacity", self.capacity, 1)
+        check_range("capacity", self.capacity, 1.0)
 
 
 class HarvestTwin(TwinModel):

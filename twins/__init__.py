@@ -21,7 +21,16 @@ from controlkit.twins.objectives import (
     make_objective,
 )
 from controlkit.twins.predator_prey import PredatorPrey, PredatorPreyParams
-from controlkit.twins.registry import TwinSpec, get_twin, make_task, make_twin, register_twin, twin_names
+from controlkit.twins.observation import ObservationModel
+from controlkit.twins.registry import (
+    TwinSpec,
+    get_twin,
+    make_observation,
+    make_task,
+    make_twin,
+    register_twin,
+    twin_names,
+)
 
 __all__ = [
     "ControlSpec",
@@ -32,6 +41,7 @@ __all__ = [
     "MetabolicObjective",
     "MetabolicParams",
     "MetabolicPathway",
+    "ObservationModel",
     "Objective",
     "PredatorPrey",
     "PredatorPreyObjective",
@@ -44,6 +54,7 @@ __all__ = [
     "evaluate",
     "get_twin",
     "make_objective",
+    "make_observation",
     "make_task",
     "make_twin",
     "register_twin",

@@ -36,6 +36,8 @@ class TwinSpec:
         task: Default timing of the control task: any of ``burn_in``, ``interval``, ``decisions``, ``apply``,
             ``u_high`` (see :class:`~controlkit.twins.objectives.TwinTask`).
         objective_settings: Default objective settings (e.g. ``target``) and ``weights``.
+        observation: Default :class:`~controlkit.twins.observation.ObservationModel` fields: what a clinic (or a
+            census) measures of this twin.
         env_id: Gymnasium id to register the twin's env under (``None``: no env; the built-in twins' envs are
             listed in ``controlkit.envs``).
     """
@@ -46,6 +48,7 @@ class TwinSpec:
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     task: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     objective_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    observation: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     env_id: str | None = None
 
     def __post_init__(self) -> None:
@@ -137,6 +140,30 @@ def make_task(twin: str, params: Mapping[str, Any] | None = None, weights: Mappi
     return TwinTask(twin, merged_params, objective, **task)
 
 
+def make_observation(twin: str, **overrides: Any):
+    """The twin's default :class:`~controlkit.twins.observation.ObservationModel` with field overrides (without a
+    default, the twin's first observable, 10 % noise, every 10 ticks).
+
+    Raises:
+        ControlkitError: an unknown field or observable, or an invalid value, named.
+    """
+    from controlkit.twins.observation import ObservationModel
+
+    spec = get_twin(twin)
+    fields = {f.name for f in dataclasses.fields(ObservationModel)}
+    for key in overrides:
+        if key not in fields:
+            raise ControlkitError(f"observation.{key}: unknown field; valid: {', '.join(sorted(fields))}.")
+    settings = {"observables": spec.model.OBSERVABLES[:1], **spec.observation,
+                **{k: v for k, v in overrides.items() if v is not None}}
+    for key in ("noise", "floor"):
+        if isinstance(settings.get(key), list):
+            settings[key] = tuple(settings[key])
+    model = ObservationModel(**settings)
+    model.columns(spec.model.OBSERVABLES)
+    return model
+
+
 def _builtins() -> None:
     """Register the three built-in twins on first use (their modules import Mesa)."""
     global _BUILTINS_LOADED
@@ -155,14 +182,23 @@ def _builtins() -> None:
         TwinSpec("predator_prey", PredatorPrey, PredatorPreyObjective,
                  params={"removal": "count", "max_removal_count": 20},
                  task={"burn_in": 500, "interval": 10, "decisions": 30, "apply": "pulse"},
-                 objective_settings={"target": (220.0, 35.0)}),
+                 objective_settings={"target": (220.0, 35.0)},
+                 # a census of both species every 10 ticks, 10 % error
+                 observation={"observables": ("sheep", "wolves"), "noise": 0.1, "interval": 10}),
         TwinSpec("immune", ImmuneTwin, ImmuneObjective, params={"width": 31, "height": 31},
-                 task={"burn_in": 36, "interval": 36, "decisions": 28, "apply": "hold"}),
+                 task={"burn_in": 36, "interval": 36, "decisions": 28, "apply": "hold"},
+                 # blood markers every 6 hours (virus load, pro-inflammatory cytokines), 20 % error, results
+                 # back an hour after sampling
+                 observation={"observables": ("virus", "pro_inflammatory"), "noise": 0.2, "interval": 36,
+                              "delay": 6, "floor": 0.01}),
         TwinSpec("metabolic", MetabolicPathway, MetabolicObjective,
                  params={"scale": 0.05, "initial_S": 0, "initial_P": 0, "initial_Q": 0},
-                 task={"burn_in": 0, "interval": 10, "decisions": 40, "apply": "hold", "u_high": (300.0,)}),
+                 task={"burn_in": 0, "interval": 10, "decisions": 40, "apply": "hold", "u_high": (300.0,)},
+                 # product and substrate assays every 10 ticks, 5 % error
+                 observation={"observables": ("R", "S"), "noise": 0.05, "interval": 10}),
     ):
         _SPECS.setdefault(spec.name, spec)
 
 
-__all__ = ["TASK_FIELDS", "TwinSpec", "get_twin", "make_task", "make_twin", "register_twin", "twin_names"]
+__all__ = ["TASK_FIELDS", "TwinSpec", "get_twin", "make_observation", "make_task", "make_twin", "register_twin",
+           "twin_names"]
