@@ -125,11 +125,33 @@ def train_posterior(prior: ParameterPrior, thetas: np.ndarray, xs: np.ndarray, s
     torch.manual_seed(seed)
     box = BoxUniform(low=torch.as_tensor(prior.low, dtype=torch.float32),
                      high=torch.as_tensor(prior.high, dtype=torch.float32))
-    inference = NPE(prior=box, density_estimator=density_estimator, show_progress_bars=False)
+    inference = NPE(prior=box, density_estimator=density_estimator, show_progress_bars=False, tracker=_NoTracker())
     inference.append_simulations(torch.as_tensor(thetas, dtype=torch.float32),
                                  torch.as_tensor(xs, dtype=torch.float32))
     inference.train(max_num_epochs=max_epochs, training_batch_size=min(100, len(thetas)))
     return inference.build_posterior()
+
+
+class _NoTracker:
+    """An ``sbi`` training tracker that records nothing (the default writes TensorBoard logs into ./sbi-logs of
+    whatever folder the user runs from)."""
+
+    log_dir = None
+
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        pass
+
+    def log_params(self, params: dict) -> None:
+        pass
+
+    def add_figure(self, name: str, figure: Any, step: int | None = None) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
 
 
 def posterior_samples(posterior, x: np.ndarray, n: int, seed: int) -> np.ndarray:
