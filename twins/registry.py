@@ -4,17 +4,17 @@ control task.
 Everything that controls a twin reads the same spec: the gym env (``controlkit/PredatorPrey-v0``, ...; its reward
 is minus the spec's objective), the ``twin_control`` and ``twin_simulate`` experiments (``twin:`` in YAML) and
 :func:`make_task`. A user's twin plugs in with :func:`register_twin`, or from YAML as ``twin: "package.module:SPEC"``
-(the module is imported and its :class:`TwinSpec` registered under its own name).
+(the module is imported; a module that calls :func:`register_twin` also registers its gym env).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from controlkit.core.errors import ControlkitError, choices_error
+from controlkit.core.errors import ControlkitError
+from controlkit.core.registry import Registry
 
 if TYPE_CHECKING:
     from controlkit.twins._common import TwinModel
@@ -61,8 +61,19 @@ class TwinSpec:
                                   f"not {self.name!r} (set its TWIN to the spec's name).")
 
 
-_SPECS: dict[str, TwinSpec] = {}
-_BUILTINS_LOADED = False
+def _check_spec(name: str, obj: Any) -> TwinSpec:
+    if not isinstance(obj, TwinSpec):
+        raise ControlkitError(f"twin: {name!r} is a {type(obj).__name__}, not a controlkit.twins.TwinSpec.")
+    return obj
+
+
+TWINS: Registry[TwinSpec] = Registry("twin", builtins={
+    "predator_prey": "controlkit.twins.registry:PREDATOR_PREY",
+    "immune": "controlkit.twins.registry:IMMUNE",
+    "metabolic": "controlkit.twins.registry:METABOLIC",
+}, group="controlkit.twins", check=_check_spec)
+"""The twin registry (:class:`controlkit.core.registry.Registry`): names, installed entry points in the group
+``controlkit.twins``, and ``"module:SPEC"`` paths."""
 
 
 def register_twin(spec: TwinSpec) -> TwinSpec:
@@ -71,7 +82,7 @@ def register_twin(spec: TwinSpec) -> TwinSpec:
     Returns:
         ``spec``, so a module can write ``SPEC = register_twin(TwinSpec(...))``.
     """
-    _SPECS[spec.name] = spec
+    TWINS.register(spec.name, spec)
     if spec.env_id is not None:
         import gymnasium as gym
 
@@ -82,31 +93,16 @@ def register_twin(spec: TwinSpec) -> TwinSpec:
 
 def twin_names() -> list[str]:
     """Every registered twin name."""
-    _builtins()
-    return sorted(_SPECS)
+    return TWINS.names()
 
 
 def get_twin(name: str) -> TwinSpec:
-    """The spec registered as ``name``; ``"package.module:ATTR"`` imports the module and registers its spec.
+    """The spec registered as ``name``, or the :class:`TwinSpec` at a ``"package.module:SPEC"`` path.
 
     Raises:
-        ControlkitError: an unknown name (listing the registered ones) or an import path that holds no TwinSpec.
+        ControlkitError: an unknown name (listing the registered ones) or a path that holds no TwinSpec.
     """
-    _builtins()
-    if name in _SPECS:
-        return _SPECS[name]
-    if isinstance(name, str) and ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            spec = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ControlkitError(f"twin: cannot load {name!r} ({exc}).") from None
-        if not isinstance(spec, TwinSpec):
-            raise ControlkitError(f"twin: {name!r} is a {type(spec).__name__}, not a controlkit.twins.TwinSpec.")
-        if spec.name not in _SPECS:
-            register_twin(spec)
-        return _SPECS[spec.name]
-    raise choices_error("twin", name, sorted(_SPECS))
+    return TWINS.get(name)
 
 
 def make_twin(name: str, params: Mapping[str, Any] | None = None, seed: int | None = None) -> TwinModel:
@@ -164,41 +160,32 @@ def make_observation(twin: str, **overrides: Any):
     return model
 
 
-def _builtins() -> None:
-    """Register the three built-in twins on first use (their modules import Mesa)."""
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    from controlkit.twins.immune import ImmuneTwin
-    from controlkit.twins.metabolic import MetabolicPathway
-    from controlkit.twins.objectives import ImmuneObjective, MetabolicObjective, PredatorPreyObjective
-    from controlkit.twins.predator_prey import PredatorPrey
+from controlkit.twins.immune import ImmuneTwin  # noqa: E402  (the built-in specs need the models)
+from controlkit.twins.metabolic import MetabolicPathway  # noqa: E402
+from controlkit.twins.objectives import ImmuneObjective, MetabolicObjective, PredatorPreyObjective  # noqa: E402
+from controlkit.twins.predator_prey import PredatorPrey  # noqa: E402
 
-    # The defaults of docs/twin_control.md's experiments: whole animals culled once per 10 ticks after a burn-in;
-    # two doses held per 6-hour interval from 6 hours after inoculation; inflow held per 10 ticks into an empty
-    # pathway.
-    for spec in (
-        TwinSpec("predator_prey", PredatorPrey, PredatorPreyObjective,
-                 params={"removal": "count", "max_removal_count": 20},
-                 task={"burn_in": 500, "interval": 10, "decisions": 30, "apply": "pulse"},
-                 objective_settings={"target": (220.0, 35.0)},
-                 # a census of both species every 10 ticks, 10 % error
-                 observation={"observables": ("sheep", "wolves"), "noise": 0.1, "interval": 10}),
-        TwinSpec("immune", ImmuneTwin, ImmuneObjective, params={"width": 31, "height": 31},
-                 task={"burn_in": 36, "interval": 36, "decisions": 28, "apply": "hold"},
-                 # blood markers every 6 hours (virus load, pro-inflammatory cytokines), 20 % error, results
-                 # back an hour after sampling
-                 observation={"observables": ("virus", "pro_inflammatory"), "noise": 0.2, "interval": 36,
-                              "delay": 6, "floor": 0.01}),
-        TwinSpec("metabolic", MetabolicPathway, MetabolicObjective,
-                 params={"scale": 0.05, "initial_S": 0, "initial_P": 0, "initial_Q": 0},
-                 task={"burn_in": 0, "interval": 10, "decisions": 40, "apply": "hold", "u_high": (300.0,)},
-                 # product and substrate assays every 10 ticks, 5 % error
-                 observation={"observables": ("R", "S"), "noise": 0.05, "interval": 10}),
-    ):
-        _SPECS.setdefault(spec.name, spec)
+# The defaults of docs/twin_control.md's experiments: whole animals culled once per 10 ticks after a burn-in;
+# two doses held per 6-hour interval from 6 hours after inoculation; inflow held per 10 ticks into an empty pathway.
+PREDATOR_PREY = TwinSpec(
+    "predator_prey", PredatorPrey, PredatorPreyObjective, params={"removal": "count", "max_removal_count": 20},
+    task={"burn_in": 500, "interval": 10, "decisions": 30, "apply": "pulse"},
+    objective_settings={"target": (220.0, 35.0)},
+    # a census of both species every 10 ticks, 10 % error
+    observation={"observables": ("sheep", "wolves"), "noise": 0.1, "interval": 10})
+IMMUNE = TwinSpec(
+    "immune", ImmuneTwin, ImmuneObjective, params={"width": 31, "height": 31},
+    task={"burn_in": 36, "interval": 36, "decisions": 28, "apply": "hold"},
+    # blood markers every 6 hours (virus load, pro-inflammatory cytokines), 20 % error, results an hour later
+    observation={"observables": ("virus", "pro_inflammatory"), "noise": 0.2, "interval": 36, "delay": 6,
+                 "floor": 0.01})
+METABOLIC = TwinSpec(
+    "metabolic", MetabolicPathway, MetabolicObjective,
+    params={"scale": 0.05, "initial_S": 0, "initial_P": 0, "initial_Q": 0},
+    task={"burn_in": 0, "interval": 10, "decisions": 40, "apply": "hold", "u_high": (300.0,)},
+    # product and substrate assays every 10 ticks, 5 % error
+    observation={"observables": ("R", "S"), "noise": 0.05, "interval": 10})
 
 
-__all__ = ["TASK_FIELDS", "TwinSpec", "get_twin", "make_observation", "make_task", "make_twin", "register_twin",
-           "twin_names"]
+__all__ = ["IMMUNE", "METABOLIC", "PREDATOR_PREY", "TASK_FIELDS", "TWINS", "TwinSpec", "get_twin",
+           "make_observation", "make_task", "make_twin", "register_twin", "twin_names"]

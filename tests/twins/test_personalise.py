@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from controlkit.core.errors import ControlkitError
-from controlkit.runner.config import validate_config
+from controlkit.runner.registry import validate_config
 from controlkit.runner.run import run_experiment
 from controlkit.twins import ObservationModel, make_observation, make_task
 from controlkit.twins.personalise import (

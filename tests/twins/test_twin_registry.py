@@ -10,7 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import controlkit  # noqa: F401
-from controlkit.runner.config import load_config
+from controlkit.runner.registry import load_config
 from controlkit.core.errors import ControlkitError
 from controlkit.runner.run import run_experiment
 from controlkit.twins import TwinSpec, get_twin, make_task, register_twin, twin_names
