@@ -25,6 +25,7 @@ from controlkit.twins.neural_control import mlp_forward, straight_through_round,
 from controlkit.twins.objectives import TwinTask
 
 from controlkit.core.controller import Controller, StepInfo
+from controlkit.core.errors import ControlkitError
 
 
 class ConstantTwinController(Controller):
@@ -84,6 +85,46 @@ def best_constant(task: TwinTask, levels: int, seeds: Sequence[int], executor: s
     return ConstantTwinController(best["u"]), table, len(grid) * len(seeds) * (task.burn_in + task.ticks)
 
 
+def best_few_switch(task: TwinTask, levels: int, switch_points: Sequence[int], seeds: Sequence[int],
+                    executor: str = "local", workers: int | None = 1
+                    ) -> tuple[ScheduleController, list[dict[str, Any]], int]:
+    """Grid search of one-switch schedules on the ABM: decision ``a`` for the first ``m`` decisions, then ``b``
+    (``a``, ``b`` on a ``levels``-per-control grid, ``m`` in ``switch_points``), each scored on ``seeds``.
+
+    Constant schedules are included (``a == b``), so the result is never worse on ``seeds`` than the best constant
+    of the same grid. This is the "full antiviral for the first day, then stop" kind of rule a clinician would try.
+
+    Returns:
+        The best schedule as an open-loop controller, the table of ``{"first", "then", "switch", "cost_mean"}``
+        and the ABM ticks used.
+
+    Raises:
+        ControlkitError: a switch point outside ``1 .. decisions - 1``.
+    """
+    for m in switch_points:
+        if not 1 <= int(m) < task.decisions:
+            raise ControlkitError(f"few_switch.switch_points: {m} is not in 1..{task.decisions - 1} (decisions).")
+    low, high = task.bounds
+    axes = [np.linspace(lo, hi, levels) for lo, hi in zip(low, high)]
+    if task.integer:
+        axes = [np.unique(np.round(a)) for a in axes]
+    grid = [np.array(u) for u in itertools.product(*axes)]
+    schedules, rows = [], []
+    for m in sorted({int(m) for m in switch_points}):
+        for a, b in itertools.product(grid, grid):
+            if m != min(int(p) for p in switch_points) and np.array_equal(a, b):
+                continue  # a constant schedule is the same whatever the switch point: score it once
+            schedules.append(np.vstack([np.tile(a, (m, 1)), np.tile(b, (task.decisions - m, 1))]))
+            rows.append({"first": a.tolist(), "then": b.tolist(), "switch": m})
+    evals = evaluate_many(task, {str(i): ScheduleController(sc) for i, sc in enumerate(schedules)}, seeds,
+                          executor=executor, workers=workers)
+    for i, row in enumerate(rows):
+        row["cost_mean"] = float(evals[str(i)].costs.mean())
+    best = int(np.argmin([r["cost_mean"] for r in rows]))
+    return (ScheduleController(schedules[best]), rows,
+            len(schedules) * len(seeds) * (task.burn_in + task.ticks))
+
+
 def open_loop_optimal(surrogate, task: TwinTask, x0: np.ndarray, iterations: int = 300, lr: float = 0.05,
                       seed: int = 0) -> tuple[ScheduleController, float]:
     """Optimise one decision schedule on the surrogate from ``x0`` (Adam on sigmoid-scaled parameters, integer
@@ -123,15 +164,19 @@ class SurrogateMPCController(Controller):
         net: The surrogate as a :class:`~controlkit.models.network.CompactNetwork`.
         task: The control task (its objective must have an L1 form, see ``Objective.l1_form``).
         horizon: Decisions planned ahead.
-        time_limit: Seconds per MILP solve.
+        time_limit: Seconds per MILP solve; ``None``: no wall-clock limit and no time-budgeted bound tightening, so
+            every plan depends only on the model and the state (same numbers under any machine load; HiGHS runs
+            one thread and stops at ``mip_gap``).
         mip_gap: Relative gap at which HiGHS stops.
     """
 
-    def __init__(self, net, task: TwinTask, horizon: int = 4, time_limit: float = 1.0, mip_gap: float = 1e-3) -> None:
+    def __init__(self, net, task: TwinTask, horizon: int = 4, time_limit: float | None = 1.0,
+                 mip_gap: float = 1e-3) -> None:
         self.net, self.task = net, task
         self.goal, self.q, rate_w = task.objective.l1_form(net.nx)
         self.control_weight = rate_w * task.rate_scale()
-        self.horizon, self.time_limit, self.mip_gap = int(horizon), float(time_limit), float(mip_gap)
+        self.horizon, self.mip_gap = int(horizon), float(mip_gap)
+        self.time_limit = None if time_limit is None else float(time_limit)
         self._mpc = None
         self.solve_times: list[float] = []
 
@@ -148,7 +193,9 @@ class SurrogateMPCController(Controller):
             low, high = self.task.bounds
             self._mpc = MIPMPC(self.net, self.horizon, low, high, x_low=np.zeros(self.net.nx),
                                state_weights=self.q, control_weight=self.control_weight,
-                               time_limit=self.time_limit, mip_gap=self.mip_gap, goal=self.goal)
+                               time_limit=self.time_limit, mip_gap=self.mip_gap, goal=self.goal,
+                               # the automatic tightening spends a wall-clock budget: off when deterministic
+                               **({"tighten_steps": 0} if self.time_limit is None else {}))
         self._mpc.reset(seed)
 
     def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
@@ -217,4 +264,4 @@ def train_ppo(task: TwinTask, timesteps: int, seed: int, n_steps: int = 256, bat
 
 
 __all__ = ["BangBangController", "ConstantTwinController", "PPOTwinController", "ScheduleController",
-           "SurrogateMPCController", "best_constant", "open_loop_optimal", "train_ppo"]
+           "SurrogateMPCController", "best_constant", "best_few_switch", "open_loop_optimal", "train_ppo"]
