@@ -276,10 +276,14 @@ def _plot(ctx: RunContext, prior, truths, draws, costs) -> None:
         axes[j].errorbar(t, med, yerr=[med - lo, hi - med], fmt="o", ms=3, lw=0.8, alpha=0.8)
         axes[j].plot([prior.low[j], prior.high[j]], [prior.low[j], prior.high[j]], "k--", lw=0.8)
         axes[j].set(xlabel=f"true {name}", ylabel="posterior median, 90 % interval", title=name)
+    from controlkit.core.stats import mean_ci95
+
     names = list(costs)
-    means = [costs[m].mean() for m in names]
-    axes[-1].bar(names, means, color=[f"C{i}" for i in range(len(names))])
-    axes[-1].set(ylabel="cost (mean over patients)", title="control of each patient")
+    stats = [mean_ci95(costs[m]) for m in names]
+    axes[-1].bar(range(len(names)), [m for m, _ in stats], yerr=[c for _, c in stats], capsize=4,
+                 color=[f"C{i}" for i in range(len(names))])
+    axes[-1].set_xticks(range(len(names)), names, rotation=20)
+    axes[-1].set(ylabel="cost (mean, 95 % CI over patients)", title="control of each patient")
     fig.tight_layout()
     ctx.savefig(fig, "personalise.png")
 
