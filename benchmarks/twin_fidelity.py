@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _table import report  # noqa: E402
+from controlkit.twins.companion import load_netlogo_averages, steady_state  # noqa: E402
 
 from controlkit.core.stats import mean_ci95  # noqa: E402
-from controlkit.twins.companion import load_netlogo_averages, steady_state  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "twins"
 SETTINGS = {

@@ -106,7 +106,8 @@ class TwinEnv(gym.Env):
     # -- the maps a controller trained on this env needs outside it ---------------------------------------------
     def observation(self, twin_obs: np.ndarray, k: int) -> np.ndarray:
         """The env observation of the twin's observables ``twin_obs`` at decision ``k``."""
-        return np.append(np.asarray(twin_obs, dtype=float) / self.observation_scale, k / self.task.decisions).astype(np.float32)
+        scaled = np.asarray(twin_obs, dtype=float) / self.observation_scale
+        return np.append(scaled, k / self.task.decisions).astype(np.float32)
 
     def decision(self, action: Any) -> np.ndarray:
         """The admissible twin control of an action in ``[-1, 1]^n_u`` (see :func:`action_to_control`)."""

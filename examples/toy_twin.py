@@ -11,7 +11,6 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-
 from controlkit.twins import ControlSpec, Objective, TwinModel, TwinSpec, check_int, check_range, register_twin
 
 

@@ -20,8 +20,8 @@ from controlkit.twins.objectives import (
     TwinTask,
     make_objective,
 )
-from controlkit.twins.predator_prey import PredatorPrey, PredatorPreyParams
 from controlkit.twins.observation import ObservationModel
+from controlkit.twins.predator_prey import PredatorPrey, PredatorPreyParams
 from controlkit.twins.registry import (
     TwinSpec,
     get_twin,

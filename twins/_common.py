@@ -14,9 +14,9 @@ from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
+from controlkit.twins._mesa import DataCollector, PropertyLayer, mesa
 
 from controlkit.core.errors import ControlkitError
-from controlkit.twins._mesa import DataCollector, PropertyLayer, mesa
 
 
 @dataclasses.dataclass(frozen=True)

@@ -250,9 +250,9 @@ def train_ppo(task: TwinTask, timesteps: int, seed: int, n_steps: int = 256, bat
     """
     from controlkit.core.extras import require
 
-    PPO = require("stable_baselines3", "the ppo method (stable-baselines3)").PPO
-
     from controlkit.envs.twin_envs import TwinEnv
+
+    PPO = require("stable_baselines3", "the ppo method (stable-baselines3)").PPO
 
     t0 = time.perf_counter()
     env = TwinEnv(task=task)

@@ -19,7 +19,6 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-
 from controlkit.twins.predator_prey import PredatorPrey
 
 COMPANION_SIDE = 255

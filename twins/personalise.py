@@ -26,10 +26,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-from controlkit.core.errors import ControlkitError
 from controlkit.twins.objectives import TwinTask
 from controlkit.twins.observation import ObservationModel
+
+from controlkit.core.errors import ControlkitError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,7 +275,7 @@ class ParticleFilter:
         positions = (self.rng.random() + np.arange(n)) / n
         idx = np.minimum(np.searchsorted(np.cumsum(self.weights), positions), n - 1)
         twins = []
-        for k, i in enumerate(idx):
+        for i in idx:
             twin = copy.deepcopy(self.twins[i])
             # A copy must not replay its source's randomness: give it its own stream.
             twin.rng = np.random.default_rng(self.rng.integers(2**63))

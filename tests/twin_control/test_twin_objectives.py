@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from controlkit.twins import make_task, twin_names
 from controlkit.twins.baselines import BangBangController, ConstantTwinController
 from controlkit.twins.deploy import run_episode
-from controlkit.twins import make_task, twin_names
 from controlkit.twins.objectives import TwinTask, make_objective
 
 from controlkit.core.errors import ControlkitError

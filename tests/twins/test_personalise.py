@@ -7,10 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from controlkit.core.errors import ControlkitError
-from controlkit.runner.registry import validate_config
-from controlkit.runner.run import run_experiment
 from controlkit.twins import ObservationModel, make_observation, make_task
 from controlkit.twins.personalise import (
     CostSurface,
@@ -23,6 +19,10 @@ from controlkit.twins.personalise import (
     simulate_feature,
     train_posterior,
 )
+
+from controlkit.core.errors import ControlkitError
+from controlkit.runner.registry import validate_config
+from controlkit.runner.run import run_experiment
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PP_SMALL = {"width": 21, "height": 21, "initial_sheep": 40, "initial_wolves": 15}
@@ -41,7 +41,8 @@ def test_observation_model_samples_measured_columns_with_noise_and_delay():
     np.testing.assert_array_equal(obs.sample_ticks(12), [4, 8, 12])
     np.testing.assert_array_equal(obs.true_values(traj, ("sheep", "wolves", "grass")), [[104], [108], [112]])
     m = obs.measure(traj, ("sheep", "wolves", "grass"), np.random.default_rng(0))
-    assert m.shape == (3, 1) and not np.allclose(m, [[104], [108], [112]]) and np.all(np.abs(m / [[104], [108], [112]] - 1) < 0.5)
+    truth = np.array([[104], [108], [112]])
+    assert m.shape == (3, 1) and not np.allclose(m, truth) and np.all(np.abs(m / truth - 1) < 0.5)
     assert obs.available(12) == 14
     # the likelihood prefers the truth to a value three noise sd away
     ll = obs.log_likelihood(np.array([100.0]), np.array([[100.0], [130.0]]))

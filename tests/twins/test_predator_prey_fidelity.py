@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from controlkit.twins.companion import load_netlogo_averages, steady_state
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "twins"

@@ -9,13 +9,13 @@ import weakref
 import gymnasium as gym
 import numpy as np
 import pytest
+from controlkit.envs.twin_envs import TwinEnv, control_to_action
+from controlkit.twins import get_twin, make_task, run_episode
+from controlkit.twins.baselines import BangBangController, ConstantTwinController, ScheduleController
 from gymnasium.utils.env_checker import check_env
 
 import controlkit  # noqa: F401  registers the envs
-from controlkit.envs.twin_envs import TwinEnv, control_to_action
 from controlkit.core.errors import ControlkitError
-from controlkit.twins import get_twin, make_task, run_episode
-from controlkit.twins.baselines import BangBangController, ConstantTwinController, ScheduleController
 
 PP_SMALL = {"width": 21, "height": 21, "initial_sheep": 40, "initial_wolves": 15}
 SMALL = {

@@ -7,15 +7,15 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
-
-import controlkit  # noqa: F401
-from controlkit.runner.registry import load_config
-from controlkit.core.errors import ControlkitError
-from controlkit.runner.run import run_experiment
 from controlkit.twins import TwinSpec, get_twin, make_task, register_twin, twin_names
 from controlkit.twins.objectives import PredatorPreyObjective
 from controlkit.twins.predator_prey import PredatorPrey
+from gymnasium.utils.env_checker import check_env
+
+import controlkit  # noqa: F401
+from controlkit.core.errors import ControlkitError
+from controlkit.runner.registry import load_config
+from controlkit.runner.run import run_experiment
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

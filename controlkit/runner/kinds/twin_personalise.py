@@ -209,7 +209,7 @@ def run(config: TwinPersonaliseConfig, ctx: RunContext) -> dict[str, Any]:
                        desc="patient pilots", quiet=ctx.quiet, **par)
     covered, widths, per_patient_s, chosen = [], [], [], {m: [] for m in METHODS}
     post_draws = []
-    for i, (twin, x, measured) in enumerate(pilots):
+    for i, (_, x, _) in enumerate(pilots):
         t0 = time.perf_counter()
         samples = posterior_samples(posterior, x, config.sbi.posterior_samples, seed=ctx.seed * 7919 + i)
         per_patient_s.append(time.perf_counter() - t0)

@@ -28,6 +28,7 @@ from controlkit.runner.config import ExperimentConfig
 from controlkit.runner.registry import ExperimentKind
 from controlkit.runner.run import RunContext
 
+
 class Segment(BaseModel):
     """From tick ``start`` on, hold ``control`` (until the next segment's start)."""
 
