@@ -249,7 +249,6 @@ def train_ppo(task: TwinTask, timesteps: int, seed: int, n_steps: int = 256, bat
         The controller, the ABM ticks consumed (burn-ins included) and the wall time.
     """
     from controlkit.core.extras import require
-
     from controlkit.envs.twin_envs import TwinEnv
 
     PPO = require("stable_baselines3", "the ppo method (stable-baselines3)").PPO
