@@ -248,8 +248,9 @@ def train_ppo(task: TwinTask, timesteps: int, seed: int, n_steps: int = 256, bat
     Returns:
         The controller, the ABM ticks consumed (burn-ins included) and the wall time.
     """
-    from controlkit.core.extras import require
     from controlkit.envs.twin_envs import TwinEnv
+
+    from controlkit.core.extras import require
 
     PPO = require("stable_baselines3", "the ppo method (stable-baselines3)").PPO
 
