@@ -119,7 +119,10 @@ def train_posterior(prior: ParameterPrior, thetas: np.ndarray, xs: np.ndarray, s
         An ``sbi`` posterior: ``.sample((n,), x=x_o)`` and ``.log_prob(theta, x=x_o)`` for any measured ``x_o``.
     """
     import torch
-    from sbi.inference import NPE
+
+    from controlkit.core.extras import require
+
+    NPE = require("sbi.inference", "train_posterior (simulation-based inference, sbi)").NPE
     from sbi.utils import BoxUniform
 
     torch.manual_seed(seed)

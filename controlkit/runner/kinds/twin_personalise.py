@@ -97,7 +97,10 @@ class TwinPersonaliseConfig(ExperimentConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> TwinPersonaliseConfig:
+        from controlkit.core.extras import require
+
         task, obs, prior = build(self)  # raises ControlkitError naming the field
+        require("sbi", "kind: twin_personalise (simulation-based inference, sbi)")  # before any simulation
         prior.check(task)
         obs.columns(task.make_twin(0).observables())
         if len(obs.sample_ticks(task.burn_in)) == 0:
