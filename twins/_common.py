@@ -13,15 +13,8 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
-try:
-    import mesa
-except ImportError as _exc:  # an optional extra: say which one installs it
-    from controlkit.core.extras import missing_extra
-
-    raise missing_extra("mesa", "the digital twins (Mesa)") from _exc
 import numpy as np
-from mesa.datacollection import DataCollector
-from mesa.discrete_space import PropertyLayer
+from controlkit.twins._mesa import DataCollector, PropertyLayer, mesa
 
 from controlkit.core.errors import ControlkitError
 
@@ -139,6 +132,7 @@ class TwinModel(mesa.Model):
         self.last_control = np.zeros(len(self.controls))
         self._setup()
         self._obs = self._observe()
+        self._initial_obs = self._obs.copy()
         self.datacollector = DataCollector(
             model_reporters={name: partial(_observable, i) for i, name in enumerate(self.OBSERVABLES)}
         )
@@ -158,6 +152,12 @@ class TwinModel(mesa.Model):
     def control_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """``(low, high)`` arrays of the admissible control values."""
         return self._low.copy(), self._high.copy()
+
+    def observation_scale(self) -> np.ndarray:
+        """A fixed magnitude per observable (from the parameters, not the state), so ``observe() / scale`` is O(1);
+        the twin gym env and observation models divide by it. Default: the observables at construction, at
+        least 1."""
+        return np.maximum(np.abs(self._initial_obs), 1.0)
 
     def observe(self) -> np.ndarray:
         """The current observables as a float array (a copy)."""

@@ -4,7 +4,8 @@
 - bang-bang feedback (every control at a bound, switched on the observables; the rule is the objective's);
 - optimal control solved on the surrogate, open loop, lifted to the ABM (the companion paper's route);
 - MIP-MPC in receding horizon on a ReLU surrogate compiled to a MILP (:class:`controlkit.planning.mip_mpc.MIPMPC`, HiGHS);
-- PPO (stable-baselines3) on a gymnasium view of the same task, with a stated sample budget.
+- PPO (stable-baselines3) on the twin's gym env (:class:`controlkit.envs.twin_envs.TwinEnv`, whose reward is the
+  same objective), with a stated sample budget.
 
 Each returns a :class:`~controlkit.core.controller.Controller`, so :func:`controlkit.twins.deploy.evaluate` scores
 them all alike.
@@ -17,7 +18,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from controlkit.twins.deploy import evaluate_many
@@ -25,6 +25,7 @@ from controlkit.twins.neural_control import mlp_forward, straight_through_round,
 from controlkit.twins.objectives import TwinTask
 
 from controlkit.core.controller import Controller, StepInfo
+from controlkit.core.errors import ControlkitError
 
 
 class ConstantTwinController(Controller):
@@ -84,6 +85,46 @@ def best_constant(task: TwinTask, levels: int, seeds: Sequence[int], executor: s
     return ConstantTwinController(best["u"]), table, len(grid) * len(seeds) * (task.burn_in + task.ticks)
 
 
+def best_few_switch(task: TwinTask, levels: int, switch_points: Sequence[int], seeds: Sequence[int],
+                    executor: str = "local", workers: int | None = 1
+                    ) -> tuple[ScheduleController, list[dict[str, Any]], int]:
+    """Grid search of one-switch schedules on the ABM: decision ``a`` for the first ``m`` decisions, then ``b``
+    (``a``, ``b`` on a ``levels``-per-control grid, ``m`` in ``switch_points``), each scored on ``seeds``.
+
+    Constant schedules are included (``a == b``), so the result is never worse on ``seeds`` than the best constant
+    of the same grid. This is the "full antiviral for the first day, then stop" kind of rule a clinician would try.
+
+    Returns:
+        The best schedule as an open-loop controller, the table of ``{"first", "then", "switch", "cost_mean"}``
+        and the ABM ticks used.
+
+    Raises:
+        ControlkitError: a switch point outside ``1 .. decisions - 1``.
+    """
+    for m in switch_points:
+        if not 1 <= int(m) < task.decisions:
+            raise ControlkitError(f"few_switch.switch_points: {m} is not in 1..{task.decisions - 1} (decisions).")
+    low, high = task.bounds
+    axes = [np.linspace(lo, hi, levels) for lo, hi in zip(low, high)]
+    if task.integer:
+        axes = [np.unique(np.round(a)) for a in axes]
+    grid = [np.array(u) for u in itertools.product(*axes)]
+    schedules, rows = [], []
+    for m in sorted({int(m) for m in switch_points}):
+        for a, b in itertools.product(grid, grid):
+            if m != min(int(p) for p in switch_points) and np.array_equal(a, b):
+                continue  # a constant schedule is the same whatever the switch point: score it once
+            schedules.append(np.vstack([np.tile(a, (m, 1)), np.tile(b, (task.decisions - m, 1))]))
+            rows.append({"first": a.tolist(), "then": b.tolist(), "switch": m})
+    evals = evaluate_many(task, {str(i): ScheduleController(sc) for i, sc in enumerate(schedules)}, seeds,
+                          executor=executor, workers=workers)
+    for i, row in enumerate(rows):
+        row["cost_mean"] = float(evals[str(i)].costs.mean())
+    best = int(np.argmin([r["cost_mean"] for r in rows]))
+    return (ScheduleController(schedules[best]), rows,
+            len(schedules) * len(seeds) * (task.burn_in + task.ticks))
+
+
 def open_loop_optimal(surrogate, task: TwinTask, x0: np.ndarray, iterations: int = 300, lr: float = 0.05,
                       seed: int = 0) -> tuple[ScheduleController, float]:
     """Optimise one decision schedule on the surrogate from ``x0`` (Adam on sigmoid-scaled parameters, integer
@@ -123,15 +164,19 @@ class SurrogateMPCController(Controller):
         net: The surrogate as a :class:`~controlkit.models.network.CompactNetwork`.
         task: The control task (its objective must have an L1 form, see ``Objective.l1_form``).
         horizon: Decisions planned ahead.
-        time_limit: Seconds per MILP solve.
+        time_limit: Seconds per MILP solve; ``None``: no wall-clock limit and no time-budgeted bound tightening, so
+            every plan depends only on the model and the state (same numbers under any machine load; HiGHS runs
+            one thread and stops at ``mip_gap``).
         mip_gap: Relative gap at which HiGHS stops.
     """
 
-    def __init__(self, net, task: TwinTask, horizon: int = 4, time_limit: float = 1.0, mip_gap: float = 1e-3) -> None:
+    def __init__(self, net, task: TwinTask, horizon: int = 4, time_limit: float | None = 1.0,
+                 mip_gap: float = 1e-3) -> None:
         self.net, self.task = net, task
         self.goal, self.q, rate_w = task.objective.l1_form(net.nx)
         self.control_weight = rate_w * task.rate_scale()
-        self.horizon, self.time_limit, self.mip_gap = int(horizon), float(time_limit), float(mip_gap)
+        self.horizon, self.mip_gap = int(horizon), float(mip_gap)
+        self.time_limit = None if time_limit is None else float(time_limit)
         self._mpc = None
         self.solve_times: list[float] = []
 
@@ -143,12 +188,14 @@ class SurrogateMPCController(Controller):
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
         if self._mpc is None:
-            from controlkit.planning import MIPMPC
+            from controlkit.planning.mip_mpc import MIPMPC
 
             low, high = self.task.bounds
             self._mpc = MIPMPC(self.net, self.horizon, low, high, x_low=np.zeros(self.net.nx),
                                state_weights=self.q, control_weight=self.control_weight,
-                               time_limit=self.time_limit, mip_gap=self.mip_gap, goal=self.goal)
+                               time_limit=self.time_limit, mip_gap=self.mip_gap, goal=self.goal,
+                               # the automatic tightening spends a wall-clock budget: off when deterministic
+                               **({"tighten_steps": 0} if self.time_limit is None else {}))
         self._mpc.reset(seed)
 
     def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
@@ -170,58 +217,9 @@ class SurrogateMPCController(Controller):
                 "solve_time_median_s": float(np.median([p.solve_time_s for p in plans]))}
 
 
-class TwinControlEnv(gym.Env):
-    """The task as a gymnasium env for RL baselines: one env step = one decision.
-
-    Observation: ``[k / H, obs / obs_scale]``; action in ``[-1, 1]^nu`` mapped affinely onto the admissible box
-    (rounded for integer controls); reward = minus the objective over the interval's ticks divided by the
-    horizon's ticks, so an episode's return is minus the episode cost the ABM evaluation reports.
-    """
-
-    metadata: dict[str, Any] = {"render_modes": []}
-
-    def __init__(self, task: TwinTask, obs_scale: Sequence[float], seed_offset: int = 0) -> None:
-        self.task, self.obs_scale = task, np.asarray(obs_scale, dtype=float)
-        self.low, self.high = task.bounds
-        nx = len(self.obs_scale)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1 + nx,), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.low.size,), np.float32)
-        self.seed_offset = seed_offset
-        self.abm_steps = 0
-        self._twin, self._k = None, 0
-
-    def _obs(self) -> np.ndarray:
-        return np.concatenate([[self._k / self.task.decisions], self._twin.observe() / self.obs_scale]).astype(np.float32)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        twin_seed = int(self.np_random.integers(2**31)) + self.seed_offset
-        self._twin, self._k = self.task.make_twin(twin_seed), 0
-        if self.task.burn_in:
-            self._twin.run(None, steps=self.task.burn_in)
-        self.abm_steps += self.task.burn_in
-        return self._obs(), {}
-
-    def step(self, action):
-        u = _decision(self.task, action)
-        sched = self.task.schedule(u)
-        traj = self._twin.run(sched)
-        self.abm_steps += self.task.interval
-        cost = self.task.objective.cost(traj[:-1], traj[1:], sched).sum() / self.task.ticks
-        self._k += 1
-        return self._obs(), -float(cost), self._k >= self.task.decisions, False, {"decision": u}
-
-
-def _decision(task: TwinTask, action: np.ndarray) -> np.ndarray:
-    """The admissible decision of a normalised action in ``[-1, 1]^nu``."""
-    low, high = task.bounds
-    a = np.clip(np.asarray(action, dtype=float), -1, 1)
-    return task.admissible(low + (a + 1) / 2 * (high - low))
-
-
 class PPOTwinController(Controller):
     """A trained PPO policy's deterministic action (its actor MLP copied to numpy, so it pickles to workers),
-    acting through :class:`TwinControlEnv`'s observation and action maps."""
+    acting through the twin env's observation and action maps (:class:`controlkit.envs.twin_envs.TwinEnv`)."""
 
     def __init__(self, policy, task: TwinTask, obs_scale: np.ndarray) -> None:
         lin = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)] + [policy.action_net]
@@ -235,30 +233,35 @@ class PPOTwinController(Controller):
         self.k = 0
 
     def _act(self, obs: Any) -> tuple[np.ndarray, StepInfo]:
-        x = np.concatenate([[self.k / self.task.decisions], np.asarray(obs, dtype=float) / self.obs_scale])
+        from controlkit.envs.twin_envs import action_to_control
+
+        x = np.append(np.asarray(obs, dtype=float) / self.obs_scale, self.k / self.task.decisions)
         action = mlp_forward(self.weights, self.biases, x)
         self.k += 1
-        return _decision(self.task, action), StepInfo()
+        return action_to_control(self.task, action), StepInfo()
 
 
-def train_ppo(task: TwinTask, obs_scale: Sequence[float], timesteps: int, seed: int,
-              n_steps: int = 256, batch_size: int = 64, lr: float = 3e-4) -> tuple[PPOTwinController, int, float]:
-    """Train PPO (stable-baselines3, MLP policy) for ``timesteps`` decisions on :class:`TwinControlEnv`.
+def train_ppo(task: TwinTask, timesteps: int, seed: int, n_steps: int = 256, batch_size: int = 64,
+              lr: float = 3e-4) -> tuple[PPOTwinController, int, float]:
+    """Train PPO (stable-baselines3, MLP policy) for ``timesteps`` decisions on the task's twin env.
 
     Returns:
         The controller, the ABM ticks consumed (burn-ins included) and the wall time.
     """
+    from controlkit.envs.twin_envs import TwinEnv
+
     from controlkit.core.extras import require
 
     PPO = require("stable_baselines3", "the ppo method (stable-baselines3)").PPO
+
     t0 = time.perf_counter()
-    env = TwinControlEnv(task, obs_scale, seed_offset=10_000_000)
-    env.reset(seed=seed)
+    env = TwinEnv(task=task)
+    env.reset(seed=seed + 10_000_000)  # twin seeds drawn from here on, disjoint from the evaluation's
     model = PPO("MlpPolicy", env, n_steps=n_steps, batch_size=batch_size, learning_rate=lr, seed=seed,
                 device="cpu", verbose=0, policy_kwargs={"net_arch": [64, 64], "activation_fn": torch.nn.Tanh})
     model.learn(total_timesteps=int(timesteps))
-    return PPOTwinController(model.policy, task, env.obs_scale), env.abm_steps, time.perf_counter() - t0
+    return PPOTwinController(model.policy, task, env.observation_scale), env.ticks_simulated, time.perf_counter() - t0
 
 
 __all__ = ["BangBangController", "ConstantTwinController", "PPOTwinController", "ScheduleController",
-           "SurrogateMPCController", "TwinControlEnv", "best_constant", "open_loop_optimal", "train_ppo"]
+           "SurrogateMPCController", "best_constant", "best_few_switch", "open_loop_optimal", "train_ppo"]

@@ -340,6 +340,11 @@ class ImmuneTwin(TwinModel):
         fields = [self.virus.data.sum(), self.pro.data.sum(), self.anti.data.sum()]
         return np.concatenate([epi, immune, fields]).astype(float)
 
+    def observation_scale(self) -> np.ndarray:
+        """Cells of the grid for the four epithelial counts and the three field totals, 100 for immune cells."""
+        cells = float(self.params.width * self.params.height)
+        return np.array([cells] * 4 + [100.0] * 3 + [cells] * 3)
+
     @property
     def failed(self) -> bool:
         """Whether the healthy fraction has dropped below ``fatal_healthy_fraction`` at any tick so far."""
@@ -380,8 +385,3 @@ class ImmuneTwin(TwinModel):
             "clearance_day": float(first[0] / STEPS_PER_DAY) if first.size else float("nan"),
             "peak_virus": float(trajectory[:, 7].max()),
         }
-
-
-def immune_cost(obs: np.ndarray, control: np.ndarray, cells: int, dose_weight: float) -> float:
-    """Per-tick control objective: tissue damage (1 - healthy fraction) plus weighted total dose."""
-    return 1.0 - float(obs[0]) / cells + dose_weight * float(np.sum(control))

@@ -262,6 +262,12 @@ class MetabolicPathway(TwinModel):
         self.density.data[:] = np.bincount(cells, minlength=self.side ** 2).reshape(self.side, self.side)
 
     # -- observation, pictures, outcomes ---------------------------------------------------------------------
+    def observation_scale(self) -> np.ndarray:
+        """The molecules of the default batch start (120 020 at scale 1) for the five species, the enzymes of one
+        type for the two regulated-enzyme counts."""
+        molecules = max(1.0, 120_020 * self.area_scale)
+        return np.array([molecules] * 5 + [max(1.0, self.enz_type.size / 4.0)] * 2)
+
     def _observe(self) -> np.ndarray:
         free = np.bincount(self.mol_type[self.mol_type != HOLE], minlength=5)
         bound = np.bincount(self.cargo[self.cargo >= 0], minlength=5)
@@ -300,13 +306,3 @@ class MetabolicPathway(TwinModel):
             "yield_R_per_S": float(made_r / consumed_s) if consumed_s > 0 else float("nan"),
             "selectivity_R": float(made_r / (made_r + made_t)) if made_r + made_t > 0 else float("nan"),
         }
-
-
-def metabolic_cost(obs_before: np.ndarray, obs_after: np.ndarray, control: np.ndarray, scale: float,
-                   inflow_weight: float) -> float:
-    """Per-tick control objective: minus the R made this tick (per unit scale) plus weighted inflow.
-
-    ``cost = -(R_after - R_before) / scale + inflow_weight * inflow``; its sum over an episode trades the yield
-    of the desired product R against the substrate fed in.
-    """
-    return -(float(obs_after[R]) - float(obs_before[R])) / scale + inflow_weight * float(control[0])

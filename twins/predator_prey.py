@@ -2,7 +2,8 @@
 
 Rules (Wilensky's NetLogo model, as in the companion surrogate-control paper): each tick, after the cull, every
 sheep (in random order) moves one step (NetLogo's correlated random walk by default), loses 1 energy, eats the
-grass of its cell if grown (+``sheep_gain_from_food``; the patch regrows after ``grass_regrowth_time`` ticks), dies
+grass of its cell if grown (+``sheep_gain_from_food``; the patch is eaten-brown for the next ``grass_regrowth_time``
+ticks and can be eaten again ``grass_regrowth_time + 1`` ticks later, as in NetLogo), dies
 below 0 energy, else reproduces with probability ``sheep_reproduce`` (energy halves, one offspring); then every
 wolf (in random order) does the same, eating one random sheep of its cell if there is one. Offspring act from the
 next tick on, as in Mesa's example.
@@ -208,7 +209,9 @@ class PredatorPrey(TwinModel):
         # Of the sheep standing on a grown patch, the first in the random activation order eats it.
         eaters = hungry[group_ranks(sheep.cell[hungry], self.rng) == 0]
         sheep.energy[eaters] += p.sheep_gain_from_food
-        grass[sheep.cell[eaters]] = p.grass_regrowth_time
+        # NetLogo checks a brown patch's countdown before decrementing it, so a patch eaten at tick t is green
+        # again only at the end of tick t + regrowth_time: one more tick than the countdown's value says.
+        grass[sheep.cell[eaters]] = p.grass_regrowth_time + 1
         self.sheep = self._survive_and_breed(sheep, p.sheep_reproduce)
 
     def _wolf_phase(self) -> None:
@@ -247,6 +250,11 @@ class PredatorPrey(TwinModel):
     def _observe(self) -> np.ndarray:
         return np.array([self.sheep.size, self.wolves.size, np.count_nonzero(self.grass.data == 0)], float)
 
+    def observation_scale(self) -> np.ndarray:
+        """Initial sheep, initial wolves and the number of grass patches (each at least 1)."""
+        p = self.params
+        return np.maximum([p.initial_sheep, p.initial_wolves, self.cells], 1.0)
+
     def population_grid(self) -> tuple[np.ndarray, np.ndarray]:
         """``(sheep, wolves)`` per cell as ``(height, width)`` integer arrays."""
         shape = (self.params.height, self.params.width)
@@ -272,16 +280,3 @@ class PredatorPrey(TwinModel):
             "sheep_extinct": float(trajectory[-1, 0] == 0),
             "wolves_extinct": float(trajectory[-1, 1] == 0),
         }
-
-
-def predator_prey_cost(obs: np.ndarray, control: np.ndarray, target: tuple[float, float],
-                       effort_weight: float, fraction_mode: bool = True) -> float:
-    """Per-tick control objective: relative distance to the target populations plus weighted culling effort.
-
-    ``cost = |sheep - s*| / s* + |wolves - w*| / w* + effort_weight * removals / (s* + w*)``, where removals is
-    the expected number of animals culled (fraction * population, or the counts themselves).
-    """
-    s, w = float(obs[0]), float(obs[1])
-    ts, tw = target
-    removals = control[0] * s + control[1] * w if fraction_mode else control[0] + control[1]
-    return abs(s - ts) / ts + abs(w - tw) / tw + effort_weight * float(removals) / (ts + tw)

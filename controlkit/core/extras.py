@@ -18,6 +18,7 @@ EXTRAS: dict[str, str] = {
     "highspy": "mpc",
     "pyomo": "mpc",
     "mesa": "twins",
+    "sbi": "personalise",
     "stable_baselines3": "rl",
     "cma": "swimmer",
     "ray": "ray",

@@ -50,6 +50,7 @@ KINDS: Registry[ExperimentKind] = Registry("kind", builtins={
         "rollout": "controlkit.runner.kinds.rollout:KIND",
         "twin_control": "controlkit.runner.kinds.twin_control:KIND",
         "twin_simulate": "controlkit.runner.kinds.twin_simulate:KIND",
+        "twin_personalise": "controlkit.runner.kinds.twin_personalise:KIND",
         "swimmer": "controlkit.runner.kinds.swimmer:KIND",
         "sparsify": "controlkit.runner.kinds.sparsify:KIND",
         "model_based_control": "controlkit.runner.kinds.model_based_control:KIND",

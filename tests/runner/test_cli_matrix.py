@@ -56,6 +56,13 @@ CASES = {
         (["controller_file=/nonexistent"], ["controller_file", "/nonexistent"]),
         (["methods=[nope]"], ["methods", "nope", "neural"]),
     ]),
+    "twin_personalise": ("twin_personalise_predator_prey.yaml", [
+        (["prior.lynx_reproduce=[0,1]"], ["prior.lynx_reproduce", "predator_prey"]),
+        (["prior.sheep_reproduce=[0.5,0.1]"], ["prior.sheep_reproduce", "low < high"]),
+        (["observation.observables=[lynx]"], ["observation.observables", "lynx", "sheep"]),
+        (["observation.interval=500"], ["observation.interval", "task.burn_in"]),
+        (["patients=0"], ["patients"]),
+    ]),
 }
 
 # Mistakes any kind can make, tried on each kind's file.

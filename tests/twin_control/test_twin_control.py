@@ -10,8 +10,8 @@ from controlkit.twins.baselines import (
     BangBangController,
     ConstantTwinController,
     SurrogateMPCController,
-    TwinControlEnv,
     best_constant,
+    best_few_switch,
     open_loop_optimal,
 )
 from controlkit.twins.deploy import evaluate, run_episode
@@ -152,18 +152,6 @@ def test_baselines_act_within_bounds(fitted):
     assert ctrl.u.tolist() == min(table, key=lambda r: r["cost_mean"])["u"]
 
 
-def test_rl_env_return_equals_minus_abm_cost():
-    task = tiny_task(decisions=3)
-    env = TwinControlEnv(task, obs_scale=[60, 20, 400])
-    env.reset(seed=0)
-    total, done = 0.0, False
-    while not done:
-        _, r, done, _, _ = env.step(np.array([0.0, -1.0]))
-        total += r
-    assert env.abm_steps == 60 + 15
-    assert total < 0
-
-
 def test_controller_file_roundtrip_and_wrong_twin(tmp_path, fitted):
     task = tiny_task()
     ctrl = NeuralTwinController([np.ones((2, 4))], [np.zeros(2)], [0, 0], [10, 10], [1, 1, 1], 10, True,
@@ -237,3 +225,26 @@ def test_ode_solvers_agree_and_bad_solver_names_the_field(data):
     with pytest.raises(ControlkitError, match="surrogate.*solver"):
         validate_config({"kind": "twin_control", "twin": "predator_prey", "params": TINY,
                          "surrogate": {"solver": "dopri5"}})
+
+
+def test_best_few_switch_searches_one_switch_schedules_on_the_abm():
+    task = tiny_task(decisions=4)
+    ctrl, table, steps = best_few_switch(task, levels=2, switch_points=[1, 2], seeds=[1])
+    # 4 x 4 (first, then) pairs at the first switch point, the 12 non-constant ones at the second
+    assert len(table) == 16 + 12 and steps == 28 * (60 + 20)
+    best = min(table, key=lambda r: r["cost_mean"])
+    expected = np.vstack([np.tile(best["first"], (best["switch"], 1)), np.tile(best["then"], (4 - best["switch"], 1))])
+    np.testing.assert_array_equal(ctrl.schedule, expected)
+    constants = [r["cost_mean"] for r in table if r["first"] == r["then"]]
+    assert best["cost_mean"] <= min(constants)  # never worse than the best constant of the same grid
+    with pytest.raises(ControlkitError, match="few_switch.switch_points"):
+        best_few_switch(task, 2, [4], [1])
+
+
+def test_mip_mpc_without_time_limit_is_deterministic(fitted):
+    _, _, fits = fitted
+    task = tiny_task(decisions=3)
+    net = to_compact(fits["discrete"].model)
+    a, b = (run_episode(task, SurrogateMPCController(net, task, horizon=2, time_limit=None), 3) for _ in range(2))
+    np.testing.assert_array_equal(a.decisions, b.decisions)
+    assert a.cost == b.cost

@@ -19,13 +19,15 @@ def test_twin_control_kind_runs_from_config(tmp_path):
         "objective": {"settings": {"target": [80, 10]}},
         "data": {"trajectories": 8}, "surrogate": {"hidden": [16], "train": {"epochs": 5}},
         "controller": {"iterations": 10, "surrogate": "discrete"},
-        "methods": ["none", "constant", "neural"], "constant": {"levels": 2, "seeds": 1},
+        "methods": ["none", "constant", "few_switch", "neural"], "constant": {"levels": 2, "seeds": 1},
+        "few_switch": {"levels": 2, "switch_points": [3], "seeds": 1},
         "evaluation": {"replicates": 3, "perturbed_replicates": 2, "spread": {"wolf_reproduce": 0.1}},
         "workers": 1,
     })
     result = run_experiment(config, out=tmp_path, quiet=True)
     s = json.loads((result.run_dir / "summary.json").read_text())
-    assert set(s["methods"]) == {"none", "constant", "neural"}
+    assert set(s["methods"]) == {"none", "constant", "few_switch", "neural"}
+    assert s["methods"]["few_switch"]["schedules"] == 16 and "paired_diff_vs_neural" in s["methods"]["none"]
     for m in s["methods"].values():
         assert {"cost_mean", "cost_ci95", "parts", "outcomes", "abm_steps", "perturbed"} <= set(m)
     assert s["methods"]["neural"]["abm_steps"] == 8 * (40 + 30)

@@ -3,15 +3,21 @@
 import numpy as np
 import pytest
 import torch
+from controlkit.twins import make_task, twin_names
 from controlkit.twins.baselines import BangBangController, ConstantTwinController
 from controlkit.twins.deploy import run_episode
-from controlkit.twins.objectives import TwinTask, make_objective, twin_names
+from controlkit.twins.objectives import TwinTask, make_objective
 
 from controlkit.core.errors import ControlkitError
 
 
 def test_every_twin_has_an_objective():
-    assert twin_names() == ["immune", "metabolic", "predator_prey"]
+    from controlkit.twins import Objective, get_twin
+
+    assert {"immune", "metabolic", "predator_prey"} <= set(twin_names())
+    for name in twin_names():
+        spec = get_twin(name)
+        assert issubclass(spec.objective, Objective) and spec.objective.TWIN == name
 
 
 def test_implied_settings_come_from_twin_params():
@@ -65,3 +71,13 @@ def test_metabolic_episode_on_the_abm():
         TwinTask("metabolic", params, make_objective("metabolic"), u_high=(5000.0,))
     with pytest.raises(ControlkitError, match="objective: a predator_prey objective cannot score the metabolic"):
         TwinTask("metabolic", params, make_objective("predator_prey"))
+
+
+def test_metabolic_bang_bang_switches():
+    # The rule feeds while the substrate is low and stops once it is stocked: both bounds occur in one episode
+    # (the earlier rule, on the 0-3 inhibited A enzymes, fed at the maximum throughout).
+    task = make_task("metabolic", {"scale": 0.02}, decisions=12)
+    ep = run_episode(task, BangBangController(task), 0)
+    assert set(np.unique(ep.decisions)) == {0.0, 300.0}
+    with pytest.raises(ControlkitError, match="objective.s_low"):
+        make_objective("metabolic", s_low=-1)

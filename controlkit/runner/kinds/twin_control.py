@@ -24,7 +24,7 @@ from controlkit.runner.config import ExperimentConfig
 from controlkit.runner.registry import ExperimentKind
 from controlkit.runner.run import RunContext
 
-METHODS = ("none", "constant", "bang_bang", "open_loop", "mip_mpc", "ppo", "neural")
+METHODS = ("none", "constant", "few_switch", "bang_bang", "open_loop", "mip_mpc", "ppo", "neural")
 # Seed blocks (offsets from seed * 1e6) keep data, grid search, PPO and evaluation replicates disjoint.
 DATA, GRID, EVAL, PERTURBED = 100_000, 200_000, 300_000, 400_000
 
@@ -34,13 +34,14 @@ class _Block(BaseModel):
 
 
 class TaskSettings(_Block):
-    """Control timing (see :class:`controlkit.twins.objectives.TwinTask`)."""
+    """Control timing (see :class:`controlkit.twins.objectives.TwinTask`); unset fields take the twin's defaults
+    (:class:`controlkit.twins.TwinSpec`)."""
 
-    burn_in: int = Field(500, ge=0, description="Ticks without control before the controller starts.")
-    interval: PositiveInt = Field(10, description="Ticks per decision.")
-    decisions: PositiveInt = Field(30, description="Decisions in the horizon.")
-    apply: Literal["pulse", "hold"] = Field("pulse", description="pulse: decision at the interval's first tick; "
-                                                                 "hold: held for the whole interval.")
+    burn_in: int | None = Field(None, ge=0, description="Ticks without control before the controller starts.")
+    interval: PositiveInt | None = Field(None, description="Ticks per decision.")
+    decisions: PositiveInt | None = Field(None, description="Decisions in the horizon.")
+    apply: Literal["pulse", "hold"] | None = Field(None, description="pulse: decision at the interval's first "
+                                                                     "tick; hold: held for the whole interval.")
     u_high: list[float] | None = Field(None, description="Tighter upper control bounds (default: the twin's).")
 
 
@@ -61,6 +62,14 @@ class ConstantSettings(_Block):
     seeds: PositiveInt = Field(3, description="ABM replicates per grid point.")
 
 
+class FewSwitchSettings(_Block):
+    levels: PositiveInt = Field(3, description="Grid values per control, before and after the switch.")
+    switch_points: list[PositiveInt] | None = Field(None, description="Decisions after which the schedule may "
+                                                                      "switch (default: 1/6, 1/3 and 1/2 of the "
+                                                                      "horizon).")
+    seeds: PositiveInt = Field(2, description="ABM replicates per schedule.")
+
+
 class OpenLoopSettings(_Block):
     iterations: PositiveInt = 300
     lr: PositiveFloat = 0.05
@@ -70,7 +79,8 @@ class MPCSettings(_Block):
     hidden: list[PositiveInt] = Field(default_factory=lambda: [8], description="Hidden sizes of the ReLU surrogate "
                                                                              "(small, so the MILP solves in time).")
     horizon: PositiveInt = Field(3, description="Decisions planned ahead.")
-    time_limit: PositiveFloat = Field(0.3, description="Seconds per MILP solve.")
+    time_limit: PositiveFloat | None = Field(0.3, description="Seconds per MILP solve; null: no wall-clock limit "
+                                                                    "(deterministic: HiGHS stops at mip_gap).")
     mip_gap: float = Field(0.02, ge=0, lt=1)
 
 
@@ -92,8 +102,10 @@ class TwinControlConfig(ExperimentConfig):
     """Neural control of a twin through a surrogate, with baselines and uncertainty."""
 
     kind: str = "twin_control"
-    twin: str = Field(description="Twin name (predator_prey, ...).")
-    params: dict[str, Any] = Field(default_factory=dict, description="Twin parameter overrides.")
+    twin: str = Field(description="Registered twin name (predator_prey, immune, metabolic) or "
+                                  "'package.module:SPEC' naming a controlkit.twins.TwinSpec.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Twin parameter overrides (on top of the "
+                                                                     "twin's task defaults).")
     task: TaskSettings = Field(default_factory=TaskSettings)
     objective: ObjectiveSettings = Field(default_factory=ObjectiveSettings)
     data: DataSettings = Field(default_factory=DataSettings)
@@ -102,6 +114,7 @@ class TwinControlConfig(ExperimentConfig):
     controller_file: str | None = Field(None, description="Deploy this saved controller instead of training one.")
     methods: list[str] = Field(default_factory=lambda: list(METHODS), description="Methods to compare.")
     constant: ConstantSettings = Field(default_factory=ConstantSettings)
+    few_switch: FewSwitchSettings = Field(default_factory=FewSwitchSettings)
     open_loop: OpenLoopSettings = Field(default_factory=OpenLoopSettings)
     mip_mpc: MPCSettings = Field(default_factory=MPCSettings)
     ppo: PPOSettings = Field(default_factory=PPOSettings)
@@ -127,11 +140,16 @@ class TwinControlConfig(ExperimentConfig):
             require("stable_baselines3", "methods: ppo (stable-baselines3)")
         if "mip_mpc" in self.methods:
             require("highspy", "methods: mip_mpc (HiGHS)")
-        decisions = self.data.decisions or self.task.decisions
-        if self.task.decisions > decisions:
-            raise ControlkitError(f"task.decisions: a horizon of {self.task.decisions} decisions is longer than the "
+        decisions = self.data.decisions or task.decisions
+        if task.decisions > decisions:
+            raise ControlkitError(f"task.decisions: a horizon of {task.decisions} decisions is longer than the "
                                   f"data supports (data.decisions = {decisions}); the surrogate was never fitted "
                                   "that far.")
+        if "few_switch" in self.methods:
+            for m in self.few_switch.switch_points or []:
+                if not m < task.decisions:
+                    raise ControlkitError(f"few_switch.switch_points: {m} is not in 1..{task.decisions - 1} "
+                                          f"(task.decisions = {task.decisions}).")
         if "mip_mpc" in self.methods:
             task.objective.l1_form(len(task.make_twin(0).observables()))
         for name in self.evaluation.spread:
@@ -148,12 +166,10 @@ class TwinControlConfig(ExperimentConfig):
 
 def build_task(config: TwinControlConfig):
     """The :class:`~controlkit.twins.objectives.TwinTask` of a config."""
-    from controlkit.twins.objectives import TwinTask, make_objective
+    from controlkit.twins.registry import make_task
 
-    objective = make_objective(config.twin, config.objective.weights, config.params, **config.objective.settings)
-    t = config.task
-    return TwinTask(config.twin, dict(config.params), objective, t.burn_in, t.interval, t.decisions, t.apply,
-                    None if t.u_high is None else tuple(t.u_high))
+    return make_task(config.twin, config.params, config.objective.weights, config.objective.settings,
+                     **config.task.model_dump())
 
 
 def component_settings(config: TwinControlConfig):
@@ -195,6 +211,7 @@ def fit_surrogates(config: TwinControlConfig, train, val, progress=None) -> dict
 def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
     import torch
 
+    from controlkit.core.stats import mean_ci95
     from controlkit.twins import baselines as bl
     from controlkit.twins.deploy import evaluate_many
     from controlkit.twins.neural_control import NeuralTwinController, train_controller
@@ -259,6 +276,18 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
         controllers["constant"] = ctrl
         methods["constant"].update(train_s=time.perf_counter() - t0, abm_steps=steps, u=ctrl.u.tolist(), grid=table)
         ctx.log(f"best constant: {ctrl.u.tolist()} (grid of {len(table)}, {steps} ABM ticks)")
+    if "few_switch" in methods:
+        t0 = time.perf_counter()
+        fs = config.few_switch
+        points = fs.switch_points or sorted({max(1, task.decisions * k // 6) for k in (1, 2, 3)})
+        ctrl, table, steps = bl.best_few_switch(task, fs.levels, points,
+                                                range(base + GRID, base + GRID + fs.seeds), **par)
+        controllers["few_switch"] = ctrl
+        best = min(table, key=lambda r: r["cost_mean"])
+        methods["few_switch"].update(train_s=time.perf_counter() - t0, abm_steps=steps, schedules=len(table),
+                                     best={k: best[k] for k in ("first", "then", "switch")})
+        ctx.log(f"best one-switch schedule: {best['first']} then {best['then']} after {best['switch']} decisions "
+                f"({len(table)} schedules, {steps} ABM ticks)")
     if "bang_bang" in methods:
         controllers["bang_bang"] = bl.BangBangController(task)
     if "open_loop" in methods:
@@ -283,7 +312,7 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"MIP-MPC: {diag}")
     if "ppo" in methods:
         p = config.ppo
-        ctrl, steps, wall = bl.train_ppo(task, scale, p.timesteps, seed=ctx.seed, n_steps=p.n_steps,
+        ctrl, steps, wall = bl.train_ppo(task, p.timesteps, seed=ctx.seed, n_steps=p.n_steps,
                                          batch_size=p.batch_size, lr=p.lr)
         controllers["ppo"] = ctrl
         methods["ppo"].update(train_s=wall, abm_steps=steps, timesteps=p.timesteps)
@@ -319,6 +348,10 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
         if name in perturbed:
             p = perturbed[name].summary()
             entry["perturbed"] = {k: p[k] for k in ("cost_mean", "cost_ci95", "cost_std", "cost_min", "cost_max")}
+        if "neural" in evals and name != "neural":
+            # the same replicates (seeds) for every method: paired differences are far tighter than two CIs
+            d_mean, d_ci = mean_ci95(evals[name].costs - evals["neural"].costs)
+            entry["paired_diff_vs_neural"] = {"mean": d_mean, "ci95": d_ci}
         summary.setdefault("methods", {})[name] = entry
     summary["comparisons"] = _comparisons(summary["methods"])
     summary["replicates"] = ev_cfg.replicates

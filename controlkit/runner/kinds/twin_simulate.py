@@ -17,7 +17,7 @@ import time
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 from scipy import stats as _st
 
 from controlkit.core.errors import ControlkitError
@@ -27,8 +27,6 @@ from controlkit.core.stats import mean_ci95
 from controlkit.runner.config import ExperimentConfig
 from controlkit.runner.registry import ExperimentKind
 from controlkit.runner.run import RunContext
-
-TwinName = Literal["immune", "metabolic", "predator_prey"]
 
 
 class Segment(BaseModel):
@@ -52,7 +50,8 @@ class TwinSimulateConfig(ExperimentConfig):
     """Simulate ``twin`` for ``steps`` ticks, ``replicates`` times per arm."""
 
     kind: str = "twin_simulate"
-    twin: TwinName = Field(description="Which twin: immune, metabolic or predator_prey.")
+    twin: str = Field(description="Registered twin name (immune, metabolic, predator_prey) or "
+                                  "'package.module:SPEC' naming a controlkit.twins.TwinSpec.")
     params: dict[str, Any] = Field(default_factory=dict, description="Twin parameter overrides (all arms).")
     steps: PositiveInt = Field(description="Ticks per replicate.")
     control: list[float] | None = Field(None, description="Constant control per tick (default: all zeros).")
@@ -62,6 +61,14 @@ class TwinSimulateConfig(ExperimentConfig):
     replicates: PositiveInt = Field(10, description="Seeded replicates per arm (seeds spawned from seed).")
     executor: Literal["local", "ray"] = Field("local", description="Where replicates run.")
     workers: PositiveInt | None = Field(None, description="Parallel workers (default: CPU count).")
+
+    @field_validator("twin")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from controlkit.twins import get_twin
+
+        get_twin(v)  # raises a ControlkitError naming `twin` and the registered names
+        return v
 
     @model_validator(mode="after")
     def _check_arms(self) -> TwinSimulateConfig:
@@ -129,9 +136,9 @@ def bands(trajs: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def run(config: TwinSimulateConfig, ctx: RunContext) -> dict[str, Any]:
-    from controlkit.twins import TWINS
+    from controlkit.twins import get_twin
 
-    names = TWINS[config.twin].observables()
+    names = get_twin(config.twin).model.observables()
     arms = {name: _arm_setup(config, name) for name in config.arms}
     tasks, index = [], []
     seeds = ctx.seeds(config.replicates, "replicates")
