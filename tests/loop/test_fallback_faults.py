@@ -157,7 +157,9 @@ def test_process_mode_returns_while_a_gil_holding_primary_still_computes(tmp_pat
         flag.touch()
         sys.setswitchinterval(old)
         assert _until_primary_answers(ctrl)[0] == 0.5
-        assert ctrl.last_step.message == f"pid {ctrl._worker._process.pid}" != f"pid {os.getpid()}"
+        # The answer came from the child process (on a loaded machine it may also say it came late).
+        pid = ctrl.last_step.message.split(";")[0]
+        assert pid == f"pid {ctrl._worker._process.pid}" != f"pid {os.getpid()}"
     finally:
         sys.setswitchinterval(old)
         ctrl.close()
