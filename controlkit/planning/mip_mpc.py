@@ -9,6 +9,7 @@ All planners share the constructor arguments of :class:`~controlkit.planning.rec
 from __future__ import annotations
 
 import copy
+import math
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from controlkit.core.controller import Plan, Status
 from controlkit.core.errors import ControlkitError, choices_error
 from controlkit.planning.milp.bounds import Bounds, ibp, symbolic
+from controlkit.planning.milp.search import SEARCH_MODES, neighbourhood_search
 from controlkit.planning.milp.tightening import tighten_lp
 from controlkit.planning.problem import KeepOut
 from controlkit.planning.receding import RecedingHorizonPlanner
@@ -34,6 +36,12 @@ AUTO_MIN_BUDGET = 0.1
 AUTO_POLISH_LPS = 20
 AUTO_MIN_SOLVE = 0.5  # share of the time limit the solver keeps whatever the LPs took (the budget is only checked
 # between LPs, so they can overrun it by one LP)
+
+
+def _is_count(value: Any, low: int) -> bool:
+    """Whether ``value`` is a whole number ``>= low`` (not a bool, NaN or infinity)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and float(value).is_integer() and value >= low)
 
 
 class MIPMPC(RecedingHorizonPlanner):
@@ -66,8 +74,26 @@ class MIPMPC(RecedingHorizonPlanner):
         polish_lps: Before branch and bound, improve the MIP start by a descent over activation regions (one LP
             per region, at most this many; HiGHS backend; 0 = off). Local: it only gives the solver a better start.
         polish_time: Seconds the descent may take per plan (``None`` = no budget).
+        search: Large-neighbourhood search over activation patterns after the descent and before branch and
+            bound (HiGHS backend; see :mod:`controlkit.planning.milp.search`): ``"none"`` (default), ``"window"`` (the
+            binaries of ``search_size`` consecutive steps free, sliding), ``"switching"`` (the ``search_size``
+            binaries nearest their switching point free) or ``"hamming"`` (local branching within Hamming
+            radius ``search_size``). Each neighbourhood MILP has the incumbent's objective as cutoff; the plan is
+            never worse than the search's start.
+        search_size: Steps, binaries or radius per neighbourhood (``None`` = the mode's default).
+        search_slices: Neighbourhood MILPs per plan at most.
+        search_nodes: Branch-and-bound nodes per neighbourhood MILP (``None`` = no node limit): the
+            deterministic work limit.
+        search_time: Seconds the search may take per plan (``None`` = no time budget; then with a
+            ``time_limit`` the search may use half of what is left of it).
+        branch_and_bound: ``False`` skips the MILP solve: the plan is what the descent and the search found
+            (``status=SUBOPTIMAL``, no certified gap; needs ``polish_lps`` or ``search``). On the push model one
+            branch-and-bound node (the root's cuts and heuristics) costs more than the descent and a few search
+            slices together, and adds nothing within a control step (``benchmarks/planning_quality.py``).
         highs_options: Further HiGHS options for the MILP by name (HiGHS backend), e.g. ``{"presolve": "off"}``:
             on large models with a MIP start and a short time limit, presolve alone can take several times the limit.
+            The MIP heuristics (``mip_heuristic_effort``, ``mip_heuristic_run_rins``, ...) and work limits
+            (``mip_max_nodes`` with ``time_limit=None``: a deterministic plan) are set the same way.
         **kwargs: ``terminal_weight``, ``state_constraints``, ``keep_out``, ``goal``, ``safe_action``,
             ``max_fallback``, ``state_fn``, ``warm_start``, ``nx``, ``nu`` (see the base class).
 
@@ -75,7 +101,10 @@ class MIPMPC(RecedingHorizonPlanner):
     neurons over the horizon), ``stable_active``, ``stable_inactive``, ``identity``, ``build_time_s``,
     ``bounds_time_s``, ``solver_time_s`` (``Plan.solve_time_s`` is the whole planning time), ``rebuilt``
     (whether the model had to be rebuilt rather than updated in place), ``model_binaries``, ``warm_start`` and the
-    solver's ``message``. Infeasible problems return ``status=INFEASIBLE`` with NaN actions; ``act`` falls back.
+    solver's ``message``, and ``time_limited`` (whether a wall-clock limit could have cut any part of the plan
+    short: then the same inputs can give another plan on another machine or load). With ``search`` the extras add
+    ``search_slices``, ``search_improvements``, ``search_start_objective``, ``search_objective`` and
+    ``search_time_s``. Infeasible problems return ``status=INFEASIBLE`` with NaN actions; ``act`` falls back.
     """
 
     def __init__(
@@ -101,7 +130,13 @@ class MIPMPC(RecedingHorizonPlanner):
         tighten_window: int | None = None,
         polish_lps: int = 0,
         polish_time: float | None = None,
+        search: str = "none",
+        search_size: int | None = None,
+        search_slices: int = 8,
+        search_nodes: int | None = 200,
+        search_time: float | None = None,
         highs_options: dict[str, Any] | None = None,
+        branch_and_bound: bool = True,
         **kwargs: Any,
     ) -> None:
         if backend not in BACKENDS:
@@ -125,6 +160,25 @@ class MIPMPC(RecedingHorizonPlanner):
             raise ControlkitError("polish_lps: the region descent needs backend='highs'.")
         if polish_time is not None and not polish_time > 0:
             raise ControlkitError(f"polish_time: must be > 0 seconds or None, got {polish_time!r}.")
+        if search not in SEARCH_MODES:
+            raise choices_error("search", search, SEARCH_MODES)
+        if search != "none" and backend != "highs":
+            raise ControlkitError("search: the neighbourhood search needs backend='highs'.")
+        if search_size is not None and not _is_count(search_size, 1):
+            raise ControlkitError(f"search_size: must be an integer >= 1 or None, got {search_size!r}.")
+        if not _is_count(search_slices, 0):
+            raise ControlkitError(f"search_slices: must be an integer >= 0, got {search_slices!r}.")
+        if search_nodes is not None and not _is_count(search_nodes, 1):
+            raise ControlkitError(f"search_nodes: must be an integer >= 1 or None, got {search_nodes!r}.")
+        if search_time is not None and not (isinstance(search_time, (int, float)) and 0 < search_time < math.inf):
+            raise ControlkitError(f"search_time: must be a finite number > 0 of seconds or None, got {search_time!r}.")
+        if not isinstance(branch_and_bound, bool):
+            raise ControlkitError(f"branch_and_bound: must be True or False, got {branch_and_bound!r}.")
+        if not branch_and_bound and not polish_lps and search == "none":
+            raise ControlkitError("branch_and_bound: False needs polish_lps > 0 or a search to find the plan.")
+        self.branch_and_bound = branch_and_bound
+        self.search, self.search_size, self.search_slices = search, search_size, int(search_slices)
+        self.search_nodes, self.search_time = search_nodes, search_time
         super().__init__(model, horizon, u_low, u_high, x_low, x_high, residual, state_weights, control_weight,
                          **kwargs)
         self.backend, self.time_limit, self.mip_gap = backend, time_limit, float(mip_gap)
@@ -144,6 +198,7 @@ class MIPMPC(RecedingHorizonPlanner):
 
             check_options(self.highs_options)
         self._milp = None
+        self._extra_starts: list[np.ndarray] = []  # set by subclasses that descend from several starts
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -214,20 +269,85 @@ class MIPMPC(RecedingHorizonPlanner):
             t1 = time.perf_counter()
             n_polish = max(self.polish_lps, AUTO_POLISH_LPS if budget is not None else 0)
             warm_start, obj, n_lp = milp.polish(x0, warm_start, goal, bounds, n_polish, self.polish_time)
+            for extra in self._extra_starts:  # further starts (PipelineMIP's polish_starts): keep the best descent
+                a, o, n = milp.polish(x0, extra, goal, bounds, n_polish, self.polish_time)
+                n_lp += n
+                if o < obj:
+                    warm_start, obj = a, o
             extras.update(polish_lps=n_lp, polish_objective=obj, polish_time_s=time.perf_counter() - t1)
         if budget is not None:
             bounds = self._auto_tighten(milp, bounds, x0, goal, warm_start, budget, extras)
+        extras["time_limited"] = budget is not None or any(
+            v is not None for v in (self.time_limit, self.polish_time, self.tighten_time, self.search_time))
+        found = None
+        if self.search != "none":
+            if warm_start is None:
+                warm_start = np.tile(self.safe_action, (self.horizon, 1))
+            found = self._search(milp, bounds, x0, goal, warm_start, time.perf_counter() - t0, extras)
+            warm_start = found.actions
+        if not self.branch_and_bound:
+            return self._local_plan(warm_start, x0, goal)
         start = None if warm_start is None else milp.start_vector(x0, warm_start, goal, bounds)
         extras["warm_start"] = start is not None and milp.warm_start_capable
-        if budget is None or self.time_limit is None:
-            return milp.solve(start)
-        # the automatic policy's LPs come out of the time limit: the whole plan stays within it
+        if (budget is None and found is None) or self.time_limit is None:
+            return self._not_worse(milp.solve(start), found, x0, goal)
+        # the automatic policy's LPs and the search come out of the time limit: the whole plan stays within it
         spent = time.perf_counter() - t0
         milp.set_time_limit(max(self.time_limit - spent, AUTO_MIN_SOLVE * self.time_limit))
         try:
-            return milp.solve(start)
+            return self._not_worse(milp.solve(start), found, x0, goal)
         finally:
             milp.set_time_limit(self.time_limit)
+
+    def _search(self, milp, bounds: Bounds, x0: np.ndarray, goal: np.ndarray, actions: np.ndarray, spent: float,
+                extras: dict[str, Any]):
+        """Run the neighbourhood search from ``actions``; its time comes out of the time limit (half of the rest)."""
+        budget = self.search_time
+        if budget is None and self.time_limit is not None:
+            budget = max(0.5 * (self.time_limit - spent), 0.0)
+        if budget is not None and budget <= 0:
+            budget = 1e-9  # nothing left: the search only scores its start
+        found = neighbourhood_search(milp, x0, goal, bounds, actions, mode=self.search, size=self.search_size,
+                                     max_slices=self.search_slices, slice_nodes=self.search_nodes,
+                                     time_budget=budget)
+        extras.update(search_slices=found.slices, search_improvements=found.improvements,
+                      search_start_objective=found.start_objective, search_objective=found.objective,
+                      search_time_s=found.time_s)
+        return found
+
+    def _local_plan(self, actions: np.ndarray, x0: np.ndarray, goal: np.ndarray):
+        """The descent's / search's plan as the result, without branch and bound (``branch_and_bound=False``)."""
+        from controlkit.planning.milp.highs import SolveResult
+
+        p = self.problem
+        states = p.net.rollout(x0, actions)
+        if p.violation(states, hard_only=True) > 0:
+            nan_a, nan_x = np.full((p.horizon, p.nu), np.nan), np.full((p.horizon + 1, p.nx), np.nan)
+            return SolveResult(Status.INFEASIBLE, nan_a, nan_x, float("nan"), None, 0.0,
+                               "branch and bound off, and the local plan breaks a hard constraint")
+        return SolveResult(Status.SUBOPTIMAL, actions, states, float(p.objective(states, actions, goal)), None, 0.0,
+                           "branch and bound off: the local search's plan")
+
+    def _not_worse(self, result, found, x0: np.ndarray, goal: np.ndarray):
+        """The solver's result, or the search's plan when the solver returned none or a worse one.
+
+        HiGHS may reject a MIP start it judges infeasible at its tolerances and then end without an incumbent or
+        with a worse one; the search's plan satisfies the constraints on the network, so it is returned instead
+        (status SUBOPTIMAL, no certified gap).
+        """
+        from controlkit.planning.milp.highs import SolveResult
+
+        if found is None or not np.isfinite(found.objective):
+            return result
+        good = result.status in (Status.OK, Status.SUBOPTIMAL)
+        if good and result.objective <= found.objective + 1e-7 * (1.0 + abs(found.objective)):
+            return result
+        p = self.problem
+        states = p.net.rollout(x0, found.actions)
+        if p.violation(states, hard_only=True) > 0:
+            return result
+        return SolveResult(Status.SUBOPTIMAL, found.actions, states, found.objective, None, result.solve_time_s,
+                           f"{result.message}; the search's plan kept (the solver's was worse or missing)")
 
     def _auto_budget(self, n_binaries: int) -> float | None:
         """Seconds the automatic tightening may take on this plan, or None when it should not run."""

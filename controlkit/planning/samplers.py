@@ -201,6 +201,7 @@ class MPPIPlanner(_TorchPlanner):
         self.n_samples, self.iterations = _whole("n_samples", n_samples, 1), _whole("iterations", iterations, 1)
         self.temperature = _real("temperature", temperature, 0.0, low_open=True)
         self.noise_std = _real("noise_std", noise_std, 0.0)
+        self.n_elites = 16
         super().__init__(*args, **kwargs)
 
     def _search(self, x0, goal, init):
@@ -217,6 +218,8 @@ class MPPIPlanner(_TorchPlanner):
                 best, best_c = a[i], c[i]
             w = torch.softmax(-(c - c[i]) / self.temperature, dim=0)
             mean = (w[:, None, None] * a).sum(0)
+        # the last iteration's best samples, best first: further starts for a local descent (PipelineMIP)
+        self.elites = a[torch.argsort(c)[: self.n_elites]].detach().numpy().copy()
         final = self._cost(self._rollout(x0, mean[None]), mean[None], goal)[0]
         return (mean if final <= best_c else best), self.iterations * (self.n_samples + 1) + 1
 

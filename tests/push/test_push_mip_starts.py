@@ -196,3 +196,19 @@ def test_starts_only_takes_no_unknown_option(tmp_path):
 
     with pytest.raises(ValueError, match="planners.s: starts_only takes no n_samples"):
         ModelBasedControlConfig(name="x", planners={"s": {"type": "starts_only", "n_samples": 8}})
+
+
+def test_descent_from_several_starts_is_never_worse_than_from_the_best_one(push_net):
+    """polish_starts=K descends from the K best candidates (MPPI's elite samples among them) and keeps the best."""
+    task = _task(horizon=3)
+    x, goal = task.state_goal()
+    kw = dict(type="mip_mpc", starts=["safe", "greedy"], warm_samples=32, warm_iterations=2, polish_lps=20,
+              branch_and_bound=False, tighten_steps=0)
+    one = make_planner("m", PlannerSpec(**kw), push_net, task, seed=0)
+    many = make_planner("m", PlannerSpec(polish_starts=6, **kw), push_net, task, seed=0)
+    p1, pk = one.plan(x, goal), many.plan(x, goal)
+    assert any(k.startswith("mppi_elite") for k in pk.extras["start_scores"])  # more starts than candidates
+    assert pk.extras["polish_lps"] > p1.extras["polish_lps"]
+    assert pk.objective <= p1.objective + 1e-9
+    with pytest.raises(ControlkitError, match="polish_starts"):
+        make_planner("m", PlannerSpec(polish_starts=0, **kw), push_net, task, seed=0)

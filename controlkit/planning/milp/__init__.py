@@ -3,6 +3,8 @@ backend (embedded, the default) and the Pyomo backend (any solver Pyomo opens)."
 
 from controlkit.planning.milp.bounds import Bounds, ibp, symbolic
 from controlkit.planning.milp.highs import CompiledMILP, HighsMILP, SolveResult, assemble
+from controlkit.planning.milp.search import SEARCH_MODES, SearchResult, neighbourhood_search
 from controlkit.planning.milp.tightening import tighten_lp
 
-__all__ = ["Bounds", "CompiledMILP", "HighsMILP", "SolveResult", "assemble", "ibp", "symbolic", "tighten_lp"]
+__all__ = ["SEARCH_MODES", "Bounds", "CompiledMILP", "HighsMILP", "SearchResult", "SolveResult",
+           "assemble", "ibp", "neighbourhood_search", "symbolic", "tighten_lp"]

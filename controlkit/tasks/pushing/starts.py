@@ -53,6 +53,9 @@ class PipelineMIP(MIPMPC):
         warm_iterations: MPPI iterations of the ``mppi`` candidate.
         shape: The pushed object's shape (needed by the ``greedy`` candidate; the pipeline passes it).
         seed: Seed of the MPPI candidate's sampler.
+        polish_starts: Run the region descent (``polish_lps``) from this many of the best-scored candidates and
+            keep the best result (1 = the best candidate only). When it exceeds the number of candidates, the
+            best samples of the MPPI candidate's last iteration are candidates too.
         **kwargs: Further :class:`~controlkit.planning.mip_mpc.MIPMPC` arguments (``time_limit``, ``polish_lps``, ...).
 
     ``Plan.extras`` adds ``start`` (the winning candidate), ``start_scores`` (penalised model cost of each) and
@@ -60,7 +63,8 @@ class PipelineMIP(MIPMPC):
     """
 
     def __init__(self, *args: Any, starts: list[str] | tuple[str, ...] = (), warm_samples: int = 0,
-                 warm_iterations: int = 5, shape: Shape | None = None, seed: int = 0, **kwargs: Any) -> None:
+                 warm_iterations: int = 5, shape: Shape | None = None, seed: int = 0, polish_starts: int = 1,
+                 **kwargs: Any) -> None:
         for s in starts:
             if s not in START_KINDS:
                 raise choices_error("starts", s, START_KINDS)
@@ -68,6 +72,9 @@ class PipelineMIP(MIPMPC):
             raise ControlkitError(f"warm_samples: must be an integer >= 0, got {warm_samples!r}.")
         if int(warm_iterations) != warm_iterations or warm_iterations < 1:
             raise ControlkitError(f"warm_iterations: must be an integer >= 1, got {warm_iterations!r}.")
+        if int(polish_starts) != polish_starts or polish_starts < 1:
+            raise ControlkitError(f"polish_starts: must be an integer >= 1, got {polish_starts!r}.")
+        self.polish_starts = int(polish_starts)
         kinds = {"shifted", *starts} | ({"mppi"} if warm_samples else set())
         self.starts = tuple(k for k in START_KINDS if k in kinds)
         if "greedy" in self.starts and shape is None:
@@ -114,6 +121,9 @@ class PipelineMIP(MIPMPC):
             out["greedy"] = self.greedy_actions(x0, goal)
         if "mppi" in self.starts:
             out["mppi"] = self._helper.plan(x0, goal, warm_start=out["shifted"]).actions
+            if self.polish_starts > len(out):
+                for i, a in enumerate(self._helper.elites[: self.polish_starts - len(out)]):
+                    out[f"mppi_elite{i}"] = a
         return out
 
     def score(self, x0: np.ndarray, actions: np.ndarray, goal: np.ndarray) -> float:
@@ -143,7 +153,12 @@ class PipelineMIP(MIPMPC):
         t0 = time.perf_counter()
         best, cands, scores = self.best_start(x0, goal, warm_start)
         start_time = time.perf_counter() - t0
-        plan = super().plan(x0, goal, warm_start=cands[best])
+        ranked = sorted(scores, key=scores.get)
+        self._extra_starts = [cands[k] for k in ranked[1:self.polish_starts]]
+        try:
+            plan = super().plan(x0, goal, warm_start=cands[best])
+        finally:
+            self._extra_starts = []
         plan.extras.update(start=best, start_scores=scores, start_time_s=start_time)
         return dataclasses.replace(plan, solve_time_s=plan.solve_time_s + start_time)
 

@@ -1,0 +1,422 @@
+"""Planning quality on the learned pushing model: planned cost per planner at equal work, against the best plan.
+
+Modelled on BaB-ND's protocol: fixed cases (a pushing state and its goal), every planner plans once per case and
+work level, and the plan's cost on the model (the MILP's objective, rolled through the network; a plan that
+breaks a hard constraint pays 1000 per unit on top) is compared with the proven optimum -- a long offline solve
+(MIP-MPC from the best plan found, LP-tightened bounds, no gap tolerance) where it finishes -- or else with the
+best plan any planner found. Lower is better; 1.0 = optimal.
+
+Tasks:
+- ``push``: the box pushed to its goal (cost as the pipeline's: position 1, pusher 0.2, terminal x5); states after
+  a seeded number of greedy steps, so the pusher is near the box.
+- ``obstacle``: the keep-out square of ``experiments/push_keepout.yaml`` between the box and its goal, priced
+  (1000 per metre of depth per step) on the real goal -- no routed waypoint, so a plan must choose a side.
+
+Planners (all from the same shifted start = the safe action, same seeds):
+MPPI, CEM and gradient shooting (anytime: repeated warm-started passes, the best kept); ``starts_only`` (best of
+the candidate starts: safe, greedy on the model, MPPI -- no MILP); ``descent`` (the region descent from the best
+start); ``descent_k4`` (from the 4 best candidates, MPPI's elites among them); ``mip`` (MIP-MPC as the pipeline:
+candidates, descent, HiGHS branch and bound); ``mip_heur`` (the same with HiGHS's heuristic effort 0.3);
+``lns_window`` / ``lns_switching`` / ``lns_hamming`` (the neighbourhood search after the descent, no branch and
+bound after it: ``branch_and_bound=False``); ``mppi_descent`` / ``mppi_lns_window`` (the same with the MPPI
+candidate given as many iterations as the MPPI planner gets at that budget).
+
+Work levels stand for the budgets 0.05, 0.3, 1 and 10 s: each sets the sampler passes (the budget over a pass's
+CPU time, ``PASS_S``), branch-and-bound nodes and neighbourhood slices of ``SLICE_NODES`` nodes (``WORK``). The
+MILP's work does not shrink to the small budgets: one branch-and-bound node (the root's cuts and heuristics) costs
+seconds on the push model. In this default
+deterministic mode nothing depends on the clock: the same run gives the same numbers. The CPU seconds each plan
+took are recorded next to its cost. ``--wall`` gives each planner the budget as wall-clock limits instead
+(marked ``time_limited`` in the JSON).
+
+Per MIP variant the JSON reports the share of cases where the global search (anything after the region descent)
+improved the plan, and the median certified gap.
+
+Run (the default grid: H = 5, budgets 0.3 and 1 s, 5 cases per task; about an hour on 2 loaded cores):
+``.venv/bin/python benchmarks/planning_quality.py [--cases 5] [--horizons 5] [--budgets 0.3,1]
+[--tasks push,obstacle] [--reference-limit 30] [--planners ...] [--wall]``
+(writes benchmarks/results/planning_quality.json and docs/img/planning_quality.png). The published result ran the
+two tasks in parallel and merged them:
+``... --tasks push --cases 4 --out planning_quality_push`` and ``... --tasks obstacle --cases 4 --out
+planning_quality_obstacle``, then ``... --merge planning_quality_push,planning_quality_obstacle``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from _table import RESULTS, report
+
+import controlkit  # noqa: F401
+from controlkit.core.controller import Status
+from controlkit.tasks.pushing import CostConfig, GreedyPusher, PlannerSpec, Task, load_network, make_planner
+
+log = logging.getLogger("planning_quality")
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = RESULTS / "push_mip_step_model.npz"
+BUDGETS = (0.05, 0.3, 1.0, 10.0)
+# Work per budget level: sampler passes, branch-and-bound nodes, neighbourhood slices (of SLICE_NODES nodes).
+WORK = {
+    0.05: {"nodes": 1, "slices": 0},
+    0.3: {"nodes": 1, "slices": 1},
+    1.0: {"nodes": 10, "slices": 3},
+    10.0: {"nodes": 200, "slices": 24},
+}
+# CPU seconds of one sampler pass at H = 5 on this machine (scaled by H / 5): passes = budget / this.
+PASS_S = {"mppi": 0.01, "cem": 0.005, "gradient": 0.03}
+SLICE_NODES = 20
+POLISH_LPS = 50
+SAMPLERS = {
+    "mppi": PlannerSpec(type="mppi", n_samples=200, iterations=5, temperature=0.003, noise_std=0.3),
+    "cem": PlannerSpec(type="cem", n_samples=100, iterations=5, elite_frac=0.1),
+    "gradient": PlannerSpec(type="gradient", iterations=20, lr=0.005, n_restarts=8),
+}
+MIP_VARIANTS = {
+    "starts_only": {},
+    "descent": {"branch_and_bound": False},
+    "descent_k4": {"polish_starts": 4, "branch_and_bound": False},
+    "mip": {},
+    "mip_heur": {"highs_options": {"mip_heuristic_effort": 0.3}},
+    "lns_window": {"search": "window", "search_size": 2, "branch_and_bound": False},
+    "lns_switching": {"search": "switching", "search_size": 24, "branch_and_bound": False},
+    "lns_hamming": {"search": "hamming", "search_size": 4, "branch_and_bound": False},
+    # the MPPI candidate gets as many MPPI iterations as the MPPI planner at this budget
+    "mppi_descent": {"branch_and_bound": False, "mppi_budget": True},
+    "mppi_lns_window": {"search": "window", "search_size": 2, "branch_and_bound": False, "mppi_budget": True},
+}
+PLANNERS = (*SAMPLERS, *MIP_VARIANTS)
+# lns_hamming runs on request (--planners): one slice of local branching cost 4-5 s of CPU at H = 5 and found
+# nothing the window search did not (docs/mip_mpc.md)
+DEFAULT_PLANNERS = tuple(n for n in PLANNERS if n != "lns_hamming")
+TASKS = {
+    "push": ({"orientation_tolerance": 3.1416}, {}),
+    "obstacle": ({"orientation_tolerance": 3.1416, "keep_out": [-0.05, -0.05, 0.05, 0.05], "keep_out_crossing": True,
+                  "goal_distance": [0.24, 0.3]},
+                 {"keep_out_margin": 0.02, "keep_out_penalty": 1000.0}),
+}
+_HARD = 1e3  # per unit of hard-constraint violation, as the candidate starts are scored
+
+
+@dataclasses.dataclass
+class Case:
+    task: str
+    index: int
+    x: np.ndarray
+    goal: np.ndarray
+
+
+def make_cases(task_name: str, n: int, horizon: int, seed: int = 0) -> tuple[list[Case], Task, Any]:
+    """``n`` fixed states: episode ``seed + 10_000 + i`` after a seeded number of greedy steps."""
+    env_kwargs, cost_kwargs = TASKS[task_name]
+    env = gym.make("controlkit/Push-v0", goal_in_obs=False, **env_kwargs)
+    task = Task(env.unwrapped, CostConfig(horizon=horizon, pusher_weight=0.2, terminal_weight=5.0, **cost_kwargs))
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(n):
+        env.reset(seed=seed + 10_000 + i)
+        task.reset()
+        greedy = GreedyPusher(env.unwrapped.shape, env.unwrapped.step_size)
+        for _ in range(int(rng.integers(2, 12))):
+            x, goal = task.state_goal()
+            env.step(greedy.action(x, goal[:2]).astype(np.float32))
+        x, goal = task.state_goal()
+        cases.append(Case(task_name, i, x, goal))
+    return cases, task, env
+
+
+def score(problem, x: np.ndarray, actions: np.ndarray, goal: np.ndarray) -> float:
+    """The MILP objective of ``actions`` on the network, plus ``_HARD`` per unit of hard-constraint violation."""
+    states = problem.net.rollout(x, actions)
+    g = problem.check_goal(goal)
+    return float(problem.objective(states, actions, g)) + _HARD * float(problem.violation(states, hard_only=True))
+
+
+def run_sampler(name: str, net, task: Task, case: Case, work: dict, budget: float, wall: bool) -> dict[str, Any]:
+    """Anytime sampler: warm-started passes (a fixed number, or until the budget is spent), the best kept."""
+    planner = make_planner(name, SAMPLERS[name], net, task, seed=case.index)
+    planner.reset(seed=case.index)
+    p = planner.problem
+    best, best_cost, warm = None, np.inf, np.tile(planner.safe_action, (p.horizon, 1))
+    t0, c0, passes = time.perf_counter(), time.process_time(), 0
+    while True:
+        plan = planner.plan(case.x, case.goal, warm_start=warm)
+        passes += 1
+        cost = score(p, case.x, plan.actions, case.goal)
+        if cost < best_cost:
+            best, best_cost = plan.actions, cost
+        warm = best
+        if (time.perf_counter() - t0 >= budget) if wall else passes >= work["passes"][name]:
+            break
+    return {"cost": best_cost, "cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0,
+            "passes": passes, "time_limited": wall}, best
+
+
+def mip_planner(name: str, net, task: Task, case: Case, work: dict, budget: float, wall: bool):
+    """The MIP variant ``name`` at this work level (candidates safe + greedy + MPPI 200 x 5, as the pipeline)."""
+    extra = dict(MIP_VARIANTS[name])
+    lns = "search" in extra
+    warm_iterations = 5 * work["passes"]["mppi"] if extra.pop("mppi_budget", False) else 5
+    extra["polish_lps"] = 0 if name == "starts_only" else POLISH_LPS
+    if lns:
+        extra.update(search_slices=work["slices"], search_nodes=SLICE_NODES)
+        if work["slices"] == 0:
+            extra["search"] = "none"
+    opts = {**extra.pop("highs_options", {}), "mip_max_nodes": work["nodes"]}
+    if wall:
+        kw = dict(time_limit=budget, tighten_steps=0)
+        opts.pop("mip_max_nodes")
+    else:
+        kw = dict(time_limit=None, tighten_steps=0)
+    spec = PlannerSpec(type="mip_mpc", mip_gap=1e-4, starts=["safe", "greedy"], warm_samples=200,
+                       warm_iterations=warm_iterations, highs_options=opts, **kw, **extra)
+    return make_planner(name, spec, net, task, seed=case.index)
+
+
+def run_mip(name: str, net, task: Task, case: Case, work: dict, budget: float, wall: bool):
+    planner = mip_planner(name, net, task, case, work, budget, wall)
+    planner.reset(seed=case.index)
+    p = planner.problem
+    safe = np.tile(planner.safe_action, (p.horizon, 1))
+    t0, c0 = time.perf_counter(), time.process_time()
+    if name == "starts_only":  # the candidates alone, no MILP
+        cands = planner.candidates(case.x, p.check_goal(case.goal), safe)
+        costs = {k: score(p, case.x, a, case.goal) for k, a in cands.items()}
+        best = min(costs, key=costs.get)
+        return {"cost": costs[best], "cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0,
+                "start": best, "time_limited": False}, cands[best]
+    plan = planner.plan(case.x, case.goal, warm_start=safe)
+    cpu, elapsed = time.process_time() - c0, time.perf_counter() - t0
+    ex = plan.extras
+    start_cost = min(ex["start_scores"].values())
+    if plan.status in (Status.OK, Status.SUBOPTIMAL):
+        actions = plan.actions
+    else:  # no MILP plan: the step would apply the best candidate
+        actions = planner._best_start
+    cost = score(p, case.x, actions, case.goal)
+    descent = ex.get("polish_objective", start_cost)
+    local = min(start_cost, descent if np.isfinite(descent) else np.inf)
+    row = {"cost": cost, "cpu_s": cpu, "wall_s": elapsed, "start_cost": start_cost, "descent_cost": local,
+           "status": plan.status.value, "gap": plan.gap if plan.gap is not None else float("nan"),
+           "binaries": ex.get("binaries"), "time_limited": bool(ex.get("time_limited", wall))}
+    if name not in ("descent", "descent_k4"):  # the MILP or the search ran after the descent
+        row["search_improved"] = bool(cost < local - 1e-7 * (1.0 + abs(local)))
+        row["lns_improvements"] = ex.get("search_improvements", 0)
+    return row, actions
+
+
+def reference(net, task: Task, case: Case, best_actions: np.ndarray, limit: float) -> dict[str, Any]:
+    """A long solve from the best plan found: LP-tightened bounds, gap 1e-6; proven if it ends optimal."""
+    spec = PlannerSpec(type="mip_mpc", mip_gap=1e-6, time_limit=limit, tighten_steps="auto", tighten_time=0.2 * limit)
+    planner = make_planner("reference", spec, net, task, seed=0)
+    t0 = time.perf_counter()
+    plan = planner.plan(case.x, case.goal, warm_start=best_actions)
+    p = planner.problem
+    ok = plan.status in (Status.OK, Status.SUBOPTIMAL)
+    cost = score(p, case.x, plan.actions, case.goal) if ok else float("inf")
+    return {"cost": cost, "proven": plan.status is Status.OK, "gap": plan.gap, "wall_s": time.perf_counter() - t0,
+            "binaries": plan.extras.get("binaries")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(MODEL))
+    ap.add_argument("--cases", type=int, default=5, help="cases per task and horizon (BaB-ND uses 20)")
+    ap.add_argument("--horizons", default="5")
+    ap.add_argument("--budgets", default="0.3,1", help=f"any of {', '.join(map(str, BUDGETS))}")
+    ap.add_argument("--tasks", default="push,obstacle")
+    ap.add_argument("--planners", default=",".join(DEFAULT_PLANNERS))
+    ap.add_argument("--reference-limit", type=float, default=30.0, help="seconds of the offline solve (0 = none)")
+    ap.add_argument("--wall", action="store_true", help="wall-clock budgets instead of the deterministic work")
+    ap.add_argument("--out", default="planning_quality")
+    ap.add_argument("--refine", default="", help="re-run the offline solve (--reference-limit seconds, from the "
+                    "descent's plan) for every case of this result and keep the better reference")
+    ap.add_argument("--merge", default="", help="comma-separated result names (e.g. runs of one task each, in "
+                    "parallel) to combine into --out instead of running")
+    args = ap.parse_args()
+    if args.merge:
+        return merge([m for m in args.merge.split(",") if m], args.out)
+    if args.refine:
+        return refine(args.refine, args.model, args.reference_limit)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(1)
+    budgets = [float(b) for b in args.budgets.split(",")]
+    planners = [s for s in args.planners.split(",") if s]
+    tasks = [s for s in args.tasks.split(",") if s]
+    for label, got, valid in (("--budgets", budgets, BUDGETS), ("--planners", planners, PLANNERS),
+                              ("--tasks", tasks, tuple(TASKS))):
+        bad = [g for g in got if g not in valid]
+        if bad:
+            raise SystemExit(f"{label}: unknown {bad}; valid: {', '.join(map(str, valid))}")
+    net = load_network(args.model)
+    load_before = os.getloadavg()[0]
+    runs, refs = [], []
+    for task_name in tasks:
+        for horizon in (int(h) for h in args.horizons.split(",")):
+            cases, task, env = make_cases(task_name, args.cases, horizon)
+            for case in cases:
+                best, best_actions = np.inf, None
+                for budget in budgets:
+                    scale = horizon / 5
+                    work = {**WORK[budget], "passes": {k: max(1, round(budget / (v * scale)))
+                                                       for k, v in PASS_S.items()}}
+                    for name in planners:
+                        fn = run_sampler if name in SAMPLERS else run_mip
+                        row, actions = fn(name, net, task, case, work, budget, args.wall)
+                        if row["cost"] < best:
+                            best, best_actions = row["cost"], actions
+                        runs.append({"task": task_name, "H": horizon, "case": case.index, "budget": budget,
+                                     "planner": name, **row})
+                        log.info("%s H=%d case %d budget %g %-14s cost %.5f cpu %.2fs", task_name, horizon,
+                                 case.index, budget, name, row["cost"], row["cpu_s"])
+                ref = {"cost": float("nan"), "proven": False}
+                if args.reference_limit > 0:  # from the best plan any planner found
+                    ref = reference(net, task, case, best_actions, args.reference_limit)
+                    log.info("%s H=%d case %d reference %.5f proven %s (%.0fs)", task_name, horizon, case.index,
+                             ref["cost"], ref["proven"], ref["wall_s"])
+                refs.append({"task": task_name, "H": horizon, "case": case.index, "best_found": best,
+                             "reference": min(best, ref["cost"]), "proven": bool(ref["proven"]),
+                             "reference_gap": ref.get("gap"), "binaries": ref.get("binaries"),
+                             "reference_wall_s": ref.get("wall_s")})
+            env.close()
+    rows = summarise(runs, refs, budgets, planners)
+    extra = {"model_file": os.path.relpath(args.model, ROOT), "mode": "wall" if args.wall else "deterministic",
+             "work": {str(b): WORK[b] for b in budgets}, "sampler_pass_cpu_s_at_H5": PASS_S,
+             "slice_nodes": SLICE_NODES, "polish_lps": POLISH_LPS,
+             "cases_per_task": args.cases, "horizons": args.horizons, "tasks": tasks,
+             "reference_limit_s": args.reference_limit, "load_average_before": load_before,
+             "load_average_after": os.getloadavg()[0], "references": refs, "runs": runs,
+             "note": "Work levels stand for the budgets; CPU seconds per plan are in runs[].cpu_s. The full grid "
+                     "(20 cases, budgets up to 10 s, H = 20) was not affordable on the shared machine."}
+    report(args.out, rows, extra)
+    plot(rows, ROOT / "docs" / "img" / f"{args.out}.png")
+
+
+def refine(name: str, model: str, limit: float) -> None:
+    """A longer offline solve per case of result ``name``; its reference becomes the better of the two."""
+    import json
+
+    torch.set_num_threads(1)
+    data = json.loads((RESULTS / f"{name}.json").read_text())
+    net = load_network(model)
+    refs = {(r["task"], r["H"], r["case"]): r for r in data["references"]}
+    for task_name, horizon in sorted({(t, h) for t, h, _ in refs}):
+        n = 1 + max(c for t, h, c in refs if (t, h) == (task_name, horizon))
+        cases, task, env = make_cases(task_name, n, horizon)
+        for case in cases:
+            planner = mip_planner("descent", net, task, case, {**WORK[1.0], "passes": {"mppi": 1}}, 1.0, False)
+            planner.reset(seed=case.index)
+            start = planner.plan(case.x, case.goal, warm_start=np.tile(planner.safe_action, (horizon, 1)))
+            ref = reference(net, task, case, start.actions, limit)
+            r = refs[(task_name, horizon, case.index)]
+            log.info("%s H=%d case %d refined %.5f proven %s (was %.5f)", task_name, horizon, case.index,
+                     ref["cost"], ref["proven"], r["reference"])
+            if ref["cost"] <= r["reference"] + 1e-9:
+                r.update(reference=min(r["reference"], ref["cost"]), proven=bool(ref["proven"]),
+                         reference_gap=ref["gap"], reference_wall_s=ref["wall_s"], refined_limit_s=limit)
+        env.close()
+    data["references"] = list(refs.values())
+    budgets = sorted({r["budget"] for r in data["runs"]})
+    planners = list(dict.fromkeys(r["planner"] for r in data["runs"]))
+    data["rows"] = summarise(data["runs"], data["references"], budgets, planners)
+    extra = {k: v for k, v in data.items() if k not in ("rows", "machine")}
+    report(name, data["rows"], extra)
+
+
+def merge(names: list[str], out: str) -> None:
+    """Combine the runs and references of earlier result files (same work levels) into one result."""
+    import json
+
+    parts = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
+    runs = [r for part in parts for r in part["runs"]]
+    best: dict[tuple, dict] = {}
+    for r in (r for part in parts for r in part["references"]):
+        key = (r["task"], r["H"], r["case"])
+        if key not in best or r["reference"] < best[key]["reference"] or (
+                r["reference"] == best[key]["reference"] and r["proven"]):
+            best[key] = r
+    refs = list(best.values())
+    budgets = sorted({r["budget"] for r in runs})
+    planners = list(dict.fromkeys(r["planner"] for r in runs))
+    rows = summarise(runs, refs, budgets, planners)
+    extra = {k: v for k, v in parts[0].items() if k not in ("rows", "runs", "references", "machine")}
+    extra.update(tasks=[t for part in parts for t in part["tasks"]], merged_from=names, references=refs, runs=runs,
+                 load_average_before=[part["load_average_before"] for part in parts],
+                 load_average_after=[part["load_average_after"] for part in parts])
+    report(out, rows, extra)
+    plot(rows, ROOT / "docs" / "img" / f"{out}.png")
+
+
+def summarise(runs: list[dict], refs: list[dict], budgets: list[float], planners: list[str]) -> list[dict]:
+    """Per task, horizon, budget and planner: cost / reference (median, mean, share within 1 %), CPU seconds,
+    and for the MIP variants the share of cases the global search improved and the median certified gap."""
+    ref = {(r["task"], r["H"], r["case"]): r for r in refs}
+    rows = []
+    for task_name in sorted({r["task"] for r in runs}):
+        for horizon in sorted({r["H"] for r in runs}):
+            for budget in budgets:
+                for name in planners:
+                    sel = [r for r in runs if (r["task"], r["H"], r["budget"], r["planner"]) ==
+                           (task_name, horizon, budget, name)]
+                    if not sel:
+                        continue
+                    rel = np.array([r["cost"] / ref[(task_name, horizon, r["case"])]["reference"] for r in sel])
+                    proven = [ref[(task_name, horizon, r["case"])]["proven"] for r in sel]
+                    row = {"task": task_name, "H": horizon, "budget": budget, "planner": name, "cases": len(sel),
+                           "rel_median": float(np.median(rel)), "rel_mean": float(np.mean(rel)),
+                           "within_1pct": float(np.mean(rel <= 1.01)), "proven_refs": int(sum(proven)),
+                           "cpu_median_s": float(np.median([r["cpu_s"] for r in sel]))}
+                    if "search_improved" in sel[0]:
+                        gaps = np.array([r["gap"] for r in sel], dtype=float)
+                        row.update(search_improved=float(np.mean([r["search_improved"] for r in sel])),
+                                   gap_median=float(np.nanmedian(gaps)) if np.isfinite(gaps).any() else None,
+                                   certified_1pct=float(np.mean(np.nan_to_num(gaps, nan=1.0) <= 0.01)))
+                    rows.append(row)
+    return rows
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Mean cost / reference vs budget, one panel per task and horizon, one line per planner."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r["task"], r["H"]) for r in rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 2.2, 4.0), squeeze=False)
+    names = list(dict.fromkeys(r["planner"] for r in rows))
+    cmap = plt.get_cmap("tab20")
+    for ax, (task_name, horizon) in zip(axes[0], panels):
+        for i, name in enumerate(names):
+            sel = sorted((r for r in rows if (r["task"], r["H"], r["planner"]) == (task_name, horizon, name)),
+                         key=lambda r: r["budget"])
+            if sel:
+                style = "-" if name in MIP_VARIANTS else "--"
+                ax.plot([r["budget"] for r in sel], [r["rel_mean"] for r in sel], style, marker="o", ms=4,
+                        color=cmap(i % 20), label=name)
+        budgets = sorted({r["budget"] for r in rows})
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+        ax.minorticks_off()
+        ax.set_xlabel("budget (s; work level)")
+        ax.set_title(f"{task_name}, H = {horizon}")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("planned cost / best known plan (mean)")
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
