@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from controlkit.twins.surrogate import SurrogateFit, SurrogateSettings, fit_surrogate
+from controlkit.twins.surrogate import ODESurrogate, SurrogateFit, SurrogateSettings, fit_surrogate
 from torch import nn
 
 from controlkit.core.errors import ControlkitError, choices_error
@@ -114,12 +114,7 @@ class EnsembleSurrogate(nn.Module):
         xs, us = torch.tensor_split(x, k), torch.tensor_split(u, k)
         return torch.cat([m.step(a, b) for m, a, b in zip(self.members, xs, us)])
 
-    def rollout(self, x0: torch.Tensor, actions: torch.Tensor, gates: Any = None) -> torch.Tensor:
-        states, x = [], x0
-        for t in range(actions.shape[1]):
-            x = self.step(x, actions[:, t])
-            states.append(x)
-        return torch.stack(states, dim=1)
+    rollout = ODESurrogate.rollout  # the same loop over self.step
 
     @torch.no_grad()
     def disagreement(self, x0: np.ndarray, actions: np.ndarray) -> np.ndarray:
