@@ -56,7 +56,7 @@ def main() -> None:
     import torch
 
     from controlkit.core.stats import mean_ci95
-    from controlkit.runner.config import load_config
+    from controlkit.runner.registry import load_config
     from controlkit.runner.kinds.twin_control import build_task, component_settings
     from controlkit.twins.baselines import ConstantTwinController
     from controlkit.twins.deploy import evaluate_many, perturbed_params

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from controlkit.core.errors import ControlkitError
-from controlkit.runner.config import validate_config
+from controlkit.runner.registry import validate_config
 from controlkit.runner.run import run_experiment
 
 torch.set_num_threads(1)

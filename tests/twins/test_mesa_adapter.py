@@ -16,7 +16,7 @@ from mesa.space import MultiGrid
 
 import controlkit  # noqa: F401
 from controlkit.core.errors import ControlkitError
-from controlkit.runner.config import load_config
+from controlkit.runner.registry import load_config
 from controlkit.runner.run import run_experiment
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
