@@ -36,9 +36,8 @@ DATA, EVAL = 100_000, 400_000
 
 
 def _cvar_ci(costs: np.ndarray, alpha: float, seed: int) -> list[float]:
-    from scipy.stats import bootstrap
-
     from controlkit.twins.uncertainty import cvar
+    from scipy.stats import bootstrap
 
     res = bootstrap((costs,), lambda x, axis=-1: np.apply_along_axis(lambda r: cvar(r, alpha), axis, x),
                     n_resamples=2000, method="percentile", random_state=seed)
@@ -54,15 +53,15 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-
-    from controlkit.core.stats import mean_ci95
-    from controlkit.runner.registry import load_config
-    from controlkit.runner.kinds.twin_control import build_task, component_settings
     from controlkit.twins.baselines import ConstantTwinController
     from controlkit.twins.deploy import evaluate_many, perturbed_params
     from controlkit.twins.neural_control import train_controller
     from controlkit.twins.surrogate import collect_data, fit_surrogate
     from controlkit.twins.uncertainty import EnsembleSurrogate, fit_ensemble, risk_summary
+
+    from controlkit.core.stats import mean_ci95
+    from controlkit.runner.kinds.twin_control import build_task, component_settings
+    from controlkit.runner.registry import load_config
 
     torch.set_num_threads(1)
     config = load_config(ROOT / "experiments" / "twin_immune.yaml")

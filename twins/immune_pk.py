@@ -209,4 +209,5 @@ IMMUNE_PK = TwinSpec("immune_pk", ImmunePKTwin, ImmunePKObjective, params=IMMUNE
                      observation=IMMUNE.observation)
 
 
-__all__ = ["DRUGS", "IMMUNE_PK", "ImmunePKObjective", "ImmunePKParams", "ImmunePKTwin", "admissible_rate", "concentration_step"]
+__all__ = ["DRUGS", "IMMUNE_PK", "ImmunePKObjective", "ImmunePKParams", "ImmunePKTwin", "admissible_rate",
+           "concentration_step"]
