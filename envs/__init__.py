@@ -22,6 +22,8 @@ _ENVS: list[dict] = [
      "kwargs": {"twin": "immune"}, "max_episode_steps": 28},
     {"id": "controlkit/Metabolic-v0", "entry_point": "controlkit.envs.twin_envs:TwinEnv",
      "kwargs": {"twin": "metabolic"}, "max_episode_steps": 40},
+    {"id": "controlkit/ImmunePK-v0", "entry_point": "controlkit.envs.twin_envs:TwinEnv",
+     "kwargs": {"twin": "immune_pk"}, "max_episode_steps": 28},
 ]
 
 

@@ -9,6 +9,7 @@ env class whose reward is that objective. The control layer's torch-free entry p
 """
 
 from controlkit.twins._common import ControlSpec, TwinModel, check_int, check_range
+from controlkit.twins.adapter import MesaTwin, grid_picture, wrap_mesa_model
 from controlkit.twins.deploy import Evaluation, evaluate, run_episode
 from controlkit.twins.immune import ImmuneParams, ImmuneTwin
 from controlkit.twins.metabolic import MetabolicParams, MetabolicPathway
@@ -39,6 +40,7 @@ __all__ = [
     "ImmuneParams",
     "ImmuneTwin",
     "MetabolicObjective",
+    "MesaTwin",
     "MetabolicParams",
     "MetabolicPathway",
     "ObservationModel",
@@ -53,6 +55,7 @@ __all__ = [
     "check_range",
     "evaluate",
     "get_twin",
+    "grid_picture",
     "make_objective",
     "make_observation",
     "make_task",
@@ -60,4 +63,5 @@ __all__ = [
     "register_twin",
     "run_episode",
     "twin_names",
+    "wrap_mesa_model",
 ]

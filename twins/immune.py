@@ -225,7 +225,7 @@ class ImmuneTwin(TwinModel):
     def _advance(self, control: np.ndarray) -> None:
         p = self.params
         rng = self.rng
-        antiviral, anti_inflammatory = control
+        antiviral, anti_inflammatory = self._drug_effects(control)
         clearance = 1.0 - p.clearance_penalty * anti_inflammatory
         epi = self.epithelium.data.reshape(-1)
         virus = self.virus.data.reshape(-1)
@@ -271,6 +271,11 @@ class ImmuneTwin(TwinModel):
         diffuse(self.pro.data, p.cytokine_diffusion, p.pro_decay)
         diffuse(self.anti.data, p.cytokine_diffusion, p.anti_decay)
         self.min_healthy_fraction = min(self.min_healthy_fraction, self._healthy_fraction())
+
+    def _drug_effects(self, control: np.ndarray) -> tuple[float, float]:
+        """Each drug's effect this tick as a fraction of its maximum: here the dose itself (no pharmacokinetics;
+        :class:`~controlkit.twins.immune_pk.ImmunePKTwin` puts a plasma concentration in between)."""
+        return control[0], control[1]
 
     def _move(self) -> None:
         p = self.params

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from controlkit.twins.objectives import TwinTask
 from controlkit.twins.surrogate import tanh_mlp
+from controlkit.twins.uncertainty import risk_loss
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
@@ -92,6 +93,12 @@ class ControllerSettings(BaseModel):
     final_lr_fraction: float = Field(0.1, gt=0, le=1, description="Cosine decay of the learning rate to this "
                                                                   "fraction of lr at the last step.")
     start_noise: float = Field(0.1, ge=0, description="Relative noise on the initial states (robustness).")
+    risk: Literal["mean", "cvar"] = Field("mean", description="Loss over a batch of rollout costs: their mean "
+                                                             "(risk-neutral) or (1 - cvar_weight) mean + "
+                                                             "cvar_weight CVaR (risk-averse; CVaR = the mean of the "
+                                                             "worst cvar_alpha fraction).")
+    cvar_alpha: float = Field(0.1, gt=0, le=1, description="Worst fraction of rollouts the CVaR averages.")
+    cvar_weight: float = Field(0.5, ge=0, le=1, description="Share of CVaR in the risk-averse loss (1: pure CVaR).")
 
 
 @dataclasses.dataclass
@@ -121,10 +128,12 @@ def train_controller(surrogate: nn.Module, task: TwinTask, starts: np.ndarray, s
     """Train ``pi`` by gradient descent on the surrogate-predicted objective over the task's horizon.
 
     Args:
-        surrogate: A fitted surrogate (``step(x, u)`` in raw units); its weights are frozen here.
+        surrogate: A fitted surrogate (``step(x, u)`` in raw units), or an
+            :class:`~controlkit.twins.uncertainty.EnsembleSurrogate` (every batch spread over its members); its
+            weights are frozen here.
         task: The control task.
         starts: Initial observables ``(N, nx)`` to train from (e.g. the data's post-burn-in states).
-        settings: Iterations, batch, learning rate and its decay, start noise.
+        settings: Iterations, batch, learning rate and its decay, start noise, risk measure of the loss.
         seed: Seeds the initialisation, batches and noise.
         obs_scale: Observable scale for the policy input (default: mean of ``starts``).
         on_step: Called as ``on_step(iteration, loss)``.
@@ -149,7 +158,8 @@ def train_controller(surrogate: nn.Module, task: TwinTask, starts: np.ndarray, s
         x0 = x_all[idx] * (1 + settings.start_noise * torch.randn(x_all[idx].shape, generator=gen))
         x0 = torch.clamp(x0, min=0.0)
         states, us = rollout_policy(surrogate, policy, x0, task.decisions)
-        loss = surrogate_cost(task, x0, states, us).mean()
+        loss = risk_loss(surrogate_cost(task, x0, states, us), settings.risk, settings.cvar_alpha,
+                         settings.cvar_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -71,6 +71,7 @@ TWINS: Registry[TwinSpec] = Registry("twin", builtins={
     "predator_prey": "controlkit.twins.registry:PREDATOR_PREY",
     "immune": "controlkit.twins.registry:IMMUNE",
     "metabolic": "controlkit.twins.registry:METABOLIC",
+    "immune_pk": "controlkit.twins.immune_pk:IMMUNE_PK",
 }, group="controlkit.twins", check=_check_spec)
 """The twin registry (:class:`controlkit.core.registry.Registry`): names, installed entry points in the group
 ``controlkit.twins``, and ``"module:SPEC"`` paths."""

@@ -20,7 +20,7 @@ held-out seeds).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -70,10 +70,11 @@ def exciting_schedule(kind: str, decisions: int, low: np.ndarray, high: np.ndarr
     return np.round(u) if integer else u
 
 
-def _trajectory(task: TwinTask, seed: int, kind: str, decisions: int) -> tuple[np.ndarray, np.ndarray]:
+def _trajectory(task: TwinTask, seed: int, kind: str, decisions: int,
+                params: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     low, high = task.bounds
     sched = exciting_schedule(kind, decisions, low, high, task.integer, np.random.default_rng([seed, 1]))
-    twin = task.make_twin(seed)
+    twin = task.make_twin(seed, params)
     if task.burn_in:
         twin.run(None, steps=task.burn_in)
     states = [twin.observe()]
@@ -84,7 +85,7 @@ def _trajectory(task: TwinTask, seed: int, kind: str, decisions: int) -> tuple[n
 
 def collect_data(task: TwinTask, seeds: Sequence[int], decisions: int | None = None,
                  schedules: Sequence[str] = SCHEDULES, executor: str = "local", workers: int | None = 1,
-                 quiet: bool = True) -> TransitionData:
+                 quiet: bool = True, params: Sequence[Mapping[str, Any]] | None = None) -> TransitionData:
     """ABM trajectories under exciting schedules, one per seed (schedules alternate over the seeds).
 
     Args:
@@ -94,6 +95,9 @@ def collect_data(task: TwinTask, seeds: Sequence[int], decisions: int | None = N
         schedules: Kinds cycled over the seeds.
         executor, workers: Passed to :func:`controlkit.core.executors.map_tasks`.
         quiet: Hide the progress bar.
+        params: Twin parameter overrides per trajectory, cycled over the seeds (draws from a parameter
+            distribution, e.g. :func:`~controlkit.twins.deploy.perturbed_params` or a posterior), so the
+            surrogate learns the dynamics over that distribution; ``None``: the task's parameters.
 
     The metadata records ``abm_steps`` (ticks simulated, burn-in included) and the seeds.
     """
@@ -101,7 +105,8 @@ def collect_data(task: TwinTask, seeds: Sequence[int], decisions: int | None = N
     for s in schedules:
         if s not in SCHEDULES:
             raise choices_error("data.schedules", s, SCHEDULES)
-    args = [(task, int(s), schedules[i % len(schedules)], decisions) for i, s in enumerate(seeds)]
+    args = [(task, int(s), schedules[i % len(schedules)], decisions, params[i % len(params)] if params else None)
+            for i, s in enumerate(seeds)]
     out = map_tasks(_trajectory, args, executor=executor, workers=workers, desc="ABM data", quiet=quiet)
     states = np.stack([o[0] for o in out])
     actions = np.stack([o[1] for o in out])
@@ -219,6 +224,10 @@ class SurrogateSettings(BaseModel):
     hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 64], description="Hidden layer sizes.")
     substeps: PositiveInt = Field(1, description="Solver steps per decision (neural ODE only).")
     solver: Literal["rk4", "euler"] = Field("rk4", description="Fixed-step ODE solver (neural ODE only).")
+    members: PositiveInt = Field(1, description="Surrogates in the ensemble the controller trains through "
+                                                "(controlkit.twins.uncertainty.fit_ensemble); 1: a single one.")
+    bootstrap: bool = Field(True, description="Fit each ensemble member on a bootstrap resample of the training "
+                                              "trajectories (else all on the same data, different seeds).")
     train: TrainSettings = Field(
         default_factory=lambda: TrainSettings(epochs=150, batch_size=128, lr=3e-3, rollout_steps=8,
                                               rollout_weight=1.0, patience=25, eval_steps=15),

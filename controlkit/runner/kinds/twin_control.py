@@ -55,6 +55,9 @@ class DataSettings(_Block):
     decisions: PositiveInt | None = Field(None, description="Decisions per trajectory (default: the horizon).")
     val_fraction: float = Field(0.25, gt=0, lt=1, description="Held-out fraction of trajectories (seeds).")
     schedules: list[Literal["piecewise", "chirp"]] = Field(default_factory=lambda: ["piecewise", "chirp"])
+    spread: dict[str, float] = Field(default_factory=dict, description="Parameter -> relative half-width: each "
+                                     "trajectory's twin has its parameters scaled by uniform factors in [1 - s, "
+                                     "1 + s], so surrogate and controller learn over these parameter draws.")
 
 
 class ConstantSettings(_Block):
@@ -96,6 +99,8 @@ class EvalSettings(_Block):
     perturbed_replicates: int = Field(30, ge=0, description="Replicates with perturbed parameters (0 = skip).")
     spread: dict[str, float] = Field(default_factory=dict, description="Parameter -> relative half-width of its "
                                                                       "uniform perturbation.")
+    cvar_alpha: float = Field(0.1, gt=0, le=1, description="Worst fraction of replicate costs the reported CVaR "
+                                                           "averages.")
 
 
 class TwinControlConfig(ExperimentConfig):
@@ -152,9 +157,10 @@ class TwinControlConfig(ExperimentConfig):
                                           f"(task.decisions = {task.decisions}).")
         if "mip_mpc" in self.methods:
             task.objective.l1_form(len(task.make_twin(0).observables()))
-        for name in self.evaluation.spread:
-            if not hasattr(task.make_twin(0).params, name):
-                raise ControlkitError(f"evaluation.spread.{name}: not a parameter of the {self.twin} twin.")
+        for block in ("evaluation", "data"):
+            for name in getattr(self, block).spread:
+                if not hasattr(task.make_twin(0).params, name):
+                    raise ControlkitError(f"{block}.spread.{name}: not a parameter of the {self.twin} twin.")
         component_settings(self)
         if self.controller_file is not None:
             # Refuse a controller of another twin, control size or horizon now, not after data and surrogates.
@@ -191,12 +197,14 @@ def component_settings(config: TwinControlConfig):
 
 def collect_config_data(config: TwinControlConfig, quiet: bool = True):
     """Step 1 of a run: the config's ABM trajectories under exciting schedules (its own block of seeds)."""
+    from controlkit.twins.deploy import perturbed_params
     from controlkit.twins.surrogate import collect_data
 
     base = int(config.seed or 0) * 1_000_000
-    return collect_data(build_task(config), range(base + DATA, base + DATA + config.data.trajectories),
-                        config.data.decisions, config.data.schedules, executor=config.executor,
-                        workers=config.workers, quiet=quiet)
+    task, seeds = build_task(config), range(base + DATA, base + DATA + config.data.trajectories)
+    draws = [perturbed_params(task, config.data.spread, s) for s in seeds] if config.data.spread else None
+    return collect_data(task, seeds, config.data.decisions, config.data.schedules, executor=config.executor,
+                        workers=config.workers, quiet=quiet, params=draws)
 
 
 def fit_surrogates(config: TwinControlConfig, train, val, progress=None) -> dict[str, Any]:
@@ -246,6 +254,9 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
     summary["timings"]["surrogates_s"] = {k: f.train_time_s for k, f in fits.items()}
     summary["timings"]["surrogates_cpu_s"] = {k: f.train_cpu_s for k, f in fits.items()}
     chosen = fits[ctrl_settings.surrogate]
+    through, ensemble_s = chosen.model, 0.0
+    if sur_settings.members > 1 and "neural" in methods and not config.controller_file:
+        through, summary["ensemble"], ensemble_s = _ensemble(config, ctrl_settings.surrogate, train, val, ctx)
     starts = train.states[:, 0]
     scale = np.maximum(starts.mean(0), 1.0)
 
@@ -255,12 +266,13 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
         if config.controller_file:
             controllers["neural"] = NeuralTwinController.load(config.controller_file, task)
         else:
-            ctrl, res = train_controller(chosen.model, task, starts, ctrl_settings, seed=ctx.seed, obs_scale=scale)
+            ctrl, res = train_controller(through, task, starts, ctrl_settings, seed=ctx.seed, obs_scale=scale)
             ctrl.save(ctx.path("controller.json"))
             controllers["neural"] = ctrl
-            methods["neural"]["train_s"] = chosen.train_time_s + res.train_time_s
+            methods["neural"]["train_s"] = (ensemble_s or chosen.train_time_s) + res.train_time_s
             # The per-stage split of the training-time target (surrogate fit + controller training).
-            summary["timings"]["neural"] = {"surrogate": ctrl_settings.surrogate, "fit_s": chosen.train_time_s,
+            summary["timings"]["neural"] = {"surrogate": ctrl_settings.surrogate,
+                                            "fit_s": ensemble_s or chosen.train_time_s,
                                             "controller_s": res.train_time_s, "fit_cpu_s": chosen.train_cpu_s,
                                             "controller_cpu_s": res.train_cpu_s}
             methods["neural"]["surrogate_loss_final"] = res.losses[-1]
@@ -344,10 +356,11 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
         info = methods[name]
         timings["methods"][name] = {"train_s": info.pop("train_s")}
         entry = {"cost_mean": s["cost_mean"], "cost_ci95": s["cost_ci95"], "cost_std": s["cost_std"],
-                 "parts": s["parts"], "outcomes": s["outcomes"], **info}
+                 "risk": _risk(evals[name], ev_cfg.cvar_alpha), "parts": s["parts"], "outcomes": s["outcomes"], **info}
         if name in perturbed:
             p = perturbed[name].summary()
             entry["perturbed"] = {k: p[k] for k in ("cost_mean", "cost_ci95", "cost_std", "cost_min", "cost_max")}
+            entry["perturbed"]["risk"] = _risk(perturbed[name], ev_cfg.cvar_alpha)
         if "neural" in evals and name != "neural":
             # the same replicates (seeds) for every method: paired differences are far tighter than two CIs
             d_mean, d_ci = mean_ci95(evals[name].costs - evals["neural"].costs)
@@ -357,6 +370,32 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
     summary["replicates"] = ev_cfg.replicates
     _plots(ctx, task, evals, fits, val)
     return summary
+
+
+def _risk(evaluation, alpha: float) -> dict[str, Any]:
+    """CVaR, cost quantiles and probability of failure of one method's replicates."""
+    from controlkit.twins.uncertainty import risk_summary
+
+    return risk_summary(evaluation.costs, [e.outcomes for e in evaluation.episodes], alpha)
+
+
+def _ensemble(config: TwinControlConfig, kind: str, train, val, ctx: RunContext):
+    """The ensemble the controller trains through, its report (each member's held-out error, the members'
+    disagreement) and its fit time."""
+    from controlkit.twins.uncertainty import EnsembleSurrogate, fit_ensemble
+
+    sur_settings, _ = component_settings(config)
+    fits = fit_ensemble(kind, train, val, sur_settings, sur_settings.members, seed=ctx.seed,
+                        resample=sur_settings.bootstrap)
+    ensemble = EnsembleSurrogate([f.model for f in fits])
+    spread = ensemble.disagreement(val.states[:, 0], val.actions)
+    std = val.states[:, 1:].reshape(-1, val.nx).std(0)
+    report = {"kind": kind, "members": len(fits), "bootstrap": sur_settings.bootstrap,
+              "member_val_nrmse_mean": [float(np.mean(f.val_nrmse)) for f in fits],
+              # spread across members of held-out open-loop rollouts, in units of each observable's std
+              "disagreement_nstd": (spread.reshape(-1, val.nx).mean(0) / np.where(std > 1e-8, std, 1.0)).tolist()}
+    ctx.log(f"ensemble of {len(fits)} {kind} surrogates: member NRMSE {np.round(report['member_val_nrmse_mean'], 3)}")
+    return ensemble, report, float(sum(f.train_time_s for f in fits))
 
 
 def _save_torch(path: Path, module) -> None:
@@ -448,7 +487,10 @@ def _plots(ctx: RunContext, task, evals: dict[str, Any], fits: dict[str, Any], v
 def report(summary: dict[str, Any]) -> str:
     lines = [f"{summary['twin']}: cost on the ABM over {summary['replicates']} replicates (mean ± 95% CI)"]
     for name, m in summary["methods"].items():
-        lines.append(f"  {name:10s} {m['cost_mean']:.3f} ± {m['cost_ci95']:.3f}   ABM ticks used {m['abm_steps']}")
+        r = m.get("risk", {})
+        fail = f", P(fail) {r['failure_probability']:.2f}" if "failure_probability" in r else ""
+        lines.append(f"  {name:10s} {m['cost_mean']:.3f} ± {m['cost_ci95']:.3f}   CVaR{round(100 * r.get('alpha', 0.1))} "
+                     f"{r.get('cvar', float('nan')):.3f}{fail}   ABM ticks used {m['abm_steps']}")
     t = summary.get("comparisons", {})
     if "improvement_over_constant" in t:
         lines.append(f"  neural improves on the best constant by {100 * t['improvement_over_constant']:.1f} % "
