@@ -234,7 +234,7 @@ def test_soft_keep_out_gives_a_plan_where_the_hard_one_has_none(penalty):
     from controlkit.tasks.pushing import PlannerSpec, make_planner
 
     task = _keep_out_task(keep_out_penalty=penalty)
-    net = load_network(Path(__file__).parents[1] / "data/push_16relu_model.npz")
+    net = load_network(Path(__file__).parents[2] / "data/push_16relu_model.npz")
     mip = make_planner("m", PlannerSpec(type="mip_mpc", time_limit=0.5, starts=["safe"]), net, task, seed=0)
     x, goal = task.state_goal()
     mip.set_goal(goal)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import controlkit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SUBPACKAGES = ("controlkit.envs", "controlkit.twins", "controlkit.policies")
 
 

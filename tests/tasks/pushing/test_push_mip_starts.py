@@ -12,7 +12,7 @@ from controlkit.core.errors import ControlkitError
 from controlkit.models.network import CompactNetwork
 from controlkit.tasks.pushing import CostConfig, PlannerSpec, Task, load_network, make_planner
 
-MODEL = Path(__file__).parents[1] / "data/push_16relu_model.npz"  # the 16-ReLU push model the pipeline learns (seed 0)
+MODEL = Path(__file__).parents[2] / "data/push_16relu_model.npz"  # the 16-ReLU push model the pipeline learns (seed 0)
 
 
 def _task(horizon=3, pusher=(-0.07, 0.0)):
