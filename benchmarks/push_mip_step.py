@@ -107,9 +107,11 @@ def main(model_file: str, episodes: int = 4, planners: list[str] | None = None, 
                        finite_gap=float(np.isfinite(g).mean()), improved_start=float(better.mean()))
         rows.append(row)
     env.close()
-    report("push_mip_step" if episodes == 4 else f"push_mip_step_{episodes}ep", rows, {"model_file": model_file, "episodes": episodes, "max_steps": max_steps, "planners": [r["planner"] for r in rows],
-                                   "horizon": COST.horizon, "load_average_before": load_before,
-                                   "load_average_after": os.getloadavg()[0]})
+    name = "push_mip_step" if episodes == 4 else f"push_mip_step_{episodes}ep"
+    report(name, rows, {"model_file": model_file, "episodes": episodes, "max_steps": max_steps,
+                        "planners": [r["planner"] for r in rows], "horizon": COST.horizon,
+                        "load_average_before": load_before,
+                        "load_average_after": os.getloadavg()[0]})
 
 
 if __name__ == "__main__":

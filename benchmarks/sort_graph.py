@@ -28,8 +28,7 @@ from scipy.stats import binomtest
 
 import controlkit  # noqa: F401  (registers controlkit/*)
 from controlkit.models.graph import GraphNetwork
-from controlkit.runner.kinds.model_based_control import summarise
-from controlkit.tasks.pushing import CostConfig, PlannerSpec, Task, load_network, make_planner, run_episode
+from controlkit.tasks.pushing import CostConfig, PlannerSpec, Task, load_network, make_planner, run_episode, summarise
 from controlkit.tasks.pushing.graph_sort import GraphSortTask, make_graph_planner
 
 RESULTS = Path(__file__).parent / "results"

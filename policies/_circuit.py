@@ -73,7 +73,8 @@ def target_commands(to_target: Any, mode: str, lin_w: Any, lin_b: Any, sigmoid: 
     norm = (x * x + y * y) ** 0.5 + 1e-8
     ux, uy = x / norm, y / norm
     if mode == "hardcoded":
-        # Forward is -y in the head frame and +x is the swimmer's left (tests/policies/test_swimmer_ncap.py checks the turn direction).
+        # Forward is -y in the head frame and +x is the swimmer's left (tests/policies/test_swimmer_ncap.py checks
+        # the turn direction).
         right = (-ux * TURN_GAIN).clip(0, 1)
         left = (ux * TURN_GAIN).clip(0, 1)
         return right, left, ux * 0 + 1

@@ -32,7 +32,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from controlkit.core.controller import Controller
-from controlkit.core.stats import mean_ci95, proportion_ci95
 from controlkit.models.network import CompactNetwork
 from controlkit.runner.config import EnvId, ExperimentConfig, check_env_builds, check_env_kwargs
 from controlkit.runner.registry import ExperimentKind
@@ -53,6 +52,7 @@ from controlkit.tasks.pushing.task import (
     make_planner,
     push_data_kwargs,
     run_episode,
+    summarise,
     task_params,
 )
 
@@ -222,43 +222,6 @@ def learn_model(config: ModelBasedControlConfig, ctx: RunContext) -> tuple[Compa
     return net, facts
 
 
-def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
-    """Per-planner statistics over its episodes (the ``controllers.<name>`` block of summary.json)."""
-    final = [e.final_distance for e in episodes]
-    times = np.concatenate([e.step_times for e in episodes])
-    mean, ci = mean_ci95(final)
-    statuses: dict[str, int] = {}
-    for e in episodes:
-        for k, v in e.statuses.items():
-            statuses[k] = statuses.get(k, 0) + v
-    wins = sum(e.success for e in episodes)
-    return {
-        "episodes": len(episodes),
-        "success_rate": float(np.mean([e.success for e in episodes])),
-        "success_ci95": list(proportion_ci95(wins, len(episodes))),  # Wilson interval of the success rate
-        "final_distance_mean": mean,
-        "final_distance_ci95": ci,
-        "final_distance_median": float(np.median(final)),
-        "steps_mean": float(np.mean([len(e.step_times) for e in episodes])),
-        "step_time_median_s": float(np.median(times)),
-        "step_time_p95_s": float(np.percentile(times, 95)),
-        "fallbacks": int(sum(e.fallbacks for e in episodes)),
-        "violations": int(sum(e.violations for e in episodes)),
-        "episodes_with_violations": int(sum(e.violations > 0 for e in episodes)),
-        "planned_violations": int(sum(e.planned_violations for e in episodes)),
-        "obstacle_contacts": int(sum(e.obstacle_contacts for e in episodes)),
-        **_error_quantiles([x for e in episodes for x in e.prediction_errors]),
-        "statuses": statuses,
-    }
-
-
-def _error_quantiles(errors: list[float]) -> dict[str, float | None]:
-    """The learned model's one-step error on the object position along the planners' own closed loop."""
-    if not errors:  # model-free planners have no prediction
-        return {"prediction_error_median": None, "prediction_error_p90": None}
-    return {"prediction_error_median": float(np.median(errors)), "prediction_error_p90": float(np.quantile(errors, 0.9))}
-
-
 def run(config: ModelBasedControlConfig, ctx: RunContext) -> dict[str, Any]:
     import torch
 
@@ -331,4 +294,4 @@ KIND = ExperimentKind("model_based_control", ModelBasedControlConfig, run,
                       "learn sparse pushing dynamics, compare MIP-MPC with MPPI/CEM/gradient/random in closed loop",
                       report)
 
-__all__ = ["KIND", "ModelBasedControlConfig", "learn_model", "summarise"]
+__all__ = ["KIND", "ModelBasedControlConfig", "learn_model"]

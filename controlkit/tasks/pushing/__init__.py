@@ -26,6 +26,7 @@ from controlkit.tasks.pushing.task import (
     load_network,
     make_planner,
     run_episode,
+    summarise,
 )
 
 __all__ = [
@@ -55,4 +56,5 @@ __all__ = [
     "next_waypoint",
     "pre_push_point",
     "run_episode",
+    "summarise",
 ]
