@@ -9,7 +9,7 @@ rollout error: the mean squared error over the state (what training early-stops 
 error after 10 steps (m). The baseline predicts that the rope does not move and the pusher moves by the action.
 
 Run (a few minutes on 2 shared cores):
-``MUJOCO_GL=egl .venv/bin/python benchmarks/rope_graph_model.py [--trajectories 150] [--epochs 30]``
+``MUJOCO_GL=egl .venv/bin/python benchmarks/rope_graph_model.py [--trajectories 150] [--epochs 40]``
 Writes ``benchmarks/results/rope_graph_model.json``.
 """
 
@@ -58,7 +58,9 @@ def main() -> None:
     ap.add_argument("--trajectories", type=int, default=150)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--particles", type=int, default=12)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--radius", type=float, default=0.03, help="particle-particle edge radius (m)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS / "rope_graph_model.json"))
@@ -70,7 +72,7 @@ def main() -> None:
     data = collect_rope_data(args.trajectories, args.steps, seed=args.seed, env_kwargs={"n_particles": n})
     t_collect = time.perf_counter() - t0
     train, val = data.split(0.2, seed=args.seed)
-    settings = TrainSettings(epochs=args.epochs, batch_size=256, lr=3e-3, rollout_steps=5, eval_steps=10,
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, rollout_steps=5, eval_steps=10,
                              patience=10)
     graph = rope_graph_model(train, n, radius=args.radius, seed=args.seed)
     t1 = time.perf_counter()

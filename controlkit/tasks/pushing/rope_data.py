@@ -92,13 +92,17 @@ def rope_graph_model(train: TransitionData, n_particles: int, radius: float = 0.
     One node slot per particle; ``radius`` (m) just above the segment length makes the edges the chain's neighbours
     (and particles in contact); positions are scaled by 2.5 cm. The particles' fixed heading features never change
     in the data, so their output scale is pinned near zero (``fit_normalisation`` would give a constant column the
-    scale 1, and small output errors would then drift the headings over a rollout).
+    scale 1, and small output errors would then drift the headings over a rollout). The pusher's linear map starts
+    at the commanded displacement (the set-point moves by the action), which training would otherwise spend most
+    of its first steps finding.
     """
     model = GraphDynamics(message_hidden=[hidden], update_hidden=[hidden], message_size=message_size, radius=radius,
                           pos_scale=0.025, u_scale=0.03, max_objects=n_particles, seed=seed)
     model.fit_normalisation(train)
     with torch.no_grad():
         model.out_scale[2:] = 1e-6
+        model.pusher.weight.copy_(torch.eye(2) * model.u_scale)
+        model.pusher.bias.zero_()
     return model
 
 
