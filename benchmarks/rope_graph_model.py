@@ -2,8 +2,9 @@
 
 Collects Rope-v0 transitions under :class:`controlkit.tasks.pushing.rope_data.RopeExplorer` (the pusher keeps
 driving through randomly chosen particles), writes each particle as a graph node ``[x, y, 1, 0]``, trains
-:class:`controlkit.models.graph_training.GraphDynamics` (:func:`~controlkit.tasks.pushing.rope_data.rope_graph_model`) (one node slot per particle, edges between particles closer
-than ``--radius``, i.e. chain neighbours and contacts) and a dense :class:`controlkit.models.dynamics.DynamicsModel`
+:class:`controlkit.models.graph_training.GraphDynamics` (built by
+:func:`~controlkit.tasks.pushing.rope_data.rope_graph_model`: one node slot per particle, edges between particles
+closer than ``--radius``, i.e. chain neighbours and contacts) and a dense :class:`controlkit.models.dynamics.DynamicsModel`
 of about the same ReLU count on the same trajectories, and reports on held-out trajectories the 10-step open-loop
 rollout error: the mean squared error over the state (what training early-stops on) and the mean particle position
 error after 10 steps (m). The baseline predicts that the rope does not move and the pusher moves by the action.
@@ -21,7 +22,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from controlkit.models.data import TransitionData

@@ -2,12 +2,12 @@
 
 Same table, pusher, physics step and action as :mod:`controlkit.envs.push` (see :mod:`.tabletop`). The rope is a
 chain of ``n_particles`` capsules (radius :data:`ROPE_RADIUS`, ``segment_length`` long) lying flat on the table:
-the first slides on the table and turns about the vertical, each next one hangs on a hinge about the vertical axis at the end of the one before,
-with joint damping and an optional bending stiffness (``stiffness``, 0 = a limp rope that keeps the bends it is
-given). Every capsule slides on the table with Coulomb friction and collides with the pusher and with the
+the first slides on the table and turns about the vertical, each next one hangs on a vertical hinge at the end of
+the one before, with joint damping and an optional bending stiffness (``stiffness``, 0 = a limp rope that keeps
+the bends it is given). Every capsule slides on the table with Coulomb friction and collides with the pusher and with the
 capsules that are not its neighbours. Its particles are the capsule centres.
 
-Observation (flat ``float64``, world frame, see :data:`OBS_PUSHER` and :func:`obs_particles`)::
+Observation (flat ``float64``, world frame, see :func:`obs_particles` and :func:`obs_pusher`)::
 
     [particle_i x, y for each i | pusher x, y | target_i x, y for each i (goal_in_obs=True)]
 
@@ -335,4 +335,5 @@ def _check_non_negative(field: str, value: Any) -> float:
     return v
 
 
-__all__ = ["ROPE_RADIUS", "TARGETS", "RopeEnv", "centred_chain", "chain_points", "obs_particles", "obs_pusher", "shape_error"]
+__all__ = ["ROPE_RADIUS", "TARGETS", "RopeEnv", "centred_chain", "chain_points", "obs_particles", "obs_pusher",
+           "shape_error"]
