@@ -15,6 +15,7 @@ _ENVS: list[dict] = [
     {"id": "controlkit/Swimmer-v0", "entry_point": "controlkit.envs.swimmer:SwimmerEnv", "max_episode_steps": 1000},
     {"id": "controlkit/Push-v0", "entry_point": "controlkit.envs.push:PushEnv", "max_episode_steps": 60},
     {"id": "controlkit/Sort-v0", "entry_point": "controlkit.envs.sort:SortEnv", "max_episode_steps": 300},
+    {"id": "controlkit/Rope-v0", "entry_point": "controlkit.envs.rope:RopeEnv", "max_episode_steps": 100},
     # One wrapper class for every twin; max_episode_steps is the twin's default task horizon (its decisions).
     {"id": "controlkit/PredatorPrey-v0", "entry_point": "controlkit.envs.twin_envs:TwinEnv",
      "kwargs": {"twin": "predator_prey"}, "max_episode_steps": 30},

@@ -171,9 +171,10 @@ def _obstacle_geom(rect: np.ndarray, friction: float) -> str:
 
 def tabletop_xml(shapes: Sequence[Shape], friction: float, goal_shapes: Sequence[Shape] = (),
                  regions: Sequence[np.ndarray] = (), keep_out: np.ndarray | None = None,
-                 obstacle: np.ndarray | None = None) -> str:
+                 obstacle: np.ndarray | None = None, extra_bodies: str = "") -> str:
     """MJCF of the table, the objects ``object0..``, the pusher, goal ghosts (mocap), flat region markers and
-    an optional fixed obstacle (a box standing on the table).
+    an optional fixed obstacle (a box standing on the table). ``extra_bodies`` is MJCF added to the worldbody
+    as is (the rope of :mod:`.rope`; its geoms should use collision bits 3/3 as the objects do).
 
     Collision bits: table 1/1, objects 3/3, pusher 2/2, obstacle 2/2, so the pusher touches objects and the
     obstacle but never the table, and the objects touch everything.
@@ -218,6 +219,7 @@ def tabletop_xml(shapes: Sequence[Shape], friction: float, goal_shapes: Sequence
     {"".join(marks)}
     {"".join(objects)}
     {"".join(ghosts)}
+    {extra_bodies}
     <body name="pusher" pos="0 0 0.025">
       <joint name="pusher_x" type="slide" axis="1 0 0"/>
       <joint name="pusher_y" type="slide" axis="0 1 0"/>
@@ -238,9 +240,9 @@ class Tabletop:
 
     def __init__(self, shapes: Sequence[Shape], friction: float, goal_shapes: Sequence[Shape] = (),
                  regions: Sequence[np.ndarray] = (), keep_out: np.ndarray | None = None,
-                 obstacle: np.ndarray | None = None) -> None:
+                 obstacle: np.ndarray | None = None, extra_bodies: str = "") -> None:
         self.model = mujoco.MjModel.from_xml_string(tabletop_xml(shapes, friction, goal_shapes, regions, keep_out,
-                                                                 obstacle))
+                                                                 obstacle, extra_bodies))
         self.data = mujoco.MjData(self.model)
         self.n_objects = len(shapes)
         self._qadr = [self.model.jnt_qposadr[self.model.joint(f"object{i}").id] for i in range(self.n_objects)]

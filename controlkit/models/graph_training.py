@@ -17,7 +17,7 @@ from controlkit.models.graph import MAX_OBJECTS, N_FEATURES, GraphNetwork, state
 
 
 class GraphDynamics(nn.Module):
-    """The trainable graph model (torch) on padded states ``(B, 4 MAX_OBJECTS + 2)``.
+    """The trainable graph model (torch) on padded states ``(B, 4 max_objects + 2)``.
 
     It has the interface :func:`controlkit.models.dynamics.fit`, :func:`~controlkit.models.dynamics.rollout_mse` and
     :func:`controlkit.models.sparsify.sparsify` use (``nx``, ``nu``, ``hidden``, ``step``, ``rollout``, the losses):
@@ -31,20 +31,27 @@ class GraphDynamics(nn.Module):
         pos_scale: Relative positions are divided by this (m).
         u_scale: Actions are divided by this (the env's ``step_size``).
         seed: Seeds the weight initialisation.
+        max_objects: Node slots of the padded state (default :data:`~controlkit.models.graph.MAX_OBJECTS`, what
+            Sort-v0 and the exported :class:`~controlkit.models.graph.GraphNetwork` use). Larger values train on
+            more nodes (e.g. the particles of ``Rope-v0``); the shared MLPs export as they are, but the numpy
+            ``GraphNetwork.step`` and ``compact`` accept at most ``MAX_OBJECTS`` nodes today.
     """
 
     residual = True
 
     def __init__(self, message_hidden: Sequence[int] = (32,), update_hidden: Sequence[int] = (32,),
                  message_size: int = 16, radius: float = 0.16, pos_scale: float = 0.1, u_scale: float = 0.03,
-                 seed: int = 0) -> None:
+                 seed: int = 0, max_objects: int = MAX_OBJECTS) -> None:
         super().__init__()
+        if isinstance(max_objects, bool) or not isinstance(max_objects, (int, np.integer)) or max_objects < 1:
+            raise ControlkitError(f"graph model: max_objects must be an integer >= 1, got {max_objects!r}.")
+        self.max_objects = int(max_objects)
         if not message_hidden or not update_hidden:
             raise ControlkitError("graph model: message_hidden and update_hidden need at least one layer each.")
         self.message_hidden, self.update_hidden = list(message_hidden), list(update_hidden)
         self.message_size, self.radius = int(message_size), float(radius)
         self.pos_scale, self.u_scale = float(pos_scale), float(u_scale)
-        self.nx, self.nu = state_size(MAX_OBJECTS), 2
+        self.nx, self.nu = state_size(self.max_objects), 2
         self.hidden = self.message_hidden + self.update_hidden
         m_sizes = [N_FEATURES, *self.message_hidden, self.message_size]
         u_sizes = [self.message_size + 2, *self.update_hidden, 4]
@@ -64,12 +71,12 @@ class GraphDynamics(nn.Module):
         """Constructor arguments (without the seed)."""
         return {"message_hidden": self.message_hidden, "update_hidden": self.update_hidden,
                 "message_size": self.message_size, "radius": self.radius, "pos_scale": self.pos_scale,
-                "u_scale": self.u_scale}
+                "u_scale": self.u_scale, "max_objects": self.max_objects}
 
     def fit_normalisation(self, data: TransitionData) -> None:
         """Scale each box output (dx, dy, dcos, dsin) by its std over the boxes present in ``data``."""
         x, _, xn = data.transitions()
-        boxes = lambda s: s[:, : 4 * MAX_OBJECTS].reshape(len(s), MAX_OBJECTS, 4)  # noqa: E731
+        boxes = lambda s: s[:, : 4 * self.max_objects].reshape(len(s), self.max_objects, 4)  # noqa: E731
         present = np.abs(boxes(x)[:, :, 2:]).sum(-1) > 0.5
         delta = (boxes(xn) - boxes(x))[present]
         std = delta.std(0) if len(delta) else np.ones(4)
@@ -86,7 +93,7 @@ class GraphDynamics(nn.Module):
         ``edges`` ``(N, N)`` (``[receiver, sender]``, bool) fixes the box-box edges; by default they are those
         within ``radius`` at ``x``. Pusher edges always exist; a missing box has none.
         """
-        B, N = x.shape[0], MAX_OBJECTS
+        B, N = x.shape[0], self.max_objects
         boxes = x[:, : 4 * N].reshape(B, N, 4)
         pos, ang = boxes[..., :2], boxes[..., 2:]
         present = ang.abs().sum(-1) > 0.5  # (B, N)
@@ -139,7 +146,7 @@ class GraphDynamics(nn.Module):
 
     def _scale(self) -> torch.Tensor:
         """Per state dimension: ``out_scale`` for the boxes, ``u_scale`` for the pusher."""
-        return torch.cat([self.out_scale.repeat(MAX_OBJECTS), self.out_scale.new_full((2,), self.u_scale)])
+        return torch.cat([self.out_scale.repeat(self.max_objects), self.out_scale.new_full((2,), self.u_scale)])
 
     def one_step_loss(self, x: torch.Tensor, u: torch.Tensor, xn: torch.Tensor, gates: Gates | None = None):
         """MSE of the predicted change, each dimension in units of its scale (missing boxes contribute 0)."""
