@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import multiprocessing as mp
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from controlkit.core.child import reap_child, start_child
 from controlkit.core.controller import Controller, Plan, Planner, Status, StepInfo
 from controlkit.core.errors import ControlkitError, choices_error
 
@@ -133,22 +133,12 @@ class AsyncPlanner(Controller):
             self._start_process()
 
     def _start_process(self) -> None:
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
         self._busy = False
-        self._process = ctx.Process(target=_serve_plans, args=(child, self.planner), daemon=True,
-                                    name="controlkit-async-planner")
-        self._process.start()
-        child.close()
+        self._process, self._conn = start_child(_serve_plans, self.planner, "controlkit-async-planner")
 
     def _restart_process(self) -> None:
         """The child died (pipe closed or broken): replace it, up to ``max_restarts`` times; never raise."""
-        self._conn.close()
-        self._process.join(timeout=1)  # the pipe closes as the child exits: let it finish, for its exit code
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(timeout=5)
-        code = self._process.exitcode
+        code = reap_child(self._process, self._conn)
         self.last_error = f"planner process died (exit code {code})"
         if self.restarts >= self.max_restarts:
             self._process = None

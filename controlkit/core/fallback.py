@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing as mp
 import queue
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from controlkit.core.child import reap_child, start_child
 from controlkit.core.controller import Controller, Plan, Status, StepInfo
 from controlkit.core.errors import ControlkitError, choices_error
 
@@ -142,22 +142,12 @@ class _ProcessWorker:
         self._start()
 
     def _start(self) -> None:
-        ctx = mp.get_context("spawn")  # fork would copy the caller's threads and locks into the child
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve_primary, args=(child, self._payload), daemon=True,
-                                    name="controlkit-fallback")
-        self._process.start()
-        child.close()
+        self._process, self._conn = start_child(_serve_primary, self._payload, "controlkit-fallback")
         self._pending = False
 
     def restart(self) -> str:
         """Replace a dead child; returns what happened, for the step's message."""
-        self._conn.close()
-        self._process.join(timeout=1)  # the pipe closes as the child exits: let it finish, for its exit code
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(timeout=5)
-        code = self._process.exitcode
+        code = reap_child(self._process, self._conn)
         self.restarts += 1
         _log.warning("Fallback: the primary's process died (exit code %s); restarted it (%d restarts so far).",
                      code, self.restarts)
