@@ -44,7 +44,7 @@ def surrogate_cost(task: TwinTask, x0: torch.Tensor, states: torch.Tensor, decis
     """
     prev = torch.cat([x0[:, None], states[:, :-1]], dim=1)
     per_tick_prev = states - (states - prev) / task.interval
-    return task.objective.cost(per_tick_prev, states, decisions * task.rate_scale()).mean(dim=1)
+    return task.objective.episode_cost(per_tick_prev, states, decisions * task.rate_scale())
 
 
 class PolicyNet(nn.Module):
