@@ -107,4 +107,5 @@ METABOLIC_PAPER = TwinSpec(
     task={"burn_in": 0, "interval": 100, "decisions": 100, "apply": "hold", "u_high": (3.0,)},
     observation={"observables": ("S", "R", "T"), "noise": 0.05, "interval": 100})
 
-__all__ = ["COMPANION_SIDE", "METABOLIC_PAPER", "PREDATOR_PREY_PAPER", "SteadyState", "companion_params", "load_netlogo_averages", "steady_state"]
+__all__ = ["COMPANION_SIDE", "METABOLIC_PAPER", "PREDATOR_PREY_PAPER", "SteadyState", "companion_params",
+           "load_netlogo_averages", "steady_state"]
