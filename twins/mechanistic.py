@@ -144,7 +144,8 @@ class MechanisticSurrogate(nn.Module):
         self.form, self.columns, self.unit, self.dilution = form, list(columns), float(unit), float(dilution)
         self.steps = max(1, math.ceil(interval / form.max_step))
         self.h = interval / self.steps
-        self.register_buffer("params", torch.as_tensor(np.asarray(params, dtype=float)))
+        # a copy: torch.as_tensor would share the caller's array, and a later fit would overwrite it
+        self.register_buffer("params", torch.tensor(np.asarray(params, dtype=float)))
 
     def step(self, x: torch.Tensor, u: torch.Tensor, gates: Any = None) -> torch.Tensor:
         """Observables one decision later (the twin's units); columns outside the ODE are held."""
@@ -234,7 +235,7 @@ def fit_mechanistic(task: TwinTask, train: TransitionData, observables: tuple[st
     else:
         params, end, nfev = p0, start, 1
     model.params.copy_(torch.as_tensor(params))
-    return MechanisticFit(model, p0.tolist(), params.tolist(), float(np.mean(start**2)), float(np.mean(end**2)),
+    return MechanisticFit(model, list(form.initial), params.tolist(), float(np.mean(start**2)), float(np.mean(end**2)),
                           nfev, time.perf_counter() - t0)
 
 

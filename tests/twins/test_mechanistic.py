@@ -65,6 +65,8 @@ def test_least_squares_recovers_a_perturbed_predator_prey_ode():
     assert fit.cost < 1e-3 * fit.initial_cost
     moved = np.abs(np.log(np.array(fit.params) / truth_p))
     assert np.all(moved[[0, 3, 6]] < 0.05), moved
+    assert fit.initial_params == list(form.initial)  # the report keeps the companion's values, not the fit's
+    assert fit.model.params.numpy().tolist() == pytest.approx(fit.params)
 
 
 def test_twins_without_a_mechanistic_form_are_refused_by_name():
