@@ -117,7 +117,8 @@ class TwinControlConfig(ExperimentConfig):
     surrogate: dict[str, Any] = Field(default_factory=dict, description="controlkit.twins.SurrogateSettings.")
     controller: dict[str, Any] = Field(default_factory=dict, description="controlkit.twins.ControllerSettings.")
     controller_file: str | None = Field(None, description="Deploy this saved controller instead of training one.")
-    methods: list[str] = Field(default_factory=lambda: list(METHODS), description="Methods to compare.")
+    methods: list[str] = Field(default_factory=lambda: list(METHODS[:-1]), description="Methods to compare "
+                               "(default: all but neural_mechanistic, which needs a twin with a mechanistic form).")
     constant: ConstantSettings = Field(default_factory=ConstantSettings)
     few_switch: FewSwitchSettings = Field(default_factory=FewSwitchSettings)
     open_loop: OpenLoopSettings = Field(default_factory=OpenLoopSettings)
