@@ -12,7 +12,9 @@ ticks, then ``decisions`` env steps of ``interval`` ticks each.
   Box are clipped into it; NaN/inf or a wrong shape raise a ControlkitError.
 - **Reward**: minus the twin's objective (:class:`~controlkit.twins.objectives.Objective`, the one ``twin_control``
   optimises) summed over the step's ticks and divided by the horizon's ticks, so an episode's return is exactly
-  minus the ``twin_control`` cost of the same decisions on the same seed.
+  minus the ``twin_control`` cost of the same decisions on the same seed. An objective of the whole episode
+  (``PER_TICK = False``: the paper's J1 and J2) pays minus its increase over the trajectory so far instead, with
+  the same property.
 - **End**: ``terminated`` after ``decisions`` steps and never earlier: an extinct population or a failed tissue
   keeps paying the objective until the horizon, so ending an episode early is never a way to a better return.
 - **Seeding**: ``reset(seed=s)`` builds a twin with seed ``s``; ``reset()`` draws it from the env's generator.
@@ -126,6 +128,8 @@ class TwinEnv(gym.Env):
             self.twin.run(None, steps=self.task.burn_in)
         self.ticks_simulated += self.task.burn_in
         self._k = 0
+        self._controls: list[np.ndarray] = []
+        self._episode_cost = 0.0
         return self.observation(self.twin.observe(), 0), {"twin_seed": twin_seed}
 
     def step(self, action):
@@ -133,7 +137,16 @@ class TwinEnv(gym.Env):
         sched = self.task.schedule(u)
         traj = self.twin.run(sched)
         self.ticks_simulated += len(sched)
-        cost = float(np.sum(self.task.objective.cost(traj[:-1], traj[1:], sched))) / self.task.ticks
+        objective = self.task.objective
+        if objective.PER_TICK:
+            cost = float(np.sum(objective.cost(traj[:-1], traj[1:], sched))) / self.task.ticks
+        else:
+            # An objective of the whole episode (a ratio, a steady-state window): pay its increase over the
+            # trajectory so far, so the rewards still sum to minus the episode's objective.
+            obs = self.twin.trajectory()[self.task.burn_in:]
+            self._controls.append(sched)
+            total = float(objective.episode_cost(obs[:-1], obs[1:], np.concatenate(self._controls)))
+            cost, self._episode_cost = total - self._episode_cost, total
         self._k += 1
         terminated = self._k >= self.task.decisions
         info: dict[str, Any] = {"control": u, "tick": self.twin.steps}

@@ -13,12 +13,15 @@ from controlkit.twins.adapter import MesaTwin, grid_picture, wrap_mesa_model
 from controlkit.twins.deploy import Evaluation, evaluate, run_episode
 from controlkit.twins.immune import ImmuneParams, ImmuneTwin
 from controlkit.twins.metabolic import MetabolicParams, MetabolicPathway
+from controlkit.twins.metabolic_companion import CompanionPathway, CompanionPathwayParams
 from controlkit.twins.objectives import (
     ImmuneObjective,
     MetabolicObjective,
     Objective,
     PredatorPreyObjective,
+    SteadyStateObjective,
     TwinTask,
+    YieldRatioObjective,
     make_objective,
 )
 from controlkit.twins.observation import ObservationModel
@@ -34,6 +37,8 @@ from controlkit.twins.registry import (
 )
 
 __all__ = [
+    "CompanionPathway",
+    "CompanionPathwayParams",
     "ControlSpec",
     "Evaluation",
     "ImmuneObjective",
@@ -50,7 +55,9 @@ __all__ = [
     "PredatorPreyParams",
     "TwinModel",
     "TwinSpec",
+    "SteadyStateObjective",
     "TwinTask",
+    "YieldRatioObjective",
     "check_int",
     "check_range",
     "evaluate",

@@ -1,4 +1,13 @@
-"""The predator–prey twin in the companion study's NetLogo setting, and its comparison with their averaged runs.
+"""The twins in the companion study's setting: its predator–prey world and its metabolic pathway, each with the
+source paper's objective (J1, J2) as a registered twin, and the predator–prey comparison with their averaged runs.
+
+- ``predator_prey_paper`` (:data:`PREDATOR_PREY_PAPER`): the big NetLogo world, by default a ninth of it (85×85,
+  densities kept), culls as per-animal probabilities after a 1000-tick burn-in, scored by J1
+  (:class:`~controlkit.twins.objectives.SteadyStateObjective`).
+- ``metabolic_paper`` (:data:`METABOLIC_PAPER`): the companion's pathway rules
+  (:class:`~controlkit.twins.metabolic_companion.CompanionPathway`) in continuous mode (dilution 0.0005) from
+  80 000 S, 20 000 P, 20 000 Q, by default a twentieth of the area, the inflow as the control, scored by J2
+  (:class:`~controlkit.twins.objectives.YieldRatioObjective`).
 
 Fonseca et al. ("Optimal control of agent-based models via surrogate modeling", PLOS Comp. Biol. 2025; code and
 data: LaboratoryForSystemsMedicine/Metamodeling-and-Control-of-Medical-Digital-Twins_2024, MIT) ran NetLogo's
@@ -19,7 +28,10 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+from controlkit.twins.metabolic_companion import CompanionPathway
+from controlkit.twins.objectives import SteadyStateObjective, YieldRatioObjective
 from controlkit.twins.predator_prey import PredatorPrey
+from controlkit.twins.registry import TwinSpec
 
 COMPANION_SIDE = 255
 COMPANION_SHEEP = 2500
@@ -83,4 +95,17 @@ def steady_state(side: int, seed: int, cull_sheep: float = 0.0, start: int = 100
     return SteadyState(side, seed, cull_sheep, window, netlogo_timing[window[0]:window[1]].mean(0) * scale)
 
 
-__all__ = ["COMPANION_SIDE", "SteadyState", "companion_params", "load_netlogo_averages", "steady_state"]
+# Uncontrolled, the big world settles near 4000 sheep and 1920 wolves (dataset I); removing 2 % of the grass per
+# tick holds the wolves near 960 (dataset III). J1's default target is that reachable pair, per ninth of the world.
+PREDATOR_PREY_PAPER = TwinSpec(
+    "predator_prey_paper", PredatorPrey, SteadyStateObjective, params=companion_params(85),
+    task={"burn_in": 1000, "interval": 20, "decisions": 50, "apply": "hold", "u_high": (0.05, 0.05)},
+    objective_settings={"target": (445.0, 107.0), "fraction": True, "window": 0.5},
+    observation={"observables": ("sheep", "wolves"), "noise": 0.1, "interval": 20})
+METABOLIC_PAPER = TwinSpec(
+    "metabolic_paper", CompanionPathway, YieldRatioObjective, params={"scale": 0.05},
+    task={"burn_in": 0, "interval": 100, "decisions": 100, "apply": "hold", "u_high": (3.0,)},
+    observation={"observables": ("S", "R", "T"), "noise": 0.05, "interval": 100})
+
+__all__ = ["COMPANION_SIDE", "METABOLIC_PAPER", "PREDATOR_PREY_PAPER", "SteadyState", "companion_params",
+           "load_netlogo_averages", "steady_state"]

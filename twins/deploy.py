@@ -70,8 +70,7 @@ def run_episode(task: TwinTask, controller: Controller, seed: int, params: Mappi
 def score_episode(task: TwinTask, seed: int, obs: np.ndarray, ctrl: np.ndarray, decisions: np.ndarray,
                   params: dict[str, float]) -> Episode:
     """Score per-tick observables and controls with the task's objective."""
-    terms = task.objective.terms(obs[:-1], obs[1:], ctrl)
-    parts = {k: float(np.mean(v)) for k, v in terms.items()}
+    parts = {k: float(v) for k, v in task.objective.episode_terms(obs[:-1], obs[1:], ctrl).items()}
     cost = float(sum(task.objective.weights[k] * v for k, v in parts.items()))
     return Episode(seed, cost, parts, task.objective.outcomes(obs, ctrl), obs, decisions,
                    task.burn_in + task.ticks, params)

@@ -44,7 +44,7 @@ def surrogate_cost(task: TwinTask, x0: torch.Tensor, states: torch.Tensor, decis
     """
     prev = torch.cat([x0[:, None], states[:, :-1]], dim=1)
     per_tick_prev = states - (states - prev) / task.interval
-    return task.objective.cost(per_tick_prev, states, decisions * task.rate_scale()).mean(dim=1)
+    return task.objective.episode_cost(per_tick_prev, states, decisions * task.rate_scale())
 
 
 class PolicyNet(nn.Module):
@@ -85,7 +85,9 @@ class ControllerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    surrogate: Literal["discrete", "ode"] = Field("ode", description="The surrogate the controller is trained through.")
+    surrogate: Literal["discrete", "ode", "mechanistic"] = Field("ode", description="The surrogate the controller "
+                                                                  "is trained through (mechanistic: the fitted "
+                                                                  "ODE metamodel, controlkit.twins.mechanistic).")
     hidden: list[PositiveInt] = Field(default_factory=lambda: [32, 32], description="Policy hidden sizes.")
     iterations: PositiveInt = Field(400, description="Adam steps.")
     batch_size: PositiveInt = Field(64, description="Initial states per step (drawn from the data's starts).")

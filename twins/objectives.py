@@ -53,9 +53,24 @@ class Objective:
         by the caller, so differences are per tick either way."""
         raise NotImplementedError
 
+    #: The episode cost is the mean over ticks of a per-tick cost (so a gym reward can be paid per step). An
+    #: objective of the whole episode (a ratio of sums, a steady-state window) sets this False and overrides
+    #: :meth:`episode_terms`.
+    PER_TICK: ClassVar[bool] = True
+
     def cost(self, prev: Any, obs: Any, rate: Any) -> Any:
         """Weighted sum of :meth:`terms` (same shape as ``obs[..., 0]``; numpy or torch)."""
         return sum(self.weights[k] * v for k, v in self.terms(prev, obs, rate).items())
+
+    def episode_terms(self, prev: Any, obs: Any, rate: Any) -> dict[str, Any]:
+        """Each term over an episode: ``prev``/``obs`` ``(..., T, n_obs)`` and ``rate`` ``(..., T, n_u)`` give
+        values of shape ``(...)`` (numpy or torch). Default: each per-tick term averaged over the ``T`` ticks."""
+        return {k: v.mean(-1) for k, v in self.terms(prev, obs, rate).items()}
+
+    def episode_cost(self, prev: Any, obs: Any, rate: Any) -> Any:
+        """The episode's cost: the weighted sum of :meth:`episode_terms` (what deployment, the surrogate loss
+        and the gym return all score)."""
+        return sum(self.weights[k] * v for k, v in self.episode_terms(prev, obs, rate).items())
 
     def outcomes(self, obs: np.ndarray, controls: np.ndarray) -> dict[str, float]:
         """Outcome numbers of one ABM episode (per-tick observables ``(T + 1, n_obs)`` and controls ``(T, n_u)``)."""
@@ -239,6 +254,109 @@ class ImmuneObjective(Objective):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "cells": self.cells}
+
+
+class SteadyStateObjective(PredatorPreyObjective):
+    """J1 of the source paper: the distance of the populations to a target pair at steady state.
+
+    ``steady = ((sheep - s*) / s*)^2 + ((wolves - w*) / w*)^2`` averaged over the last ``window`` fraction of
+    the horizon (the steady state of a stochastic ABM is a window average, not one tick), plus an optional
+    ``effort`` term as in :class:`PredatorPreyObjective` (weight 0 by default: J1 alone). Registered with the
+    ``predator_prey_paper`` twin (:mod:`controlkit.twins.companion`).
+
+    Args:
+        weights: ``steady`` (default 1) and ``effort`` (default 0).
+        target: ``(s*, w*)`` in the twin's own counts.
+        fraction: Controls are per-animal removal probabilities (the companion's culls) rather than counts.
+        window: Fraction of the horizon, at its end, over which the steady-state distance is averaged.
+    """
+
+    TWIN = "predator_prey_paper"
+    TERMS = {"steady": 1.0, "effort": 0.0}
+    PER_TICK = False
+
+    def __init__(self, weights: Mapping[str, float] | None = None, target: tuple[float, float] = (445.0, 107.0),
+                 fraction: bool = True, window: float = 0.5) -> None:
+        super().__init__(weights, target, fraction)
+        if not 0 < float(window) <= 1:
+            raise ControlkitError(f"objective.window: must lie in (0, 1] (a fraction of the horizon), got {window!r}.")
+        self.window = float(window)
+
+    def terms(self, prev: Any, obs: Any, rate: Any) -> dict[str, Any]:
+        parts = super().terms(prev, obs, rate)
+        ts, tw = self.target
+        return {"steady": ((obs[..., 0] - ts) / ts) ** 2 + ((obs[..., 1] - tw) / tw) ** 2,
+                "effort": parts["effort"]}
+
+    def episode_terms(self, prev: Any, obs: Any, rate: Any) -> dict[str, Any]:
+        per_tick = self.terms(prev, obs, rate)
+        n = per_tick["steady"].shape[-1]
+        start = min(n - 1, int((1 - self.window) * n))
+        return {"steady": per_tick["steady"][..., start:].mean(-1), "effort": per_tick["effort"].mean(-1)}
+
+    def l1_form(self, nx: int) -> tuple[np.ndarray, np.ndarray, float]:
+        return Objective.l1_form(self, nx)  # a squared distance: not the L1 form MIP-MPC optimises
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "window": self.window}
+
+
+class YieldRatioObjective(Objective):
+    """J2 of the source paper: the substrate washed out per product washed out, ``sum_t S_t / sum_t (R_t + T_t)``.
+
+    Under dilution every free molecule leaves at the same rate, so this is the companion's ratio of S lost to
+    R and T harvested over the run (their ``Met_Pathway_dataset_*_wDil_wFeed.m`` returns it; the dilution rate
+    cancels). Lower is better. On the companion's fitted ODE a constant inflow of about 1 S per tick minimises
+    it (3.74 against 3.82 without inflow and 4.18 at 3 per tick over 50 000 ticks), so neither bound wins
+    trivially. ``inflow`` (weight 0 by default) adds the mean inflow as a cost. Registered with the
+    ``metabolic_paper`` twin (:mod:`controlkit.twins.companion`).
+
+    Args:
+        weights: ``ratio`` (default 1) and ``inflow`` (default 0).
+        scale: The twin's area scale (the bang-bang threshold is in molecules at scale 1).
+        s_low: Free S (at scale 1) below which the bang-bang rule feeds at the maximum.
+    """
+
+    TWIN = "metabolic_paper"
+    TERMS = {"ratio": 1.0, "inflow": 0.0}
+    PER_TICK = False
+
+    def __init__(self, weights: Mapping[str, float] | None = None, scale: float = 1.0, s_low: float = 1250.0) -> None:
+        super().__init__(weights)
+        if not float(scale) > 0:
+            raise ControlkitError(f"objective.scale: must be > 0 (the twin's area scale), got {scale!r}.")
+        if not float(s_low) >= 0:
+            raise ControlkitError(f"objective.s_low: must be >= 0 (molecules of S at scale 1), got {s_low!r}.")
+        self.scale, self.s_low = float(scale), float(s_low)
+
+    @staticmethod
+    def _ratio(s: Any, products: Any) -> Any:
+        return s / (products + 1.0)  # + 1 molecule: an empty pathway gives a large ratio, not a division by 0
+
+    def terms(self, prev: Any, obs: Any, rate: Any) -> dict[str, Any]:
+        return {"ratio": self._ratio(obs[..., 0], obs[..., 3] + obs[..., 4]), "inflow": rate[..., 0]}
+
+    def episode_terms(self, prev: Any, obs: Any, rate: Any) -> dict[str, Any]:
+        return {"ratio": self._ratio(obs[..., 0].sum(-1), (obs[..., 3] + obs[..., 4]).sum(-1)),
+                "inflow": rate[..., 0].mean(-1)}
+
+    def outcomes(self, obs: np.ndarray, controls: np.ndarray) -> dict[str, float]:
+        after = obs[1:]
+        return {"J2": float(self._ratio(after[:, 0].sum(), (after[:, 3] + after[:, 4]).sum())),
+                "S_fed": float(controls[:, 0].sum()),
+                "mean_S": float(after[:, 0].mean() / self.scale),
+                "mean_R_plus_T": float((after[:, 3] + after[:, 4]).mean() / self.scale)}
+
+    def bang_bang(self, obs: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        # Hold the free substrate near s_low: feed at the maximum below it, not at all above it.
+        return np.where(obs[0] / self.scale < self.s_low, high, low)
+
+    @classmethod
+    def settings_from_twin(cls, twin: Any) -> dict[str, Any]:
+        return {"scale": twin.area_scale}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "scale": self.scale, "s_low": self.s_low}
 
 
 def make_objective(twin: str, weights: Mapping[str, float] | None = None, twin_params: Mapping[str, Any] | None = None,

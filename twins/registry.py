@@ -72,6 +72,8 @@ TWINS: Registry[TwinSpec] = Registry("twin", builtins={
     "immune": "controlkit.twins.registry:IMMUNE",
     "metabolic": "controlkit.twins.registry:METABOLIC",
     "immune_pk": "controlkit.twins.immune_pk:IMMUNE_PK",
+    "predator_prey_paper": "controlkit.twins.companion:PREDATOR_PREY_PAPER",
+    "metabolic_paper": "controlkit.twins.companion:METABOLIC_PAPER",
 }, group="controlkit.twins", check=_check_spec)
 """The twin registry (:class:`controlkit.core.registry.Registry`): names, installed entry points in the group
 ``controlkit.twins``, and ``"module:SPEC"`` paths."""

@@ -228,6 +228,11 @@ class SurrogateSettings(BaseModel):
                                                 "(controlkit.twins.uncertainty.fit_ensemble); 1: a single one.")
     bootstrap: bool = Field(True, description="Fit each ensemble member on a bootstrap resample of the training "
                                               "trajectories (else all on the same data, different seeds).")
+    mechanistic: bool = Field(False, description="Also fit the twin's mechanistic ODE metamodel "
+                                                 "(controlkit.twins.mechanistic, the companion's form) by least "
+                                                 "squares and report its held-out error beside the neural ones.")
+    mechanistic_evaluations: PositiveInt = Field(100, description="Residual evaluations of the mechanistic fit "
+                                                                  "(scipy max_nfev).")
     train: TrainSettings = Field(
         default_factory=lambda: TrainSettings(epochs=150, batch_size=128, lr=3e-3, rollout_steps=8,
                                               rollout_weight=1.0, patience=25, eval_steps=15),
@@ -247,6 +252,7 @@ class SurrogateFit:
         one_step_nrmse: Held-out one-step RMSE over std, per observable.
         train_time_s: Wall time of the fit.
         train_cpu_s: CPU time of the fit (this process; less inflated than wall time on a loaded machine).
+        details: Kind-specific facts of the fit (the mechanistic metamodel's parameters and residuals).
     """
 
     kind: str
@@ -257,6 +263,7 @@ class SurrogateFit:
     one_step_nrmse: list[float]
     train_time_s: float
     train_cpu_s: float
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         """Everything but the model and the timings (which are not reproducible)."""

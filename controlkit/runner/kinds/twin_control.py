@@ -24,7 +24,7 @@ from controlkit.runner.config import ExperimentConfig
 from controlkit.runner.registry import ExperimentKind
 from controlkit.runner.run import RunContext
 
-METHODS = ("none", "constant", "few_switch", "bang_bang", "open_loop", "mip_mpc", "ppo", "neural")
+METHODS = ("none", "constant", "few_switch", "bang_bang", "open_loop", "mip_mpc", "ppo", "neural", "neural_mechanistic")
 # Seed blocks (offsets from seed * 1e6) keep data, grid search, PPO and evaluation replicates disjoint.
 DATA, GRID, EVAL, PERTURBED = 100_000, 200_000, 300_000, 400_000
 
@@ -117,7 +117,8 @@ class TwinControlConfig(ExperimentConfig):
     surrogate: dict[str, Any] = Field(default_factory=dict, description="controlkit.twins.SurrogateSettings.")
     controller: dict[str, Any] = Field(default_factory=dict, description="controlkit.twins.ControllerSettings.")
     controller_file: str | None = Field(None, description="Deploy this saved controller instead of training one.")
-    methods: list[str] = Field(default_factory=lambda: list(METHODS), description="Methods to compare.")
+    methods: list[str] = Field(default_factory=lambda: list(METHODS[:-1]), description="Methods to compare "
+                               "(default: all but neural_mechanistic, which needs a twin with a mechanistic form).")
     constant: ConstantSettings = Field(default_factory=ConstantSettings)
     few_switch: FewSwitchSettings = Field(default_factory=FewSwitchSettings)
     open_loop: OpenLoopSettings = Field(default_factory=OpenLoopSettings)
@@ -161,7 +162,11 @@ class TwinControlConfig(ExperimentConfig):
             for name in getattr(self, block).spread:
                 if not hasattr(task.make_twin(0).params, name):
                     raise ControlkitError(f"{block}.spread.{name}: not a parameter of the {self.twin} twin.")
-        component_settings(self)
+        sur, ctrl = component_settings(self)
+        if _wants_mechanistic(self, sur, ctrl):
+            from controlkit.twins.mechanistic import form_for
+
+            form_for(task)  # a twin without a mechanistic form fails now, naming the choices
         if self.controller_file is not None:
             # Refuse a controller of another twin, control size or horizon now, not after data and surrogates.
             from controlkit.twins.neural_control import NeuralTwinController
@@ -207,13 +212,25 @@ def collect_config_data(config: TwinControlConfig, quiet: bool = True):
                         workers=config.workers, quiet=quiet, params=draws)
 
 
+def _wants_mechanistic(config: TwinControlConfig, sur_settings, ctrl_settings) -> bool:
+    return (sur_settings.mechanistic or ctrl_settings.surrogate == "mechanistic"
+            or "neural_mechanistic" in config.methods)
+
+
 def fit_surrogates(config: TwinControlConfig, train, val, progress=None) -> dict[str, Any]:
-    """Step 2 of a run: both surrogates (discrete ReLU, neural ODE) fitted to ``train``, scored on ``val``."""
+    """Step 2 of a run: both surrogates (discrete ReLU, neural ODE) fitted to ``train``, scored on ``val``, and the
+    mechanistic ODE metamodel where asked for."""
     from controlkit.twins.surrogate import SURROGATES, fit_surrogate
 
-    sur_settings, _ = component_settings(config)
-    return {kind: fit_surrogate(kind, train, val, sur_settings, seed=int(config.seed or 0), progress=progress)
+    sur_settings, ctrl_settings = component_settings(config)
+    fits = {kind: fit_surrogate(kind, train, val, sur_settings, seed=int(config.seed or 0), progress=progress)
             for kind in SURROGATES}
+    if _wants_mechanistic(config, sur_settings, ctrl_settings):
+        from controlkit.twins.mechanistic import fit_mechanistic_surrogate
+
+        fits["mechanistic"] = fit_mechanistic_surrogate(build_task(config), train, val,
+                                                        sur_settings.mechanistic_evaluations)
+    return fits
 
 
 def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
@@ -279,6 +296,16 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
             ctx.log(f"neural controller: surrogate cost {res.losses[0]:.3f} -> {res.losses[-1]:.3f} "
                     f"({res.train_time_s:.0f} s)")
         methods["neural"]["abm_steps"] = data.metadata["abm_steps"]
+    if "neural_mechanistic" in methods:
+        # The same control law trained through the mechanistic metamodel: the companion's route to a controller.
+        mech = fits["mechanistic"]
+        ctrl, res = train_controller(mech.model, task, starts, ctrl_settings, seed=ctx.seed, obs_scale=scale)
+        controllers["neural_mechanistic"] = ctrl
+        methods["neural_mechanistic"].update(train_s=mech.train_time_s + res.train_time_s,
+                                             abm_steps=data.metadata["abm_steps"],
+                                             surrogate_loss_final=res.losses[-1])
+        ctx.log(f"neural controller through the mechanistic ODE: surrogate cost {res.losses[0]:.3f} -> "
+                f"{res.losses[-1]:.3f} ({res.train_time_s:.0f} s)")
     if "none" in methods:
         controllers["none"] = bl.ConstantTwinController(task.bounds[0])
     if "constant" in methods:
@@ -475,7 +502,7 @@ def _plots(ctx: RunContext, task, evals: dict[str, Any], fits: dict[str, Any], v
     for j in range(n_obs):
         for i in range(shown):
             axes[j].plot(k, val.states[i, :, j], color=f"C{i}", lw=1.5, label=f"ABM held-out {i}" if j == 0 else None)
-            for kind, ls in zip(preds, ("--", ":")):
+            for kind, ls in zip(preds, ("--", ":", "-.")):
                 axes[j].plot(k, preds[kind][i, :, j], color=f"C{i}", ls=ls, lw=1.2,
                              label=f"{kind} surrogate" if j == 0 and i == 0 else None)
         axes[j].set(title=obs_names[j], xlabel="decision")
