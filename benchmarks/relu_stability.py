@@ -24,7 +24,7 @@ H = 5 and H = 10: status, gap, solve seconds. Step and solve times depend on loa
 certificate runs do not, and successes only through the MIP's 0.05 s time limit.
 
 Run: ``MUJOCO_GL=egl .venv/bin/python benchmarks/relu_stability.py [--recipes finetune,budget3_w1] [--certificate 4]``
-(writes benchmarks/results/relu_stability.json, or NAME.json with ``--out NAME``, and the models as
+(writes benchmarks/results/relu_stability_recipes.json, or NAME.json with ``--out NAME``, and the models as
 ``runs/relu_stability/relu_stability_<name>.npz``)
 """
 
@@ -198,7 +198,7 @@ def main() -> None:
                     help="recipes whose models get the certificate runs (and the shipped model)")
     ap.add_argument("--certificate-nodes", type=int, default=2000, help="branch-and-bound node limit per solve")
     ap.add_argument("--jobs", type=int, default=1, help="models measured in parallel processes")
-    ap.add_argument("--out", default="relu_stability", help="results/<out>.json")
+    ap.add_argument("--out", default="relu_stability_recipes", help="results/<out>.json")
     args = ap.parse_args()
     names = [n for n in args.recipes.split(",") if n]
     unknown = [n for n in names if n not in RECIPES]
