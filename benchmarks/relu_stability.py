@@ -81,6 +81,10 @@ RECIPES: dict[str, dict] = {
     # the object's position weighted up in the accuracy losses, the rollout loss 3x: accuracy first
     "object_budget4_w1": {"weight": 1.0, "free_per_step": 4, "rollout_weight": 3.0,
                           "state_weights": [4, 4, 1, 1, 1, 1], **RAMP},
+    "object_exempt6_w1": {"weight": 1.0, "free_neurons": 6, "rollout_weight": 3.0,
+                          "state_weights": [4, 4, 1, 1, 1, 1], **RAMP},
+    "object_exempt6_w3": {"weight": 3.0, "free_neurons": 6, "rollout_weight": 3.0,
+                          "state_weights": [4, 4, 1, 1, 1, 1], **RAMP},
 }
 DEFAULT_RECIPES = ["penalty_w1", "budget6_w1", "exempt4_w1", "horizon5_w1", "object_budget4_w1", "finetune"]
 
