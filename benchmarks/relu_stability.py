@@ -85,6 +85,11 @@ RECIPES: dict[str, dict] = {
                           "state_weights": [4, 4, 1, 1, 1, 1], **RAMP},
     "object_exempt6_w3": {"weight": 3.0, "free_neurons": 6, "rollout_weight": 3.0,
                           "state_weights": [4, 4, 1, 1, 1, 1], **RAMP},
+    # the free neurons ranked by the object's error alone (contact) rather than the whole state's
+    "contact_exempt4_w1": {"weight": 1.0, "free_neurons": 4, "importance_dims": OBJECT, "rollout_weight": 3.0,
+                           "state_weights": [4, 4, 1, 1, 1, 1], **RAMP},
+    "contact_exempt4_w3": {"weight": 3.0, "free_neurons": 4, "importance_dims": OBJECT, "rollout_weight": 3.0,
+                           "state_weights": [4, 4, 1, 1, 1, 1], **RAMP},
 }
 DEFAULT_RECIPES = ["penalty_w1", "budget6_w1", "exempt4_w1", "horizon5_w1", "object_budget4_w1", "finetune"]
 

@@ -54,6 +54,9 @@ class StabilitySettings(BaseModel):
         0, description="ReLU neurons the penalty leaves alone at every step: the this many whose replacement by an "
         "identity costs the most rollout accuracy on the training data (see relu_importance). The ones the "
         "model needs to switch (contact) keep switching; the penalty pushes the others to be stable.")
+    importance_dims: list[NonNegativeInt] | None = Field(
+        None, description="State coordinates whose rollout error ranks the neurons for free_neurons (default: all), "
+        "e.g. the pushed object's position: the neurons that model contact rather than the pusher's own motion.")
     warmup: float = Field(
         0.0, ge=0, lt=1, description="Share of the fine-tune over which the penalty weight ramps up linearly from 0 "
         "(0: full weight from the first step).")
@@ -157,17 +160,18 @@ def instability(bounds: list[tuple[torch.Tensor, torch.Tensor]], free_per_step: 
     return total
 
 
-def relu_importance(net: CompactNetwork, data: TransitionData, steps: int) -> np.ndarray:
-    """Per ReLU neuron (layer order), the ``steps``-step rollout error of ``net`` on ``data`` with that neuron made
-    an identity, over the error of ``net``: how much the model needs the neuron to switch."""
-    base = rollout_error(net, data, steps)
+def relu_importance(net: CompactNetwork, data: TransitionData, steps: int, dims: Any = None) -> np.ndarray:
+    """Per ReLU neuron (layer order), the ``steps``-step rollout error of ``net`` on ``data`` (over the state
+    coordinates ``dims``, default all) with that neuron made an identity, over the error of ``net``: how much the
+    model needs the neuron to switch."""
+    base = rollout_error(net, data, steps, dims)
     out = []
     for k, mask in enumerate(net.relu_masks):
         for i in np.flatnonzero(mask):
             masks = [m.copy() for m in net.relu_masks]
             masks[k][i] = False
             linear = CompactNetwork(net.weights, net.biases, masks, net.nx, net.nu, net.residual)
-            out.append(rollout_error(linear, data, steps) / max(base, 1e-300))
+            out.append(rollout_error(linear, data, steps, dims) / max(base, 1e-300))
     return np.asarray(out)
 
 
@@ -274,13 +278,17 @@ def stabilise(net: CompactNetwork, train: TransitionData, settings: StabilitySet
         raise ControlkitError(f"free_per_step: with free_neurons, must leave some of the network's {net.n_relu} "
                               f"ReLU neurons penalised, got free_per_step={settings.free_per_step}, "
                               f"free_neurons={settings.free_neurons}.")
+    if settings.importance_dims is not None and (not settings.importance_dims
+                                                 or max(settings.importance_dims) >= net.nx):
+        raise ControlkitError(f"importance_dims: need state coordinates in 0..{net.nx - 1}, got "
+                              f"{settings.importance_dims}.")
     if settings.free_neurons > net.n_relu:
         raise ControlkitError(f"free_neurons: the network has {net.n_relu} ReLU neurons, got "
                               f"{settings.free_neurons}.")
     u_low, u_high = np.asarray(u_low, dtype=np.float64), np.asarray(u_high, dtype=np.float64)
     exempt = None
     if settings.free_neurons:
-        importance = relu_importance(net, train, settings.rollout_steps)
+        importance = relu_importance(net, train, settings.rollout_steps, settings.importance_dims)
         exempt = torch.zeros(net.n_relu, dtype=torch.bool)
         exempt[torch.as_tensor(np.argsort(-importance, kind="stable")[:settings.free_neurons])] = True
     weights, biases, masks = _torch_layers(net)

@@ -120,6 +120,10 @@ def test_relu_importance_and_phantom_motion_measure_what_they_say():
     importance = relu_importance(net, data, 4)
     assert importance.shape == (8,) and importance[2] == pytest.approx(1.0)
     assert np.any(np.abs(np.delete(importance, 2) - 1.0) > 1e-3)
+    # over one coordinate: a neuron that writes only to state 1 does not matter for state 0's (first-step) error
+    net.weights[1][0, 5] = 0.0
+    assert relu_importance(net, data, 1, dims=[0])[5] == pytest.approx(1.0)
+    assert relu_importance(net, data, 1, dims=[1])[5] != pytest.approx(1.0)
     # resting data (x stays put): a network that adds 0.1 to x0 invents 0.1 of motion, a zero network none
     rest = TransitionData(np.zeros((3, 5, 2)), np.zeros((3, 4, 1)), np.full(3, 4))
     drift = CompactNetwork([np.zeros((1, 3)), np.zeros((2, 1))], [np.zeros(1), np.array([0.1, 0.0])],
@@ -157,6 +161,7 @@ def test_state_weights_trade_accuracy_between_coordinates():
     ({"state_weights": [1.0, 1.0, 1.0]}, "state_weights"),
     ({"free_per_step": 8}, "free_per_step"),
     ({"free_neurons": 9}, "free_neurons"),
+    ({"free_neurons": 2, "importance_dims": [2]}, "importance_dims"),
 ])
 def test_stabilise_names_the_bad_field(fields, name):
     net, data = _tiny()
