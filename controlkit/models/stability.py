@@ -258,7 +258,7 @@ def stabilise(net: CompactNetwork, train: TransitionData, settings: StabilitySet
     Args:
         net: The sparse network (world frame, as the planners use it).
         train: Transitions in the network's state coordinates.
-        settings: Penalty weight, horizon and optimiser.
+        settings: Penalty weight, budget and horizon, loss weights, optimiser.
         u_low: Action lower bounds of the planning box.
         u_high: Action upper bounds.
         seed: Seeds the minibatch order.
