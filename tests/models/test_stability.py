@@ -10,7 +10,11 @@ from controlkit.models.network import CompactNetwork
 from controlkit.models.stability import (
     StabilitySettings,
     _torch_layers,
+    instability,
+    phantom_motion,
+    relu_importance,
     rollout_error,
+    sampled_switching,
     stabilise,
     unstable_count,
     zonotope_preactivations,
@@ -79,3 +83,89 @@ def test_stabilise_checks_the_data_fits_the_network():
         stabilise(net, other, StabilitySettings(epochs=1), [-0.2], [0.2], seed=0)
     with pytest.raises(ValueError, match="weight"):
         StabilitySettings(weight=-1.0)
+
+
+def _bounds(values):
+    """Bounds of one layer per step from ``(lo, hi)`` rows: ``values[t]`` is a list of (lo, hi) per neuron."""
+    return [(torch.tensor([[lo for lo, _ in step]], dtype=torch.float64),
+             torch.tensor([[hi for _, hi in step]], dtype=torch.float64)) for step in values]
+
+
+def test_instability_budget_and_exempt_neurons_leave_out_exactly_those_slots():
+    # two steps, three ReLUs: terms relu(min(u, -l)) / (u - l) = 0.5, 0.25, 0 then 0.1, 0.5, 0.4
+    bounds = _bounds([[(-1, 1), (-3, 1), (0.5, 2)], [(-9, 1), (-2, 2), (-3, 2)]])
+    full = instability(bounds, horizon=2)
+    assert float(full) == pytest.approx(0.5 + 0.25 + 0.1 + 0.5 + 0.4)
+    # the largest term of each step is free
+    assert float(instability(bounds, free_per_step=1, horizon=2)) == pytest.approx(0.25 + 0.1 + 0.4)
+    exempt = torch.tensor([False, True, False])
+    assert float(instability(bounds, horizon=2, exempt=exempt)) == pytest.approx(0.5 + 0.1 + 0.4)
+    assert float(instability(bounds, free_per_step=1, horizon=2, exempt=exempt)) == pytest.approx(0.1)
+
+
+def test_sampled_switching_is_a_lower_bound_of_the_planners_binaries():
+    net, data = _tiny()
+    mip = MIPMPC(net, 4, [-0.2], [0.2])
+    for x in data.states[:5, 0]:
+        sampled = sampled_switching(net, x, [-0.2], [0.2], 4, samples=500, seed=0)
+        assert sampled.shape == (4,)
+        assert 0 < sampled.sum() <= symbolic(mip.problem, x).count(mip.problem)["binaries"]
+    np.testing.assert_array_equal(sampled_switching(net, x, [-0.2], [0.2], 4, samples=500, seed=0), sampled)
+
+
+def test_relu_importance_and_phantom_motion_measure_what_they_say():
+    net, data = _tiny()
+    # a neuron the output does not read costs nothing when made an identity; the others do change the rollout
+    net.weights[1][:, 2] = 0.0
+    importance = relu_importance(net, data, 4)
+    assert importance.shape == (8,) and importance[2] == pytest.approx(1.0)
+    assert np.any(np.abs(np.delete(importance, 2) - 1.0) > 1e-3)
+    # over one coordinate: a neuron that writes only to state 1 does not matter for state 0's (first-step) error
+    net.weights[1][0, 5] = 0.0
+    assert relu_importance(net, data, 1, dims=[0])[5] == pytest.approx(1.0)
+    assert relu_importance(net, data, 1, dims=[1])[5] != pytest.approx(1.0)
+    # resting data (x stays put): a network that adds 0.1 to x0 invents 0.1 of motion, a zero network none
+    rest = TransitionData(np.zeros((3, 5, 2)), np.zeros((3, 4, 1)), np.full(3, 4))
+    drift = CompactNetwork([np.zeros((1, 3)), np.zeros((2, 1))], [np.zeros(1), np.array([0.1, 0.0])],
+                           [np.ones(1, bool)], 2, 1)
+    assert phantom_motion(drift, rest, [0]) == pytest.approx(0.1)
+    assert phantom_motion(drift, rest, [1]) == pytest.approx(0.0)
+    with pytest.raises(ControlkitError, match="phantom_motion"):
+        phantom_motion(drift, data, [0], still=0.0)
+
+
+def test_budgeted_fine_tune_keeps_more_switching_than_the_full_penalty():
+    net, data = _tiny()
+    settings = dict(horizon=4, epochs=4, lr=2e-2, batch_size=128, bound_batch=16, rollout_steps=4, weight=2.0)
+    starts = data.states[:, 0]
+    full, _ = stabilise(net, data, StabilitySettings(**settings), [-0.2], [0.2], seed=0)
+    budget, _ = stabilise(net, data, StabilitySettings(free_per_step=4, **settings), [-0.2], [0.2], seed=0)
+    exempt, _ = stabilise(net, data, StabilitySettings(free_neurons=4, warmup=0.5, **settings), [-0.2], [0.2], seed=0)
+    plain, _ = stabilise(net, data, StabilitySettings(**{**settings, "weight": 0.0}), [-0.2], [0.2], seed=0)
+    counts = {k: _planner_binaries(v, starts) for k, v in
+              {"full": full, "budget": budget, "exempt": exempt, "plain": plain}.items()}
+    assert counts["full"] < counts["budget"] < counts["plain"]
+    assert counts["full"] < counts["exempt"] < counts["plain"]
+
+
+def test_state_weights_trade_accuracy_between_coordinates():
+    net, data = _tiny()
+    settings = dict(epochs=3, lr=2e-2, batch_size=128, rollout_steps=4, weight=0.0)
+    even, _ = stabilise(net, data, StabilitySettings(**settings), [-0.2], [0.2], seed=0)
+    first, _ = stabilise(net, data, StabilitySettings(state_weights=[10.0, 0.1], **settings), [-0.2], [0.2], seed=0)
+    assert rollout_error(first, data, 4, dims=[0]) < rollout_error(even, data, 4, dims=[0])
+    assert rollout_error(first, data, 4, dims=[1]) > rollout_error(even, data, 4, dims=[1])
+
+
+@pytest.mark.parametrize("fields, name", [
+    ({"state_weights": [1.0, 1.0, 1.0]}, "state_weights"),
+    ({"free_per_step": 8}, "free_per_step"),
+    ({"free_neurons": 9}, "free_neurons"),
+    ({"free_neurons": 2, "importance_dims": [2]}, "importance_dims"),
+])
+def test_stabilise_names_the_bad_field(fields, name):
+    net, data = _tiny()
+    with pytest.raises(ControlkitError, match=name):
+        stabilise(net, data, StabilitySettings(epochs=1, **fields), [-0.2], [0.2], seed=0)
+    with pytest.raises(ValueError, match="warmup"):
+        StabilitySettings(warmup=1.0)
