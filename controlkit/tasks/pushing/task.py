@@ -307,7 +307,7 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     if spec.type == "sim_mppi":
         from controlkit.tasks.pushing.greedy import SimDynamics
 
-        kwargs["sim"] = SimDynamics(task.env.shape, task.env.friction)
+        kwargs["sim"] = SimDynamics(task.env.shape, task.env.friction, getattr(task.env, "obstacle", None))
     # The shifted warm start's new tail step: MIP-MPC needs the safe action (a repeated push can leave the state
     # box: an infeasible MIP start); the samplers keep the repeated last action, which served MPPI better.
     if "warm_tail" in takes:
