@@ -88,6 +88,8 @@ def _scores(problem, sim: SimDynamics, x0: np.ndarray, goal: np.ndarray, actions
     sim_x = sim.rollout(x0, actions)
     g = problem.check_goal(goal)
     return {"model": float(problem.objective(model_x, actions, g)), "sim": float(problem.objective(sim_x, actions, g)),
+            # without the keep-out price: how close the plan really brings the object to its target
+            "model_track": float(problem.cost(model_x, actions, g)), "sim_track": float(problem.cost(sim_x, actions, g)),
             "end_error": float(np.linalg.norm(model_x[-1, :2] - sim_x[-1, :2]))}
 
 
@@ -145,10 +147,20 @@ def _headline(rows: list[dict]) -> dict:
         "share_offline_better_in_sim_where_better_on_model": (
             float(np.mean((off_s < applied_s)[off_m < 0.95 * applied_m])) if np.any(off_m < 0.95 * applied_m)
             else None),
+        "offline_mip_over_applied_sim_track_median": float(np.nanmedian(get("offline_mip_sim_track")
+                                                                         / get("applied_sim_track"))),
+        "share_offline_better_in_sim_track_where_better_on_model": (
+            float(np.mean((get("offline_mip_sim_track") < get("applied_sim_track"))[off_m < 0.95 * applied_m]))
+            if np.any(off_m < 0.95 * applied_m) else None),
+        "share_states_sim_enters_grown_box": float(np.mean(applied_s > get("applied_sim_track") + 1e-9)),
         "applied_sim_over_model_median": float(np.nanmedian(applied_s / applied_m)),
+        "applied_sim_track_over_model_track_median": float(np.nanmedian(get("applied_sim_track")
+                                                                         / get("applied_model_track"))),
         "applied_end_error_median_m": float(np.nanmedian(get("applied_end_error"))),
         "applied_end_error_p90_m": float(np.nanquantile(get("applied_end_error"), 0.9)),
         "sim_mppi_over_applied_sim_median": float(np.nanmedian(get("sim_mppi_sim") / applied_s)),
+        "sim_mppi_over_applied_sim_track_median": float(np.nanmedian(get("sim_mppi_sim_track")
+                                                                      / get("applied_sim_track"))),
     }
 
 
