@@ -40,8 +40,8 @@ from _table import report
 
 import controlkit  # noqa: F401
 from controlkit.core.controller import Controller
-from controlkit.runner.registry import load_config
 from controlkit.core.seeding import spawn_seeds
+from controlkit.runner.registry import load_config
 from controlkit.tasks.pushing import PlannerSpec, SimDynamics, Task, load_network, make_planner, run_episode, summarise
 
 HERE = Path(__file__).resolve().parent
