@@ -76,7 +76,8 @@ class MIPMPC(RecedingHorizonPlanner):
         polish_time: Seconds the descent may take per plan (``None`` = no budget).
         search: Large-neighbourhood search over activation patterns after the descent and before branch and
             bound (HiGHS backend; see :mod:`controlkit.planning.milp.search`): ``"none"`` (default), ``"window"`` (the
-            binaries of ``search_size`` consecutive steps free, sliding), ``"switching"`` (the ``search_size``
+            binaries of ``search_size`` consecutive steps free, sliding), ``"head"`` (the first ``search_size``
+            steps' binaries free: an exact head, the tail in the incumbent's regions), ``"switching"`` (the ``search_size``
             binaries nearest their switching point free) or ``"hamming"`` (local branching within Hamming
             radius ``search_size``). Each neighbourhood MILP has the incumbent's objective as cutoff; the plan is
             never worse than the search's start.

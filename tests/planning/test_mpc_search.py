@@ -38,7 +38,19 @@ def test_search_finds_the_optimum_that_the_descent_misses(make_net):
     np.testing.assert_array_equal(again.actions, plan.actions)
 
 
-@pytest.mark.parametrize("mode", ["window", "switching", "hamming"])
+def test_exact_head_over_the_whole_horizon_is_the_milp_and_a_short_head_is_never_worse(make_net):
+    net = make_net([6, 6], nx=3, nu=2, seed=7, scale=1.0)
+    optimum = _mpc(net).plan(X0, GOAL)
+    start = np.zeros((H, 2))
+    whole = _mpc(net, search="head", search_size=H, search_slices=3, search_nodes=None, branch_and_bound=False)
+    assert whole.plan(X0, GOAL, warm_start=start).objective == pytest.approx(optimum.objective, rel=1e-6)
+    head = _mpc(net, polish_lps=5, search="head", search_size=1, search_slices=3, search_nodes=50,
+                branch_and_bound=False).plan(X0, GOAL, warm_start=start)
+    assert optimum.objective - 1e-7 <= head.objective <= head.extras["search_start_objective"] + 1e-12
+    assert head.extras["search_slices"] <= head.extras["search_improvements"] + 1  # stops at its first miss
+
+
+@pytest.mark.parametrize("mode", ["window", "head", "switching", "hamming"])
 def test_search_never_returns_worse_than_its_start(make_net, mode):
     net = make_net([5, 5], nx=3, nu=2, seed=9, scale=1.0)
     mpc = _mpc(net, search=mode, search_slices=2, search_nodes=3, search_size=1 if mode != "switching" else 4,

@@ -10,6 +10,9 @@ and the search goes on. The result is never worse than the start (a slice that f
 Neighbourhoods (``mode``):
 
 - ``window``: the binaries of ``size`` consecutive steps, the window sliding one step per slice.
+- ``head``: the binaries of the first ``size`` steps (an exact head), the tail's fixed to the incumbent's pattern
+  (its actions stay free: the tail is re-optimised within its activation region); after an improvement the head
+  is solved again round the new pattern, otherwise the search stops.
 - ``switching``: the ``size`` ReLU binaries whose pre-activation is nearest its switching point relative to its
   bound range (``|a| / (u - l)``), then the next ``size``, and so on.
 - ``hamming``: every binary free within the local-branching ball ``sum |z - z*| <= size`` (Fischetti & Lodi
@@ -28,8 +31,8 @@ import numpy as np
 from controlkit.planning.milp.bounds import UNSTABLE, Bounds
 from controlkit.planning.milp.highs import highspy  # an optional extra, checked there
 
-SEARCH_MODES = ("none", "window", "switching", "hamming")
-DEFAULT_SIZE = {"window": 2, "switching": 24, "hamming": 4}
+SEARCH_MODES = ("none", "window", "head", "switching", "hamming")
+DEFAULT_SIZE = {"window": 2, "head": 3, "switching": 24, "hamming": 4}
 _REL_IMPROVE = 1e-6  # an improvement must beat the incumbent by this share (plus 1e-9): no cycling on ties
 _HIGHS_INT_INF = 2147483647  # HiGHS's "no limit" for integer options such as mip_max_nodes
 
@@ -107,8 +110,8 @@ def neighbourhood_search(
         goal: ``(H, nx)`` goals (the ones ``milp`` holds).
         bounds: The bounds ``milp`` was written with.
         actions: The start; if its rollout breaks a hard constraint there is no cutoff and nothing is done.
-        mode: ``window``, ``switching`` or ``hamming`` (see the module docstring).
-        size: Steps per window, binaries per switching slice, or the Hamming radius (default per mode).
+        mode: ``window``, ``head``, ``switching`` or ``hamming`` (see the module docstring).
+        size: Steps per window or head, binaries per switching slice, or the Hamming radius (default per mode).
         max_slices: Neighbourhood MILPs to solve at most.
         slice_nodes: Branch-and-bound nodes per slice (``None`` = no node limit); the deterministic limit.
         slice_time: Seconds per slice (``None`` = none).
@@ -147,6 +150,8 @@ def neighbourhood_search(
             if mode == "window":
                 s = cursor % max(1, H - size + 1)
                 free = (step >= s) & (step < s + size)
+            elif mode == "head":
+                free = step < size
             elif mode == "switching":
                 chosen = order[(cursor * size) % max(1, order.size):][:size]
                 free = np.zeros(ints.size, dtype=bool)
@@ -189,7 +194,12 @@ def neighbourhood_search(
             else:
                 cursor = 0 if improved and mode == "switching" else cursor + 1
                 fails = 0 if improved else fails + 1
-                n_hoods = max(1, H - size + 1) if mode == "window" else -(-order.size // max(size, 1))
+                if mode == "window":
+                    n_hoods = max(1, H - size + 1)
+                elif mode == "head":
+                    n_hoods = 1
+                else:
+                    n_hoods = -(-order.size // max(size, 1))
                 if fails >= n_hoods:
                     break  # a whole pass without improvement: the incumbent is optimal in every neighbourhood
     finally:

@@ -130,10 +130,12 @@ class SimDynamics:
     Args:
         shape: The object's :class:`Shape`.
         friction: The env's friction coefficient.
+        obstacle: The env's fixed obstacle ``[x_low, y_low, x_high, y_high]`` (``None``: a free table), so that
+            rollouts meet it as the real object and pusher do.
     """
 
-    def __init__(self, shape: Shape, friction: float) -> None:
-        self.table = Tabletop([shape], friction)
+    def __init__(self, shape: Shape, friction: float, obstacle: np.ndarray | None = None) -> None:
+        self.table = Tabletop([shape], friction, obstacle=None if obstacle is None else np.asarray(obstacle))
 
     def rollout(self, x0: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """States ``(H + 1, 6)`` from ``x0`` under ``actions`` ``(H, 2)``."""

@@ -57,16 +57,19 @@ def plot_all(save: Callable[[Any, str], Path], task: Task, results: dict[str, li
     paths.append(save(fig, "trajectories.png"))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name in names:
-        eps = results[name]
-        n = max(len(e.distances) for e in eps)
-        # An episode that ended early keeps its last distance (the object stays where it was left).
-        d = np.array([e.distances + [e.distances[-1]] * (n - len(e.distances)) for e in eps])
+    # every planner over the same steps: an episode that ended early (on success) keeps its last distance (the
+    # object stays where it was left), so a planner whose episodes all ended early still spans the axis
+    n = max(len(e.distances) for eps in results.values() for e in eps)
+    styles = ["-", "--", ":", "-."]  # identical curves (a MILP that never changes its start) stay visible
+    for i, name in enumerate(names):
+        d = np.array([e.distances + [e.distances[-1]] * (n - len(e.distances)) for e in results[name]])
         stats = [mean_ci95(d[:, t]) for t in range(n)]
         mean, ci = np.array([m for m, _ in stats]), np.array([c for _, c in stats])
-        line, = ax.plot(mean, label=name)
-        # a distance is never negative: the band is clipped at 0 (the interval is symmetric, the data are not)
-        ax.fill_between(np.arange(n), np.maximum(mean - ci, 0.0), mean + ci, color=line.get_color(), alpha=0.2)
+        line, = ax.plot(mean, styles[i % len(styles)], lw=1.6, label=name)
+        # the band is clipped to the distances the episodes really had at that step: never below 0 m (the interval
+        # is symmetric, the data are not) and never beyond the worst episode (few episodes make t-intervals wide)
+        ax.fill_between(np.arange(n), np.maximum(mean - ci, d.min(axis=0)), np.minimum(mean + ci, d.max(axis=0)),
+                        color=line.get_color(), alpha=0.1)
     ax.set(xlabel="step", ylabel="distance to goal (m)", title="distance to goal, mean and 95% CI", ylim=(0, None))
     ax.legend(fontsize=8)
     paths.append(save(fig, "distance.png"))

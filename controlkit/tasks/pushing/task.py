@@ -307,7 +307,7 @@ def make_planner(name: str, spec: PlannerSpec, net: CompactNetwork, task: Task, 
     if spec.type == "sim_mppi":
         from controlkit.tasks.pushing.greedy import SimDynamics
 
-        kwargs["sim"] = SimDynamics(task.env.shape, task.env.friction)
+        kwargs["sim"] = SimDynamics(task.env.shape, task.env.friction, getattr(task.env, "obstacle", None))
     # The shifted warm start's new tail step: MIP-MPC needs the safe action (a repeated push can leave the state
     # box: an infeasible MIP start); the samplers keep the repeated last action, which served MPPI better.
     if "warm_tail" in takes:
@@ -342,6 +342,8 @@ class EpisodeResult:
     frames: list[np.ndarray]
     goal: np.ndarray  # Push: the goal pose (x, y, θ); Sort: empty
     obstacle_contacts: int = 0  # steps ending with the object touching the env's obstacle
+    time_limited_steps: int = 0  # applied plans that a wall-clock limit could have cut short (machine-dependent)
+    improved_steps: int = 0  # applied plans cheaper on the model than the best candidate start (what the MILP added)
 
 
 def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render: bool = False) -> EpisodeResult:
@@ -353,6 +355,7 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
     base = env.unwrapped
     distances, states, times, frames = [task.position_error(info)], [base.state()], [], []
     fallbacks, planned, errors, statuses = 0, 0, [], {}
+    limited = improved = 0
     if render:
         frames.append(env.render())
     done = False
@@ -367,6 +370,9 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
         applied = not (facts.used_fallback or task.in_transit)
         plan = getattr(planner, "last_plan", None) if applied else None  # the plan whose first action was applied
         planned += bool(plan is not None and plan.extras.get("violation", 0.0) > 1e-6)
+        if plan is not None:
+            limited += bool(plan.extras.get("time_limited", False))
+            improved += _beat_starts(plan)
         statuses[facts.status.value] = statuses.get(facts.status.value, 0) + 1
         _, _, terminated, truncated, info = env.step(np.asarray(action, dtype=np.float32))
         distances.append(task.position_error(info))
@@ -381,7 +387,16 @@ def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render
         done = terminated or truncated
     return EpisodeResult(seed, bool(info["success"]), distances[-1], distances, np.array(states), times, fallbacks,
                          int(info.get("keep_out_violations", 0)), planned, errors, statuses, frames, goal_pose,
-                         int(info.get("obstacle_contacts", 0)))
+                         int(info.get("obstacle_contacts", 0)), limited, improved)
+
+
+def _beat_starts(plan) -> bool:
+    """Whether a candidate-start planner's plan costs less on the model than its best candidate start."""
+    scores = plan.extras.get("start_scores")
+    if not scores or not np.isfinite(plan.objective):
+        return False
+    best = min(scores.values())
+    return bool(plan.objective < best - 1e-7 * (1.0 + abs(best)))
 
 
 def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
@@ -409,6 +424,10 @@ def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
         "episodes_with_violations": int(sum(e.violations > 0 for e in episodes)),
         "planned_violations": int(sum(e.planned_violations for e in episodes)),
         "obstacle_contacts": int(sum(e.obstacle_contacts for e in episodes)),
+        # a wall-clock limit (time_limit, polish_time, search_time, ...) could have cut these plans short: the
+        # same seeds can give other numbers on another machine or load; 0 = a deterministic (work-limited) run
+        "time_limited_steps": int(sum(e.time_limited_steps for e in episodes)),
+        "improved_steps": int(sum(e.improved_steps for e in episodes)),
         **_error_quantiles([x for e in episodes for x in e.prediction_errors]),
         "statuses": statuses,
     }
