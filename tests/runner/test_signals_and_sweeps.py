@@ -19,7 +19,7 @@ from controlkit.runner.cli import main
 
 HERE = Path(__file__).resolve().parent
 EXPERIMENTS = HERE.parents[1] / "experiments"
-WAIT_S = 240  # generous: the machine may be loaded; the tests finish as soon as the files appear
+WAIT_S = 900  # a hang guard only: the tests finish as soon as the files appear (240 s was hit at load 25)
 
 
 def _wait_for(predicate, what: str, proc: subprocess.Popen | None = None):
