@@ -9,7 +9,7 @@ from controlkit.planning.milp import HighsMILP, assemble
 
 pytest.importorskip("pyscipopt")
 
-from controlkit.planning.milp.scip import solve_scip  # noqa: E402
+from controlkit.planning.milp import solve_scip  # noqa: E402
 
 
 def _problem(small_net):
