@@ -269,7 +269,10 @@ def main() -> None:
                     "descent's plan) for every case of this result and keep the better reference")
     ap.add_argument("--merge", default="", help="comma-separated result names (e.g. runs of one task each, in "
                     "parallel) to combine into --out instead of running")
+    ap.add_argument("--markdown", default="", help="print the Markdown tables of this result instead of running")
     args = ap.parse_args()
+    if args.markdown:
+        return markdown(args.markdown)
     if args.merge:
         return merge([m for m in args.merge.split(",") if m], args.out)
     if args.refine:
@@ -399,6 +402,35 @@ def merge(names: list[str], out: str) -> None:
                  load_average_after=[part["load_average_after"] for part in parts])
     report(out, rows, extra)
     plot(rows, ROOT / "docs" / "img" / f"{out}.png")
+
+
+def markdown(name: str) -> None:
+    """Print one Markdown table per task and horizon of result ``name``: per planner, the median and worst cost /
+    reference at each budget, the share of cases the global search improved and the median certified gap."""
+    import json
+
+    data = json.loads((RESULTS / f"{name}.json").read_text())
+    rows, refs = data["rows"], data["references"]
+    for task_name, horizon in sorted({(r["task"], r["H"]) for r in rows}):
+        sel = [r for r in rows if (r["task"], r["H"]) == (task_name, horizon)]
+        budgets = sorted({r["budget"] for r in sel})
+        mine = [r for r in refs if (r["task"], r["H"]) == (task_name, horizon)]
+        proven = sum(r["proven"] for r in mine)
+        print(f"\n**{task_name}, H = {horizon}** ({len(mine)} cases; reference = proven optimum in {proven}, "
+              "otherwise the best plan found)\n")
+        print("| planner | " + " | ".join(f"{b:g} s: median / worst (cases)" for b in budgets)
+              + " | improved by the search | certified gap (median) | CPU s at the top budget |")
+        print("|---|" + "---|" * (len(budgets) + 3))
+        for name_ in dict.fromkeys(r["planner"] for r in sel):
+            by_b = {r["budget"]: r for r in sel if r["planner"] == name_}
+            cells = [f"{by_b[b]['rel_median']:.3f} / {by_b[b].get('rel_worst', np.nan):.3f} ({by_b[b]['cases']})"
+                     if b in by_b else "—" for b in budgets]
+            top = by_b[max(by_b)]
+            improved = (", ".join(f"{by_b[b]['search_improved']:.0%}" for b in budgets
+                                  if b in by_b and "search_improved" in by_b[b]) or "")
+            gaps = [by_b[b].get("gap_median") for b in budgets if b in by_b and by_b[b].get("gap_median") is not None]
+            print(f"| {name_} | " + " | ".join(cells) + f" | {improved} | "
+                  + (f"{gaps[-1]:.2f}" if gaps else "") + f" | {top['cpu_median_s']:.2f} |")
 
 
 def summarise(runs: list[dict], refs: list[dict], budgets: list[float], planners: list[str]) -> list[dict]:
