@@ -189,6 +189,13 @@ def mip_planner(name: str, net, task: Task, case: Case, work: dict, budget: floa
     return make_planner(name, spec, net, task, seed=case.index)
 
 
+def searches(name: str) -> bool:
+    """Whether the MIP variant ``name`` runs a global search (branch and bound or neighbourhood slices) after the
+    region descent."""
+    extra = MIP_VARIANTS.get(name, {})
+    return name != "starts_only" and (extra.get("branch_and_bound", True) or "search" in extra)
+
+
 def run_mip(name: str, net, task: Task, case: Case, work: dict, budget: float, wall: bool):
     planner = mip_planner(name, net, task, case, work, budget, wall)
     planner.reset(seed=case.index)
@@ -215,7 +222,7 @@ def run_mip(name: str, net, task: Task, case: Case, work: dict, budget: float, w
     row = {"cost": cost, "cpu_s": cpu, "wall_s": elapsed, "start_cost": start_cost, "descent_cost": local,
            "status": plan.status.value, "gap": plan.gap if plan.gap is not None else float("nan"),
            "binaries": ex.get("binaries"), "time_limited": bool(ex.get("time_limited", wall))}
-    if name not in ("descent", "descent_k4"):  # the MILP or the search ran after the descent
+    if searches(name):  # the MILP or the search ran after the descent
         row["search_improved"] = bool(cost < local - 1e-7 * (1.0 + abs(local)))
         row["lns_improvements"] = ex.get("search_improvements", 0)
     return row, actions
@@ -453,7 +460,7 @@ def summarise(runs: list[dict], refs: list[dict], budgets: list[float], planners
                            "rel_worst": float(np.max(rel)), "within_1pct": float(np.mean(rel <= 1.01)),
                            "proven_refs": int(sum(proven)),
                            "cpu_median_s": float(np.median([r["cpu_s"] for r in sel]))}
-                    if "search_improved" in sel[0]:
+                    if searches(name) and "search_improved" in sel[0]:
                         gaps = np.array([r["gap"] for r in sel], dtype=float)
                         row.update(search_improved=float(np.mean([r["search_improved"] for r in sel])),
                                    gap_median=float(np.nanmedian(gaps)) if np.isfinite(gaps).any() else None,
