@@ -137,7 +137,11 @@ def main() -> None:
     ap.add_argument("--reference", default="planning_quality", help="result whose per-case references count as "
                     "best known plans too ('' = none)")
     ap.add_argument("--out", default="milp_solver_diagnostic")
+    ap.add_argument("--markdown", default="", help="comma-separated results to print as one Markdown table instead "
+                    "of running")
     args = ap.parse_args()
+    if args.markdown:
+        return markdown(args.markdown.split(","))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     specs = []
@@ -180,6 +184,28 @@ def main() -> None:
                                 "note": "Equal node limits (HiGHS mip_max_nodes, SCIP limits/nodes); cpu_s is "
                                         "what each solve took. bound/best: the solver's proven lower bound over the "
                                         "best known plan (1 = certified)."})
+
+
+def markdown(names: list[str]) -> None:
+    """One Markdown row per case: binaries and big-M widths, then every lower bound / best known plan."""
+    print("| case | binaries (tightened) | big-M width, median (tightened) | LP | HiGHS root | HiGHS | SCIP root "
+          "| SCIP | Pyomo appsi_highs | Pyomo scip_direct (no start) | tightened: LP / root / HiGHS | CPU s: HiGHS / SCIP |")
+    print("|---|" + "---|" * 11)
+    for name in names:
+        data = json.loads((RESULTS / f"{name}.json").read_text())
+        for d in data["details"]:
+            b = d["best_known"]
+
+            def f(key: str, field: str = "dual_bound", d=d, b=b) -> str:
+                v = share(d[key].get(field), b)
+                return "—" if v is None else f"{v:.3f}"
+
+            t = d["tightened"]
+            print(f"| {d['task']} H = {d['H']} #{d['case']} | {d['binaries']} ({t['binaries']}) | "
+                  f"{d['bigm_width_median']:.1f} ({t['bigm_width_median']:.1f}) | {f('lp')} | {f('highs_root')} | "
+                  f"{f('highs')} | {f('scip', 'root_dual_bound')} | {f('scip')} | {f('pyomo_appsi_highs')} | "
+                  f"{f('pyomo_scip_direct')} | {f('lp_tightened')} / {f('highs_root_tightened')} / "
+                  f"{f('highs_tightened')} | {d['highs']['cpu_s']:.1f} / {d['scip']['cpu_s']:.1f} |")
 
 
 def share(value: float | None, best: float) -> float | None:
