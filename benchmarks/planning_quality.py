@@ -412,32 +412,44 @@ def merge(names: list[str], out: str) -> None:
 
 
 def markdown(name: str) -> None:
-    """Print one Markdown table per task and horizon of result ``name``: per planner, the median and worst cost /
-    reference at each budget, the share of cases the global search improved and the median certified gap."""
+    """Print Markdown tables of result ``name``, per task and horizon: per planner, the median and worst cost /
+    reference at each budget, the share of cases the global search improved and the median certified gap. Where
+    planners ran on different cases, a second table compares them on the cases they all ran."""
     import json
 
     data = json.loads((RESULTS / f"{name}.json").read_text())
-    rows, refs = data["rows"], data["references"]
-    for task_name, horizon in sorted({(r["task"], r["H"]) for r in rows}):
-        sel = [r for r in rows if (r["task"], r["H"]) == (task_name, horizon)]
-        budgets = sorted({r["budget"] for r in sel})
-        mine = [r for r in refs if (r["task"], r["H"]) == (task_name, horizon)]
-        proven = sum(r["proven"] for r in mine)
-        print(f"\n**{task_name}, H = {horizon}** ({len(mine)} cases; reference = proven optimum in {proven}, "
-              "otherwise the best plan found)\n")
-        print("| planner | " + " | ".join(f"{b:g} s: median / worst (cases)" for b in budgets)
-              + " | improved by the search | certified gap (median) | CPU s at the top budget |")
-        print("|---|" + "---|" * (len(budgets) + 3))
-        for name_ in dict.fromkeys(r["planner"] for r in sel):
-            by_b = {r["budget"]: r for r in sel if r["planner"] == name_}
-            cells = [f"{by_b[b]['rel_median']:.3f} / {by_b[b].get('rel_worst', np.nan):.3f} ({by_b[b]['cases']})"
-                     if b in by_b else "—" for b in budgets]
-            top = by_b[max(by_b)]
-            improved = (", ".join(f"{by_b[b]['search_improved']:.0%}" for b in budgets
-                                  if b in by_b and "search_improved" in by_b[b]) or "")
-            gaps = [by_b[b].get("gap_median") for b in budgets if b in by_b and by_b[b].get("gap_median") is not None]
-            print(f"| {name_} | " + " | ".join(cells) + f" | {improved} | "
-                  + (f"{gaps[-1]:.2f}" if gaps else "") + f" | {top['cpu_median_s']:.2f} |")
+    runs, refs = data["runs"], data["references"]
+    for task_name, horizon in sorted({(r["task"], r["H"]) for r in runs}):
+        mine = [r for r in runs if (r["task"], r["H"]) == (task_name, horizon)]
+        budgets = sorted({r["budget"] for r in mine})
+        planners = list(dict.fromkeys(r["planner"] for r in mine))
+        per_planner = [{r["case"] for r in mine if r["planner"] == n} for n in planners]
+        common = set.intersection(*per_planner)
+        subsets = [(None, mine)]
+        if any(c != common for c in per_planner) and common:
+            subsets.append((sorted(common), [r for r in mine if r["case"] in common]))
+        for cases, sel_runs in subsets:
+            sel = summarise(sel_runs, refs, budgets, planners)
+            used = {r["case"] for r in sel_runs}
+            proven = sum(r["proven"] for r in refs if (r["task"], r["H"]) == (task_name, horizon) and r["case"] in used)
+            where = "all cases" if cases is None else f"the cases every planner ran: {cases}"
+            print(f"\n**{task_name}, H = {horizon}**, {where} (reference = proven optimum in {proven} of {len(used)}, "
+                  "otherwise the best plan found)\n")
+            print("| planner | " + " | ".join(f"{b:g} s: median / worst (cases)" for b in budgets)
+                  + " | improved by the search | certified gap (median) | CPU s at the top budget |")
+            print("|---|" + "---|" * (len(budgets) + 3))
+            for name_ in planners:
+                by_b = {r["budget"]: r for r in sel if r["planner"] == name_}
+                if not by_b:
+                    continue
+                cells = [f"{by_b[b]['rel_median']:.3f} / {by_b[b]['rel_worst']:.3f} ({by_b[b]['cases']})"
+                         if b in by_b else "—" for b in budgets]
+                top = by_b[max(by_b)]
+                improved = ", ".join(f"{by_b[b]['search_improved']:.0%}" for b in budgets
+                                     if b in by_b and "search_improved" in by_b[b])
+                gaps = [by_b[b].get("gap_median") for b in budgets if b in by_b and by_b[b].get("gap_median") is not None]
+                print(f"| {name_} | " + " | ".join(cells) + f" | {improved} | "
+                      + (f"{gaps[-1]:.2f}" if gaps else "") + f" | {top['cpu_median_s']:.2f} |")
 
 
 def summarise(runs: list[dict], refs: list[dict], budgets: list[float], planners: list[str]) -> list[dict]:
