@@ -11,6 +11,8 @@ Tasks:
   a seeded number of greedy steps, so the pusher is near the box.
 - ``obstacle``: the keep-out square of ``experiments/push_keepout.yaml`` between the box and its goal, priced
   (1000 per metre of depth per step) on the real goal -- no routed waypoint, so a plan must choose a side.
+- ``pushT``: the T to a pose (goal rotation up to pi/4, orientation weight 0.1) on the 16-ReLU T model of
+  ``benchmarks/pusht_model.py`` (``benchmarks/results/pusht_model.npz``).
 
 Planners (all from the same shifted start = the safe action, same seeds):
 MPPI, CEM and gradient shooting (anytime: repeated warm-started passes, the best kept); ``starts_only`` (best of
@@ -33,12 +35,12 @@ Per MIP variant the JSON reports the share of cases where the global search (any
 improved the plan, and the median certified gap.
 
 Run (the default grid: H = 5, budgets 0.3 and 1 s, 5 cases per task; about an hour on 2 loaded cores):
-``.venv/bin/python benchmarks/planning_quality.py [--cases 5] [--horizons 5] [--budgets 0.3,1]
-[--tasks push,obstacle] [--reference-limit 30] [--planners ...] [--wall]``
-(writes benchmarks/results/planning_quality.json and docs/img/planning_quality.png). The published result ran the
-two tasks in parallel and merged them:
-``... --tasks push --cases 4 --out planning_quality_push`` and ``... --tasks obstacle --cases 4 --out
-planning_quality_obstacle``, then ``... --merge planning_quality_push,planning_quality_obstacle``.
+``.venv/bin/python benchmarks/planning_quality.py [--cases 5] [--first-case 0] [--horizons 5] [--budgets 0.3,1]
+[--tasks push,obstacle,pushT] [--reference-limit 30] [--planners ...] [--wall] [--out NAME]``
+(writes benchmarks/results/NAME.json and docs/img/NAME.png). Slices of the grid run as separate processes and
+``--merge A,B,... --out NAME`` combines them (one reference per case: the lowest, proven where a part proved it);
+``--markdown NAME`` prints the tables of a result. The published run's calls are in docs/mip_mpc.md ("Planning
+quality").
 """
 
 from __future__ import annotations
