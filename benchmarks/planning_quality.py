@@ -485,7 +485,8 @@ def summarise(runs: list[dict], refs: list[dict], budgets: list[float], planners
 
 def plot(rows: list[dict], path: Path) -> None:
     """Median cost / reference vs budget: one panel per task (columns) and horizon (rows), one line per planner
-    (dashed: samplers, solid: the candidates, the descent and the MIP variants)."""
+    (dashed: samplers, solid: the candidates, the descent and the MIP variants; hollow markers: a budget that ran
+    on fewer cases than the line)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -507,10 +508,17 @@ def plot(rows: list[dict], path: Path) -> None:
                          key=lambda r: r["budget"])
             if sel:
                 style = "--" if name in SAMPLERS else "-"
-                ys = [r["rel_median"] for r in sel]
-                top = max(top, *ys)
-                (line,) = ax.plot([r["budget"] for r in sel], ys, style, marker="os^Dv<>ph*"[k % 10], ms=4,
-                                  color=cmap(k % 20), label=name)
+                top = max(top, *(r["rel_median"] for r in sel))
+                # one line over the budgets that ran on as many cases as the first; the others (the 10 s level
+                # on fewer cases) as hollow markers, so a line never joins medians over different cases
+                same = [r for r in sel if r["cases"] == sel[0]["cases"]]
+                other = [r for r in sel if r["cases"] != sel[0]["cases"]]
+                marker, color = "os^Dv<>ph*"[k % 10], cmap(k % 20)
+                (line,) = ax.plot([r["budget"] for r in same], [r["rel_median"] for r in same], style, marker=marker,
+                                  ms=4, color=color, label=name)
+                if other:
+                    ax.plot([r["budget"] for r in other], [r["rel_median"] for r in other], linestyle="none",
+                            marker=marker, ms=6, mfc="none", color=color)
                 handles[name] = line
         ax.set_xscale("log")
         ax.set_yscale("log")
