@@ -11,6 +11,8 @@ Tasks:
   a seeded number of greedy steps, so the pusher is near the box.
 - ``obstacle``: the keep-out square of ``experiments/push_keepout.yaml`` between the box and its goal, priced
   (1000 per metre of depth per step) on the real goal -- no routed waypoint, so a plan must choose a side.
+- ``pushT``: the T to a pose (goal rotation up to pi/4, orientation weight 0.1) on the 16-ReLU T model of
+  ``benchmarks/pusht_model.py`` (``benchmarks/results/pusht_model.npz``).
 
 Planners (all from the same shifted start = the safe action, same seeds):
 MPPI, CEM and gradient shooting (anytime: repeated warm-started passes, the best kept); ``starts_only`` (best of
@@ -33,12 +35,12 @@ Per MIP variant the JSON reports the share of cases where the global search (any
 improved the plan, and the median certified gap.
 
 Run (the default grid: H = 5, budgets 0.3 and 1 s, 5 cases per task; about an hour on 2 loaded cores):
-``.venv/bin/python benchmarks/planning_quality.py [--cases 5] [--horizons 5] [--budgets 0.3,1]
-[--tasks push,obstacle] [--reference-limit 30] [--planners ...] [--wall]``
-(writes benchmarks/results/planning_quality.json and docs/img/planning_quality.png). The published result ran the
-two tasks in parallel and merged them:
-``... --tasks push --cases 4 --out planning_quality_push`` and ``... --tasks obstacle --cases 4 --out
-planning_quality_obstacle``, then ``... --merge planning_quality_push,planning_quality_obstacle``.
+``.venv/bin/python benchmarks/planning_quality.py [--cases 5] [--first-case 0] [--horizons 5] [--budgets 0.3,1]
+[--tasks push,obstacle,pushT] [--reference-limit 30] [--planners ...] [--wall] [--out NAME]``
+(writes benchmarks/results/NAME.json and docs/img/NAME.png). Slices of the grid run as separate processes and
+``--merge A,B,... --out NAME`` combines them (one reference per case: the lowest, proven where a part proved it);
+``--markdown NAME`` prints the tables of a result. The published run's calls are in docs/mip_mpc.md ("Planning
+quality").
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from controlkit.tasks.pushing import CostConfig, GreedyPusher, PlannerSpec, Task
 log = logging.getLogger("planning_quality")
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = RESULTS / "push_mip_step_model.npz"
+T_MODEL = RESULTS / "pusht_model.npz"  # benchmarks/pusht_model.py
 BUDGETS = (0.05, 0.3, 1.0, 10.0)
 # Work per budget level: sampler passes, branch-and-bound nodes, neighbourhood slices (of SLICE_NODES nodes).
 WORK = {
@@ -94,14 +97,21 @@ MIP_VARIANTS = {
     "mppi_lns_window": {"search": "window", "search_size": 2, "branch_and_bound": False, "mppi_budget": True},
 }
 PLANNERS = (*SAMPLERS, *MIP_VARIANTS)
-# lns_hamming runs on request (--planners): one slice of local branching cost 4-5 s of CPU at H = 5 and found
-# nothing the window search did not (docs/mip_mpc.md)
-DEFAULT_PLANNERS = tuple(n for n in PLANNERS if n != "lns_hamming")
+# lns_hamming and mip_heur run on request (--planners): one slice of local branching cost 4-5 s of CPU at H = 5
+# and found nothing the window search did not; mip_heur gave the same plans as mip on all 8 cases of the first run
+DEFAULT_PLANNERS = tuple(n for n in PLANNERS if n not in ("lns_hamming", "mip_heur"))
+# The variants whose MILP work (a branch-and-bound root, or neighbourhood slices) costs CPU seconds per plan
+# whatever the work level; the cheap ones (samplers, candidates, descent) fit a control step.
+COSTLY = ("mip", "mip_heur", "lns_window", "lns_switching", "lns_hamming", "mppi_lns_window")
+# task: (env kwargs, cost kwargs, model file)
 TASKS = {
-    "push": ({"orientation_tolerance": 3.1416}, {}),
+    "push": ({"orientation_tolerance": 3.1416}, {}, MODEL),
     "obstacle": ({"orientation_tolerance": 3.1416, "keep_out": [-0.05, -0.05, 0.05, 0.05], "keep_out_crossing": True,
                   "goal_distance": [0.24, 0.3]},
-                 {"keep_out_margin": 0.02, "keep_out_penalty": 1000.0}),
+                 {"keep_out_margin": 0.02, "keep_out_penalty": 1000.0}, MODEL),
+    # the T to a pose: goal rotation up to pi/4 (the env's default); a 45 degree error (|cos - 1| + |sin| = 1)
+    # costs as much as 10 cm of position error
+    "pushT": ({"shape": "t", "orientation_tolerance": 0.3}, {"orientation_weight": 0.1}, T_MODEL),
 }
 _HARD = 1e3  # per unit of hard-constraint violation, as the candidate starts are scored
 
@@ -116,7 +126,7 @@ class Case:
 
 def make_cases(task_name: str, n: int, horizon: int, seed: int = 0) -> tuple[list[Case], Task, Any]:
     """``n`` fixed states: episode ``seed + 10_000 + i`` after a seeded number of greedy steps."""
-    env_kwargs, cost_kwargs = TASKS[task_name]
+    env_kwargs, cost_kwargs, _ = TASKS[task_name]
     env = gym.make("controlkit/Push-v0", goal_in_obs=False, **env_kwargs)
     task = Task(env.unwrapped, CostConfig(horizon=horizon, pusher_weight=0.2, terminal_weight=5.0, **cost_kwargs))
     rng = np.random.default_rng(seed)
@@ -181,6 +191,13 @@ def mip_planner(name: str, net, task: Task, case: Case, work: dict, budget: floa
     return make_planner(name, spec, net, task, seed=case.index)
 
 
+def searches(name: str) -> bool:
+    """Whether the MIP variant ``name`` runs a global search (branch and bound or neighbourhood slices) after the
+    region descent."""
+    extra = MIP_VARIANTS.get(name, {})
+    return name != "starts_only" and (extra.get("branch_and_bound", True) or "search" in extra)
+
+
 def run_mip(name: str, net, task: Task, case: Case, work: dict, budget: float, wall: bool):
     planner = mip_planner(name, net, task, case, work, budget, wall)
     planner.reset(seed=case.index)
@@ -207,7 +224,7 @@ def run_mip(name: str, net, task: Task, case: Case, work: dict, budget: float, w
     row = {"cost": cost, "cpu_s": cpu, "wall_s": elapsed, "start_cost": start_cost, "descent_cost": local,
            "status": plan.status.value, "gap": plan.gap if plan.gap is not None else float("nan"),
            "binaries": ex.get("binaries"), "time_limited": bool(ex.get("time_limited", wall))}
-    if name not in ("descent", "descent_k4"):  # the MILP or the search ran after the descent
+    if searches(name):  # the MILP or the search ran after the descent
         row["search_improved"] = bool(cost < local - 1e-7 * (1.0 + abs(local)))
         row["lns_improvements"] = ex.get("search_improvements", 0)
     return row, actions
@@ -226,10 +243,30 @@ def reference(net, task: Task, case: Case, best_actions: np.ndarray, limit: floa
             "binaries": plan.extras.get("binaries")}
 
 
+def model_files(box_model: str) -> dict[str, str]:
+    """The network file each task plans on (``--model`` replaces the box model of ``push`` and ``obstacle``)."""
+    return {t: str(box_model if spec[2] == MODEL else spec[2]) for t, spec in TASKS.items()}
+
+
+def reference_row(task_name: str, horizon: int, case: int, best: float, best_by: str, ref: dict) -> dict[str, Any]:
+    """The reference of one case and where it comes from: a proven optimum, the offline solve's incumbent, or the
+    best plan a planner found (named)."""
+    if ref["proven"] and ref["cost"] <= best + 1e-6 * (1.0 + abs(best)):
+        source = "proven optimum"
+    elif ref["cost"] < best:
+        source = "offline solve (not proven)"
+    else:
+        source = f"best found ({best_by})"
+    return {"task": task_name, "H": horizon, "case": case, "best_found": best, "best_by": best_by,
+            "reference": min(best, ref["cost"]), "proven": bool(ref["proven"]), "source": source,
+            "reference_gap": ref.get("gap"), "binaries": ref.get("binaries"), "reference_wall_s": ref.get("wall_s")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(MODEL))
+    ap.add_argument("--model", default=str(MODEL), help="the box model (push, obstacle); pushT uses " + T_MODEL.name)
     ap.add_argument("--cases", type=int, default=5, help="cases per task and horizon (BaB-ND uses 20)")
+    ap.add_argument("--first-case", type=int, default=0, help="index of the first case (to split a run)")
     ap.add_argument("--horizons", default="5")
     ap.add_argument("--budgets", default="0.3,1", help=f"any of {', '.join(map(str, BUDGETS))}")
     ap.add_argument("--tasks", default="push,obstacle")
@@ -241,7 +278,10 @@ def main() -> None:
                     "descent's plan) for every case of this result and keep the better reference")
     ap.add_argument("--merge", default="", help="comma-separated result names (e.g. runs of one task each, in "
                     "parallel) to combine into --out instead of running")
+    ap.add_argument("--markdown", default="", help="print the Markdown tables of this result instead of running")
     args = ap.parse_args()
+    if args.markdown:
+        return markdown(args.markdown)
     if args.merge:
         return merge([m for m in args.merge.split(",") if m], args.out)
     if args.refine:
@@ -256,14 +296,16 @@ def main() -> None:
         bad = [g for g in got if g not in valid]
         if bad:
             raise SystemExit(f"{label}: unknown {bad}; valid: {', '.join(map(str, valid))}")
-    net = load_network(args.model)
+    files = model_files(args.model)
+    nets = {t: load_network(files[t]) for t in tasks}
     load_before = os.getloadavg()[0]
     runs, refs = [], []
     for task_name in tasks:
+        net = nets[task_name]
         for horizon in (int(h) for h in args.horizons.split(",")):
-            cases, task, env = make_cases(task_name, args.cases, horizon)
-            for case in cases:
-                best, best_actions = np.inf, None
+            cases, task, env = make_cases(task_name, args.first_case + args.cases, horizon)
+            for case in cases[args.first_case:]:
+                best, best_by, best_actions = np.inf, "", None
                 for budget in budgets:
                     scale = horizon / 5
                     work = {**WORK[budget], "passes": {k: max(1, round(budget / (v * scale)))
@@ -272,30 +314,26 @@ def main() -> None:
                         fn = run_sampler if name in SAMPLERS else run_mip
                         row, actions = fn(name, net, task, case, work, budget, args.wall)
                         if row["cost"] < best:
-                            best, best_actions = row["cost"], actions
+                            best, best_by, best_actions = row["cost"], f"{name} at {budget:g}", actions
                         runs.append({"task": task_name, "H": horizon, "case": case.index, "budget": budget,
                                      "planner": name, **row})
                         log.info("%s H=%d case %d budget %g %-14s cost %.5f cpu %.2fs", task_name, horizon,
                                  case.index, budget, name, row["cost"], row["cpu_s"])
-                ref = {"cost": float("nan"), "proven": False}
+                ref = {"cost": float("inf"), "proven": False}
                 if args.reference_limit > 0:  # from the best plan any planner found
                     ref = reference(net, task, case, best_actions, args.reference_limit)
                     log.info("%s H=%d case %d reference %.5f proven %s (%.0fs)", task_name, horizon, case.index,
                              ref["cost"], ref["proven"], ref["wall_s"])
-                refs.append({"task": task_name, "H": horizon, "case": case.index, "best_found": best,
-                             "reference": min(best, ref["cost"]), "proven": bool(ref["proven"]),
-                             "reference_gap": ref.get("gap"), "binaries": ref.get("binaries"),
-                             "reference_wall_s": ref.get("wall_s")})
+                refs.append(reference_row(task_name, horizon, case.index, best, best_by, ref))
             env.close()
     rows = summarise(runs, refs, budgets, planners)
-    extra = {"model_file": os.path.relpath(args.model, ROOT), "mode": "wall" if args.wall else "deterministic",
+    extra = {"model_files": {t: os.path.relpath(files[t], ROOT) for t in tasks},
+             "mode": "wall" if args.wall else "deterministic",
              "work": {str(b): WORK[b] for b in budgets}, "sampler_pass_cpu_s_at_H5": PASS_S,
-             "slice_nodes": SLICE_NODES, "polish_lps": POLISH_LPS,
+             "slice_nodes": SLICE_NODES, "polish_lps": POLISH_LPS, "first_case": args.first_case,
              "cases_per_task": args.cases, "horizons": args.horizons, "tasks": tasks,
              "reference_limit_s": args.reference_limit, "load_average_before": load_before,
-             "load_average_after": os.getloadavg()[0], "references": refs, "runs": runs,
-             "note": "Work levels stand for the budgets; CPU seconds per plan are in runs[].cpu_s. The full grid "
-                     "(20 cases, budgets up to 10 s, H = 20) was not affordable on the shared machine."}
+             "load_average_after": os.getloadavg()[0], "references": refs, "runs": runs}
     report(args.out, rows, extra)
     plot(rows, ROOT / "docs" / "img" / f"{args.out}.png")
 
@@ -306,12 +344,15 @@ def refine(name: str, model: str, limit: float) -> None:
 
     torch.set_num_threads(1)
     data = json.loads((RESULTS / f"{name}.json").read_text())
-    net = load_network(model)
+    files = model_files(model)
     refs = {(r["task"], r["H"], r["case"]): r for r in data["references"]}
     for task_name, horizon in sorted({(t, h) for t, h, _ in refs}):
+        net = load_network(files[task_name])
         n = 1 + max(c for t, h, c in refs if (t, h) == (task_name, horizon))
         cases, task, env = make_cases(task_name, n, horizon)
         for case in cases:
+            if (task_name, horizon, case.index) not in refs:
+                continue
             planner = mip_planner("descent", net, task, case, {**WORK[1.0], "passes": {"mppi": 1}}, 1.0, False)
             planner.reset(seed=case.index)
             start = planner.plan(case.x, case.goal, warm_start=np.tile(planner.safe_action, (horizon, 1)))
@@ -320,7 +361,8 @@ def refine(name: str, model: str, limit: float) -> None:
             log.info("%s H=%d case %d refined %.5f proven %s (was %.5f)", task_name, horizon, case.index,
                      ref["cost"], ref["proven"], r["reference"])
             if ref["cost"] <= r["reference"] + 1e-9:
-                r.update(reference=min(r["reference"], ref["cost"]), proven=bool(ref["proven"]),
+                new = reference_row(task_name, horizon, case.index, r["best_found"], r.get("best_by", ""), ref)
+                r.update(reference=min(r["reference"], ref["cost"]), proven=new["proven"], source=new["source"],
                          reference_gap=ref["gap"], reference_wall_s=ref["wall_s"], refined_limit_s=limit)
         env.close()
     data["references"] = list(refs.values())
@@ -331,32 +373,89 @@ def refine(name: str, model: str, limit: float) -> None:
     report(name, data["rows"], extra)
 
 
+def merge_references(refs: list[dict]) -> list[dict]:
+    """One reference per case from several runs: the lowest cost; proven when a run proved an optimum that no
+    run beat (beyond the solver's tolerance)."""
+    best: dict[tuple, dict] = {}
+    for r in refs:
+        key = (r["task"], r["H"], r["case"])
+        if key not in best or r["reference"] < best[key]["reference"]:
+            best[key] = dict(r)
+    for r in refs:
+        b = best[(r["task"], r["H"], r["case"])]
+        if r["proven"] and r["reference"] <= b["reference"] + 1e-6 * (1.0 + abs(b["reference"])) and not b["proven"]:
+            b.update(proven=True, source="proven optimum", reference_gap=r.get("reference_gap"),
+                     reference_wall_s=r.get("reference_wall_s"))
+    return list(best.values())
+
+
 def merge(names: list[str], out: str) -> None:
     """Combine the runs and references of earlier result files (same work levels) into one result."""
     import json
 
     parts = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
     runs = [r for part in parts for r in part["runs"]]
-    best: dict[tuple, dict] = {}
-    for r in (r for part in parts for r in part["references"]):
-        key = (r["task"], r["H"], r["case"])
-        if key not in best or r["reference"] < best[key]["reference"] or (
-                r["reference"] == best[key]["reference"] and r["proven"]):
-            best[key] = r
-    refs = list(best.values())
+    refs = merge_references([r for part in parts for r in part["references"]])
     budgets = sorted({r["budget"] for r in runs})
     planners = list(dict.fromkeys(r["planner"] for r in runs))
     rows = summarise(runs, refs, budgets, planners)
     extra = {k: v for k, v in parts[0].items() if k not in ("rows", "runs", "references", "machine")}
-    extra.update(tasks=[t for part in parts for t in part["tasks"]], merged_from=names, references=refs, runs=runs,
+    files: dict[str, str] = {}
+    for part in parts:
+        files.update(part.get("model_files", {}))
+    extra.update(tasks=list(dict.fromkeys(t for part in parts for t in part["tasks"])), model_files=files,
+                 horizons=sorted({r["H"] for r in runs}), merged_from=names, references=refs, runs=runs,
+                 cases_per_task=None, first_case=None,
+                 reference_limit_s=[part["reference_limit_s"] for part in parts],
                  load_average_before=[part["load_average_before"] for part in parts],
                  load_average_after=[part["load_average_after"] for part in parts])
     report(out, rows, extra)
     plot(rows, ROOT / "docs" / "img" / f"{out}.png")
 
 
+def markdown(name: str) -> None:
+    """Print Markdown tables of result ``name``, per task and horizon: per planner, the median and worst cost /
+    reference at each budget, the share of cases the global search improved and the median certified gap. Where
+    planners ran on different cases, a second table compares them on the cases they all ran."""
+    import json
+
+    data = json.loads((RESULTS / f"{name}.json").read_text())
+    runs, refs = data["runs"], data["references"]
+    for task_name, horizon in sorted({(r["task"], r["H"]) for r in runs}):
+        mine = [r for r in runs if (r["task"], r["H"]) == (task_name, horizon)]
+        budgets = sorted({r["budget"] for r in mine})
+        planners = list(dict.fromkeys(r["planner"] for r in mine))
+        per_planner = [{r["case"] for r in mine if r["planner"] == n} for n in planners]
+        common = set.intersection(*per_planner)
+        subsets = [(None, mine)]
+        if any(c != common for c in per_planner) and common:
+            subsets.append((sorted(common), [r for r in mine if r["case"] in common]))
+        for cases, sel_runs in subsets:
+            sel = summarise(sel_runs, refs, budgets, planners)
+            used = {r["case"] for r in sel_runs}
+            proven = sum(r["proven"] for r in refs if (r["task"], r["H"]) == (task_name, horizon) and r["case"] in used)
+            where = "all cases" if cases is None else f"the cases every planner ran: {cases}"
+            print(f"\n**{task_name}, H = {horizon}**, {where} (reference = proven optimum in {proven} of {len(used)}, "
+                  "otherwise the best plan found)\n")
+            print("| planner | " + " | ".join(f"{b:g} s: median / worst (cases)" for b in budgets)
+                  + " | improved by the search | certified gap (median) | CPU s at the top budget |")
+            print("|---|" + "---|" * (len(budgets) + 3))
+            for name_ in planners:
+                by_b = {r["budget"]: r for r in sel if r["planner"] == name_}
+                if not by_b:
+                    continue
+                cells = [f"{by_b[b]['rel_median']:.3f} / {by_b[b]['rel_worst']:.3f} ({by_b[b]['cases']})"
+                         if b in by_b else "—" for b in budgets]
+                top = by_b[max(by_b)]
+                improved = ", ".join(f"{by_b[b]['search_improved']:.0%}" for b in budgets
+                                     if b in by_b and "search_improved" in by_b[b])
+                gaps = [by_b[b].get("gap_median") for b in budgets if b in by_b and by_b[b].get("gap_median") is not None]
+                print(f"| {name_} | " + " | ".join(cells) + f" | {improved} | "
+                      + (f"{gaps[-1]:.2f}" if gaps else "") + f" | {top['cpu_median_s']:.2f} |")
+
+
 def summarise(runs: list[dict], refs: list[dict], budgets: list[float], planners: list[str]) -> list[dict]:
-    """Per task, horizon, budget and planner: cost / reference (median, mean, share within 1 %), CPU seconds,
+    """Per task, horizon, budget and planner: cost / reference (median, mean, worst, share within 1 %), CPU seconds,
     and for the MIP variants the share of cases the global search improved and the median certified gap."""
     ref = {(r["task"], r["H"], r["case"]): r for r in refs}
     rows = []
@@ -372,9 +471,10 @@ def summarise(runs: list[dict], refs: list[dict], budgets: list[float], planners
                     proven = [ref[(task_name, horizon, r["case"])]["proven"] for r in sel]
                     row = {"task": task_name, "H": horizon, "budget": budget, "planner": name, "cases": len(sel),
                            "rel_median": float(np.median(rel)), "rel_mean": float(np.mean(rel)),
-                           "within_1pct": float(np.mean(rel <= 1.01)), "proven_refs": int(sum(proven)),
+                           "rel_worst": float(np.max(rel)), "within_1pct": float(np.mean(rel <= 1.01)),
+                           "proven_refs": int(sum(proven)),
                            "cpu_median_s": float(np.median([r["cpu_s"] for r in sel]))}
-                    if "search_improved" in sel[0]:
+                    if searches(name) and "search_improved" in sel[0]:
                         gaps = np.array([r["gap"] for r in sel], dtype=float)
                         row.update(search_improved=float(np.mean([r["search_improved"] for r in sel])),
                                    gap_median=float(np.nanmedian(gaps)) if np.isfinite(gaps).any() else None,
@@ -384,35 +484,58 @@ def summarise(runs: list[dict], refs: list[dict], budgets: list[float], planners
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """Mean cost / reference vs budget, one panel per task and horizon, one line per planner."""
+    """Median cost / reference vs budget: one panel per task (columns) and horizon (rows), one line per planner
+    (dashed: samplers, solid: the candidates, the descent and the MIP variants; hollow markers: a budget that ran
+    on fewer cases than the line)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(r["task"], r["H"]) for r in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 2.2, 4.0), squeeze=False)
+    tasks = sorted({r["task"] for r in rows})
+    horizons = sorted({r["H"] for r in rows})
+    fig, axes = plt.subplots(len(horizons), len(tasks), figsize=(4.2 * len(tasks) + 2.4, 3.4 * len(horizons)),
+                             squeeze=False)
     names = list(dict.fromkeys(r["planner"] for r in rows))
     cmap = plt.get_cmap("tab20")
-    for ax, (task_name, horizon) in zip(axes[0], panels):
-        for i, name in enumerate(names):
+    budgets = sorted({r["budget"] for r in rows})
+    handles = {}
+    for (i, horizon), (j, task_name) in ((a, b) for a in enumerate(horizons) for b in enumerate(tasks)):
+        ax = axes[i][j]
+        top = 1.0
+        for k, name in enumerate(names):
             sel = sorted((r for r in rows if (r["task"], r["H"], r["planner"]) == (task_name, horizon, name)),
                          key=lambda r: r["budget"])
             if sel:
-                style = "-" if name in MIP_VARIANTS else "--"
-                ax.plot([r["budget"] for r in sel], [r["rel_mean"] for r in sel], style, marker="o", ms=4,
-                        color=cmap(i % 20), label=name)
-        budgets = sorted({r["budget"] for r in rows})
+                style = "--" if name in SAMPLERS else "-"
+                top = max(top, *(r["rel_median"] for r in sel))
+                # one line over the budgets that ran on as many cases as the first; the others (the 10 s level
+                # on fewer cases) as hollow markers, so a line never joins medians over different cases
+                same = [r for r in sel if r["cases"] == sel[0]["cases"]]
+                other = [r for r in sel if r["cases"] != sel[0]["cases"]]
+                marker, color = "os^Dv<>ph*"[k % 10], cmap(k % 20)
+                (line,) = ax.plot([r["budget"] for r in same], [r["rel_median"] for r in same], style, marker=marker,
+                                  ms=4, color=color, label=name)
+                if other:
+                    ax.plot([r["budget"] for r in other], [r["rel_median"] for r in other], linestyle="none",
+                            marker=marker, ms=6, mfc="none", color=color)
+                handles[name] = line
         ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_ylim(0.98, max(1.1, min(top * 1.1, 10.0)))
         ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
         ax.minorticks_off()
-        ax.set_xlabel("budget (s; work level)")
-        ax.set_title(f"{task_name}, H = {horizon}")
+        ticks = [t for t in (1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0) if t <= ax.get_ylim()[1]]
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_title(f"{task_name}, H = {horizon}", fontsize=10)
         ax.axhline(1.0, color="k", lw=0.8)
         ax.grid(True, alpha=0.3)
-    axes[0][0].set_ylabel("planned cost / best known plan (mean)")
-    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.tight_layout()
+        if i == len(horizons) - 1:
+            ax.set_xlabel("budget (s; work level)")
+        if j == 0:
+            ax.set_ylabel("planned cost / reference (median)")
+    fig.legend(list(handles.values()), list(handles), fontsize=8, loc="center right")
+    fig.tight_layout(rect=(0, 0, 1 - 2.2 / fig.get_figwidth(), 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     print(f"written {path}")

@@ -1,10 +1,11 @@
 """The MILP compiler's back half: sound bounds on every neuron (interval, zonotope, LP tightening), the HiGHS
-backend (embedded, the default) and the Pyomo backend (any solver Pyomo opens)."""
+backend (embedded, the default), the Pyomo backend (any solver Pyomo opens) and SCIP for diagnosing the search."""
 
 from controlkit.planning.milp.bounds import Bounds, ibp, symbolic
 from controlkit.planning.milp.highs import CompiledMILP, HighsMILP, SolveResult, assemble
+from controlkit.planning.milp.scip import ScipResult, solve_scip
 from controlkit.planning.milp.search import SEARCH_MODES, SearchResult, neighbourhood_search
 from controlkit.planning.milp.tightening import tighten_lp
 
-__all__ = ["SEARCH_MODES", "Bounds", "CompiledMILP", "HighsMILP", "SearchResult", "SolveResult",
-           "assemble", "ibp", "neighbourhood_search", "symbolic", "tighten_lp"]
+__all__ = ["SEARCH_MODES", "Bounds", "CompiledMILP", "HighsMILP", "ScipResult", "SearchResult",
+           "SolveResult", "assemble", "ibp", "neighbourhood_search", "solve_scip", "symbolic", "tighten_lp"]
