@@ -59,10 +59,12 @@ class GraphPlanner(RecedingHorizonPlanner):
         self.inner(np.zeros(self.problem.nx), key=tuple(full))
 
     def reset(self, seed: int | None = None) -> None:
+        """New episode: the inner planners are dropped, so an episode's plans depend on its seed alone (a MILP
+        updated in place would carry the solver's state over from the last episode)."""
         super().reset(seed)
         self._seed = seed
-        for inner in getattr(self, "_inner", {}).values():
-            inner.reset(seed)
+        if hasattr(self, "_inner"):
+            self._inner.clear()
 
     def inner(self, x0: np.ndarray, key: tuple[tuple[int, int], ...] | None = None
               ) -> tuple[tuple[tuple[int, int], ...], RecedingHorizonPlanner]:
