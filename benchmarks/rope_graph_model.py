@@ -18,8 +18,8 @@ compiled rope has (one copy of the message neurons per edge, of the update neuro
 
 Run (about 10 min on 2 shared cores):
 ``MUJOCO_GL=egl .venv/bin/python benchmarks/rope_graph_model.py [--trajectories 300] [--epochs 60]``
-Writes ``benchmarks/results/rope_graph_model.json`` and the models ``rope_graph_dense.npz`` and
-``rope_graph_model.npz`` next to it.
+Writes ``benchmarks/results/rope_graph_model.json`` and the models ``rope_graph_dense.npz``,
+``rope_graph_relu<N>.npz`` (every round) and ``rope_graph_model.npz`` (the selected round) next to it.
 """
 
 from __future__ import annotations
@@ -116,6 +116,10 @@ def main() -> None:
     t3 = time.perf_counter()
     result = sparsify(graph, train, val, sp, settings, seed=args.seed + 10)
     t_sparse = time.perf_counter() - t3
+    for r in result.rounds[1:]:  # every round, so that planning can be compared across ReLU budgets
+        graph.load_state_dict(r.state)
+        export_graph(graph, r.modes, metadata={**meta, "round": r.round, "val_rollout10": r.val_rollout}).save(
+            Path(args.out).with_name(f"rope_graph_relu{r.n_relu}.npz"))
     best = result.best
     graph.load_state_dict(best.state)
     gates = fixed_gates(best.modes)

@@ -18,6 +18,6 @@ _LAZY = dict.fromkeys(
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
-    "GraphPlanner", "graph_planner", "KeepOut", "MIPMPC", "MPCProblem", "RecedingHorizonPlanner", "get_planner", "make_problem",
-    "planner_names", "register_planner", *_LAZY,
+    "GraphPlanner", "KeepOut", "MIPMPC", "MPCProblem", "RecedingHorizonPlanner", "get_planner", "graph_planner",
+    "make_problem", "planner_names", "register_planner", *_LAZY,
 ]

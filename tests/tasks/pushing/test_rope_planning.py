@@ -5,10 +5,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from controlkit.envs.rope import shape_error
 
 import controlkit  # noqa: F401  (registers controlkit/*)
 from controlkit.core.errors import ControlkitError
-from controlkit.envs.rope import shape_error
 from controlkit.models.dynamics import TrainSettings, fit
 from controlkit.models.graph_training import export_graph
 from controlkit.tasks.pushing import run_episode
