@@ -9,14 +9,15 @@ segment length the distance-based edges are the chain's neighbours (plus any par
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.models.data import TransitionData, collect
-from controlkit.models.graph_training import GraphDynamics
+
+if TYPE_CHECKING:
+    from controlkit.models.graph_training import GraphDynamics
 
 ENV_ID = "controlkit/Rope-v0"
 
@@ -96,6 +97,10 @@ def rope_graph_model(train: TransitionData, n_particles: int, radius: float = 0.
     at the commanded displacement (the set-point moves by the action), which training would otherwise spend most
     of its first steps finding.
     """
+    import torch  # torch loads only when a model is built (planning on a saved model does not need it)
+
+    from controlkit.models.graph_training import GraphDynamics
+
     model = GraphDynamics(message_hidden=[hidden], update_hidden=[hidden], message_size=message_size, radius=radius,
                           pos_scale=0.025, u_scale=0.03, max_objects=n_particles, seed=seed)
     model.fit_normalisation(train)
