@@ -32,7 +32,7 @@ def test_tiny_run_writes_a_summary_per_planner_and_plots(tmp_path, file, planner
     assert code == 0
     (run,) = [p for p in out.glob("*/*") if p.is_dir()]
     summary = json.loads((run / "summary.json").read_text())
-    assert set(summary["controllers"]) == {"mip_mpc", "mppi", "cem"} if "rope" in file else {"mip_mpc", "mppi"}
+    assert set(summary["controllers"]) == ({"mip_mpc", "mppi", "cem"} if "rope" in file else {"mip_mpc", "mppi"})
     for c in summary["controllers"].values():
         assert c["episodes"] == 1 and c["steps_mean"] == 3 and c["fallbacks"] == 0
     assert summary["model"]["n_relu"] > 0
