@@ -17,12 +17,14 @@ This module is numpy only (what planners need); the trainable torch model is
 :class:`controlkit.models.graph_training.GraphDynamics`, exported here by
 :func:`~controlkit.models.graph_training.export_graph`.
 
-For planning, the interaction graph is fixed over the horizon (the box-box edges present at the first state):
+For planning, the interaction graph is fixed over the horizon (the node-node edges present at the first state):
 then the unrolled model is a ReLU network with shared weights, and :meth:`GraphNetwork.compact` writes it out as a
 :class:`~controlkit.models.network.CompactNetwork` -- one copy of the message neurons per edge and of the update neurons
 per box, the message output layer, the sum and the update input layer folded into one linear map, and the inputs
 the update needs carried through identity neurons (no binaries). Every planner (MIP-MPC, MPPI, CEM, gradient)
-then plans on it unchanged, and the MILP's predicted rollout is the graph model's rollout.
+then plans on it unchanged, and the MILP's predicted rollout is the graph model's rollout. The compiled graph has
+any number of nodes: Sort-v0's boxes (at most :data:`MAX_OBJECTS`, the layout its models train on) or the
+particles of ``controlkit/Rope-v0`` (:mod:`controlkit.tasks.pushing.rope_data`).
 
 Training data mixes 2-4 boxes: states are padded to :data:`MAX_OBJECTS` boxes with zero rows (``cos = sin = 0``
 marks a missing box, which has no edges and does not move), so one :class:`~controlkit.models.data.TransitionData`
@@ -59,21 +61,31 @@ def state_size(n_objects: int) -> int:
     return 4 * n_objects + 2
 
 
-def check_objects(n_objects: Any, field: str = "n_objects") -> int:
-    """``n_objects`` as an int from 1 to :data:`MAX_OBJECTS`, else a :class:`ControlkitError` naming ``field``."""
-    if isinstance(n_objects, bool) or not isinstance(n_objects, (int, np.integer)) \
-            or not 1 <= n_objects <= MAX_OBJECTS:
-        raise ControlkitError(f"{field}: must be an integer from 1 to {MAX_OBJECTS}, got {n_objects!r}.")
+def check_objects(n_objects: Any, field: str = "n_objects", max_objects: int | None = MAX_OBJECTS) -> int:
+    """``n_objects`` as an int from 1 to ``max_objects`` (``None``: no upper limit), else a
+    :class:`ControlkitError` naming ``field``.
+
+    Sort-v0 and the models trained on it keep the default (at most :data:`MAX_OBJECTS` boxes); the compiled graph
+    itself has no limit (the rope's particles are nodes too), so :meth:`GraphNetwork.step` and
+    :meth:`GraphNetwork.compact` pass ``None``.
+    """
+    if isinstance(n_objects, bool) or not isinstance(n_objects, (int, np.integer)) or n_objects < 1 \
+            or (max_objects is not None and n_objects > max_objects):
+        valid = "an integer >= 1" if max_objects is None else f"an integer from 1 to {max_objects}"
+        raise ControlkitError(f"{field}: must be {valid}, got {n_objects!r}.")
     return int(n_objects)
 
 
-def objects_in(x: np.ndarray, field: str = "state") -> int:
-    """Number of boxes of a state vector (its length is ``4 n + 2``)."""
+def objects_in(x: np.ndarray, field: str = "state", max_objects: int | None = MAX_OBJECTS) -> int:
+    """Number of nodes of a state vector (its length is ``4 n + 2``, ``1 <= n <= max_objects``)."""
     size = np.shape(x)[-1]
-    if (size - 2) % 4 or not 1 <= (size - 2) // 4 <= MAX_OBJECTS:
-        raise ControlkitError(f"{field}: length {size} is not 4 n + 2 for n = 1..{MAX_OBJECTS} boxes "
-                              f"(valid lengths: {[state_size(n) for n in range(1, MAX_OBJECTS + 1)]}).")
-    return (size - 2) // 4
+    n = (size - 2) // 4
+    if (size - 2) % 4 or n < 1 or (max_objects is not None and n > max_objects):
+        valid = "n >= 1" if max_objects is None else f"n = 1..{max_objects} boxes"
+        shown = "" if max_objects is None else \
+            f" (valid lengths: {[state_size(k) for k in range(1, max_objects + 1)]})"
+        raise ControlkitError(f"{field}: length {size} is not 4 n + 2 for {valid}{shown}.")
+    return n
 
 
 def pad_states(states: np.ndarray, n_objects: int, to: int = MAX_OBJECTS) -> np.ndarray:
@@ -95,8 +107,9 @@ def unpad_states(states: np.ndarray, n_objects: int) -> np.ndarray:
 
 
 def box_edges(x: np.ndarray, radius: float) -> list[tuple[int, int]]:
-    """Directed box-box edges ``(sender, receiver)`` between boxes whose centres are closer than ``radius``."""
-    n = objects_in(x, "x0")
+    """Directed node-node edges ``(sender, receiver)`` between nodes whose centres are closer than ``radius``
+    (boxes, or rope particles: any number of nodes)."""
+    n = objects_in(x, "x0", max_objects=None)
     xy = np.asarray(x, dtype=np.float64)[: 4 * n].reshape(n, 4)[:, :2]
     d = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
     return [(j, i) for i in range(n) for j in range(n) if i != j and d[i, j] < radius]
@@ -181,7 +194,7 @@ class GraphNetwork:
     def step(self, x: np.ndarray, u: np.ndarray, edges: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
         """Next state of one state ``x`` ``(4 n + 2,)`` under ``u``; ``edges`` default to :meth:`edges` at ``x``."""
         x, u = np.asarray(x, dtype=np.float64), np.asarray(u, dtype=np.float64)
-        n = objects_in(x)
+        n = objects_in(x, max_objects=None)
         edges = self.edges(x) if edges is None else edges
         boxes = x[: 4 * n].reshape(n, 4)
         pusher = x[4 * n:]
@@ -197,7 +210,8 @@ class GraphNetwork:
 
     # --- compilation -------------------------------------------------------------------------------------------
     def compact(self, n_objects: int, edges: Sequence[tuple[int, int]] = ()) -> CompactNetwork:
-        """The one-step model for ``n_objects`` boxes and the fixed box-box ``edges`` as a :class:`CompactNetwork`.
+        """The one-step model for ``n_objects`` nodes (any number >= 1: boxes or rope particles) and the fixed
+        node-node ``edges`` as a :class:`CompactNetwork`.
 
         Input ``[x, u]``, output the change of ``x`` (residual). Hidden layers: the message layers (one block of
         neurons per edge, pusher edges first) then the update layers (one block per box), each followed by
@@ -208,7 +222,7 @@ class GraphNetwork:
         Raises:
             ControlkitError: ``n_objects`` out of range or an edge that names a missing box or a self-loop.
         """
-        n = check_objects(n_objects)
+        n = check_objects(n_objects, max_objects=None)
         edges = [(int(s), int(r)) for s, r in edges]
         bad = [e for e in edges if not (0 <= e[0] < n and 0 <= e[1] < n) or e[0] == e[1]]
         if bad:

@@ -33,8 +33,8 @@ class GraphDynamics(nn.Module):
         seed: Seeds the weight initialisation.
         max_objects: Node slots of the padded state (default :data:`~controlkit.models.graph.MAX_OBJECTS`, what
             Sort-v0 and the exported :class:`~controlkit.models.graph.GraphNetwork` use). Larger values train on
-            more nodes (e.g. the particles of ``Rope-v0``); the shared MLPs export as they are, but the numpy
-            ``GraphNetwork.step`` and ``compact`` accept at most ``MAX_OBJECTS`` nodes today.
+            more nodes (e.g. the particles of ``Rope-v0``); the shared MLPs export as they are, and the numpy
+            ``GraphNetwork.step`` and ``compact`` take any number of nodes.
     """
 
     residual = True

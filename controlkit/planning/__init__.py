@@ -6,7 +6,7 @@ The samplers run on torch and load on first use, so MIP-MPC runs with numpy and 
 """
 
 from controlkit.core.lazy import lazy_getattr
-from controlkit.planning.graph import GraphPlanner
+from controlkit.planning.graph import GraphPlanner, graph_planner
 from controlkit.planning.mip_mpc import MIPMPC
 from controlkit.planning.problem import KeepOut, MPCProblem, make_problem
 from controlkit.planning.receding import RecedingHorizonPlanner
@@ -18,6 +18,6 @@ _LAZY = dict.fromkeys(
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
-    "GraphPlanner", "KeepOut", "MIPMPC", "MPCProblem", "RecedingHorizonPlanner", "get_planner", "make_problem",
-    "planner_names", "register_planner", *_LAZY,
+    "GraphPlanner", "KeepOut", "MIPMPC", "MPCProblem", "RecedingHorizonPlanner", "get_planner", "graph_planner",
+    "make_problem", "planner_names", "register_planner", *_LAZY,
 ]

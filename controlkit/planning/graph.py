@@ -1,6 +1,7 @@
 """Receding-horizon planning on a graph dynamics model with the interaction graph fixed over each plan's horizon.
 
-At every plan, :class:`GraphPlanner` reads the box-box edges present at ``x0``
+At every plan, :class:`GraphPlanner` reads the node-node edges present at ``x0`` (boxes of Sort-v0 or particles of
+Rope-v0, any number)
 (:meth:`~controlkit.models.graph.GraphNetwork.edges`), compiles the graph model with that graph into a
 :class:`~controlkit.models.network.CompactNetwork` (:meth:`~controlkit.models.graph.GraphNetwork.compact`) and plans with an
 ordinary planner on it: MIP-MPC, MPPI, CEM, gradient or random shooting, built by a factory the caller passes.
@@ -27,11 +28,12 @@ PlannerFactory = Callable[[CompactNetwork], RecedingHorizonPlanner]
 
 
 class GraphPlanner(RecedingHorizonPlanner):
-    """Plan on a :class:`GraphNetwork` for ``n_objects`` boxes with any planner (see the module docstring).
+    """Plan on a :class:`GraphNetwork` for ``n_objects`` nodes with any planner (see the module docstring).
 
     Args:
         graph: The graph model.
-        n_objects: Number of boxes (1 to 4); the state is ``[box_i x, y, cos, sin ..., pusher x, y]``.
+        n_objects: Number of nodes (boxes or rope particles, >= 1); the state is
+            ``[node_i x, y, cos, sin ..., pusher x, y]``.
         make_planner: ``make_planner(net)`` returns the inner planner for the compiled network ``net``; it must
             use ``horizon`` and the same bounds and cost for every ``net``.
         horizon, u_low, u_high, x_low, x_high, state_weights, control_weight, **kwargs: The problem, as for every
@@ -46,7 +48,7 @@ class GraphPlanner(RecedingHorizonPlanner):
                  control_weight: float = 0.0, *, max_edge_sets: int = 16, **kwargs: Any) -> None:
         if not isinstance(graph, GraphNetwork):
             raise ControlkitError(f"graph: need a controlkit.models.graph.GraphNetwork, got {type(graph).__name__}.")
-        n = check_objects(n_objects)
+        n = check_objects(n_objects, max_objects=None)
         full = [(j, i) for i in range(n) for j in range(n) if i != j]
         self.graph, self.n_objects, self.make_planner = graph, n, make_planner
         self.max_edge_sets = int(max_edge_sets)
@@ -57,10 +59,12 @@ class GraphPlanner(RecedingHorizonPlanner):
         self.inner(np.zeros(self.problem.nx), key=tuple(full))
 
     def reset(self, seed: int | None = None) -> None:
+        """New episode: the inner planners are dropped, so an episode's plans depend on its seed alone (a MILP
+        updated in place would carry the solver's state over from the last episode)."""
         super().reset(seed)
         self._seed = seed
-        for inner in getattr(self, "_inner", {}).values():
-            inner.reset(seed)
+        if hasattr(self, "_inner"):
+            self._inner.clear()
 
     def inner(self, x0: np.ndarray, key: tuple[tuple[int, int], ...] | None = None
               ) -> tuple[tuple[tuple[int, int], ...], RecedingHorizonPlanner]:
@@ -102,4 +106,35 @@ class GraphPlanner(RecedingHorizonPlanner):
         return action, info
 
 
-__all__ = ["GraphPlanner", "PlannerFactory"]
+def graph_planner(graph: GraphNetwork, n_objects: int, kind: str, problem: dict[str, Any], knobs: dict[str, Any],
+                  mip_class: type | None = None) -> GraphPlanner:
+    """A :class:`GraphPlanner` whose inner planners are the registered planner type ``kind``.
+
+    Args:
+        graph: The graph model.
+        n_objects: Its node count (boxes or rope particles).
+        kind: A registered planner type (:func:`controlkit.planning.get_planner`: ``mip_mpc``, ``mppi``, ``cem``,
+            ``gradient``, ``random``, ...).
+        problem: ``horizon``, ``u_low``, ``u_high``, ``x_low``, ``x_high``, ``state_weights``, ... (the same for
+            every edge set).
+        knobs: The inner planner's own arguments.
+        mip_class: Used for ``kind="mip_mpc"`` instead of the registered class (e.g. a task's MIP-MPC with
+            candidate starts).
+
+    Raises:
+        ControlkitError: an unknown ``kind`` or knob (named as ``planners.<kind>``), or a bad problem.
+    """
+    from controlkit.planning.registry import get_planner
+
+    cls = mip_class if kind == "mip_mpc" and mip_class is not None else get_planner(kind)
+
+    def factory(net: CompactNetwork) -> RecedingHorizonPlanner:
+        return cls(net, **problem, **knobs)
+
+    try:
+        return GraphPlanner(graph, n_objects, factory, **problem)
+    except TypeError as exc:  # an unknown knob
+        raise ControlkitError(f"planners.{kind}: {exc}") from None
+
+
+__all__ = ["GraphPlanner", "PlannerFactory", "graph_planner"]

@@ -54,6 +54,7 @@ KINDS: Registry[ExperimentKind] = Registry("kind", builtins={
         "swimmer": "controlkit.runner.kinds.swimmer:KIND",
         "sparsify": "controlkit.runner.kinds.sparsify:KIND",
         "model_based_control": "controlkit.runner.kinds.model_based_control:KIND",
+        "graph_control": "controlkit.runner.kinds.graph_control:KIND",
     }, group="controlkit.kinds", check=_check_kind)
 
 

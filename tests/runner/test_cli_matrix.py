@@ -12,6 +12,8 @@ import pytest
 from controlkit.runner.cli import main
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+DATA = Path(__file__).resolve().parents[1] / "data"
+ROPE = f"model.file={DATA / 'rope_graph_model.npz'}"  # the graph models the experiment files name, as fixtures
 
 # (experiment file, overrides, words the one-line message must contain)
 CASES = {
@@ -36,6 +38,16 @@ CASES = {
         (["planners.mip_mpc.starts=[nope]"], ["planners.mip_mpc.starts", "nope", "greedy"]),
         (["planners.mppi.warm_tail=nope"], ["planners.mppi.warm_tail", "repeat"]),
         (["planners.cem.lr=1"], ["planners.cem", "lr", "elite_frac"]),
+    ]),
+    "graph_control": ("rope_mip_mpc.yaml", [
+        ([ROPE, "env_kwargs.n_particles=6"], ["model.file", "8 particles", "env_kwargs.n_particles=6"]),
+        ([ROPE, "env_kwargs.target=[[0,0],[0.1,0]]"], ["env_kwargs", "target", "(8, 2)"]),
+        ([f"model.file={DATA / 'sort_graph_model.npz'}"], ["model.file", "controlkit/Sort-v0"]),
+        ([f"model.file={DATA / 'push_16relu_model.npz'}"], ["model.file", "not a graph model"]),
+        (["model.file=/nonexistent/model.npz"], ["model.file", "no such file"]),
+        ([ROPE, "planners.mppi.type=greedy"], ["planners.mppi.type", "greedy", "mip_mpc"]),
+        ([ROPE, "planners.mip_mpc.starts=[nope]"], ["planners.mip_mpc.starts", "nope", "safe"]),
+        ([ROPE, "env=controlkit/Push-v0"], ["env", "controlkit/Rope-v0"]),
     ]),
     "swimmer": ("swimmer_ncap_vs_mlp.yaml", [
         (["policies.0.total_steps=abc"], ["policies.0.total_steps", "integer"]),

@@ -1,6 +1,7 @@
 """Pushing on the table (``controlkit/Push-v0``, ``controlkit/Sort-v0``): the model-free greedy reference and the
 simulator-backed dynamics, candidate starts for MIP-MPC, the sort sequencer (which box, where to, how the pusher
-gets there) and routing round keep-out boxes."""
+gets there), routing round keep-out boxes, and planning on graph models (sorting by a cost over all boxes, shaping
+the rope of ``controlkit/Rope-v0``)."""
 
 from controlkit.tasks.pushing.graph_sort import (
     GraphSortTask,
@@ -12,6 +13,7 @@ from controlkit.tasks.pushing.graph_sort import (
     sort_weights,
 )
 from controlkit.tasks.pushing.greedy import GreedyPusher, PushThroughExplorer, SimDynamics, pre_push_point
+from controlkit.tasks.pushing.rope_task import RopeTask, check_rope_env, make_rope_planner, rope_goal, rope_weights
 from controlkit.tasks.pushing.routing import next_waypoint
 from controlkit.tasks.pushing.sort_task import Leg, SortSequencer
 from controlkit.tasks.pushing.starts import PipelineMIP, StartsOnly
@@ -45,6 +47,7 @@ __all__ = [
     "PlannerSpec",
     "PushExplorer",
     "PushThroughExplorer",
+    "RopeTask",
     "SimDynamics",
     "SortSequencer",
     "StartsOnly",
@@ -53,6 +56,10 @@ __all__ = [
     "frame_matrix",
     "load_network",
     "make_planner",
+    "make_rope_planner",
+    "check_rope_env",
+    "rope_goal",
+    "rope_weights",
     "next_waypoint",
     "pre_push_point",
     "run_episode",

@@ -192,10 +192,8 @@ def make_graph_planner(kind: str, graph: Any, env: Any, horizon: int = 10, seed:
     Raises:
         ControlkitError: unknown ``kind``, or a graph model that does not match ``env`` (:func:`check_graph_env`).
     """
-    from controlkit.planning.graph import GraphPlanner
-    from controlkit.planning.registry import get_planner
+    from controlkit.planning.graph import graph_planner
 
-    cls = SortMIP if kind == "mip_mpc" else get_planner(kind)  # any registered planner type
     check_graph_env(graph, env)
     n, step = env.n_objects, float(env.step_size)
     x_high = np.array([BOX_LIMIT, BOX_LIMIT, 1.5, 1.5] * n + [TABLE_HALF] * 2)
@@ -205,14 +203,7 @@ def make_graph_planner(kind: str, graph: Any, env: Any, horizon: int = 10, seed:
     knobs["seed"] = seed
     if kind == "mip_mpc":
         knobs["shape"] = env.shape  # for the greedy candidate start
-
-    def factory(net):
-        return cls(net, **problem, **knobs)
-
-    try:
-        return GraphPlanner(graph, n, factory, **problem)
-    except TypeError as exc:  # an unknown knob: name it as the pipeline does
-        raise ControlkitError(f"planners.{kind}: {exc}") from None
+    return graph_planner(graph, n, kind, problem, knobs, mip_class=SortMIP)
 
 
 class GraphSortTask:

@@ -9,21 +9,29 @@ segment length the distance-based edges are the chain's neighbours (plus any par
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from controlkit.core.controller import Controller, StepInfo
+from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF
 from controlkit.models.data import TransitionData, collect
-from controlkit.models.graph_training import GraphDynamics
+
+if TYPE_CHECKING:
+    from controlkit.models.graph_training import GraphDynamics
 
 ENV_ID = "controlkit/Rope-v0"
+REACH = TABLE_HALF - PUSHER_RADIUS  # farthest pusher centre coordinate
 
 
 class RopeExplorer(Controller):
     """Data behaviour on Rope-v0 (observation ``[particles, pusher, ...]``): drive the pusher through a randomly
-    chosen particle, overshooting it by ``overshoot``, then choose another; plus AR(1) noise.
+    chosen particle, overshooting it by ``overshoot``, then choose another (or, with probability ``wander``, a
+    random point on the table); plus AR(1) noise.
+
+    Wandering puts the pusher far from the rope, where nothing moves: without such data a learned model
+    extrapolates the pusher's messages from distances it never saw, and planners drive the pusher off to where
+    the model wrongly predicts the rope moves towards its target.
 
     Args:
         n_particles: The env's ``n_particles``.
@@ -31,13 +39,14 @@ class RopeExplorer(Controller):
         overshoot: How far past the chosen particle the pusher aims, metres.
         noise: Std of the noise innovation in units of ``step_size``.
         redraw: Probability per step of choosing another particle early.
+        wander: Probability that a new target is a random point on the table instead of a particle.
         seed: Seeds choices and noise.
     """
 
     def __init__(self, n_particles: int, step_size: float = 0.03, overshoot: float = 0.05, noise: float = 0.3,
-                 redraw: float = 0.05, seed: int | None = None) -> None:
+                 redraw: float = 0.05, wander: float = 0.0, seed: int | None = None) -> None:
         self.n, self.step, self.overshoot = int(n_particles), float(step_size), float(overshoot)
-        self.noise, self.redraw = float(noise), float(redraw)
+        self.noise, self.redraw, self.wander = float(noise), float(redraw), float(wander)
         self._rng = np.random.default_rng(seed)
         self._target: np.ndarray | None = None
         self._eps = np.zeros(2)
@@ -56,6 +65,8 @@ class RopeExplorer(Controller):
             p = particles[rng.integers(self.n)]
             way = p - pusher
             self._target = p + self.overshoot * way / max(float(np.linalg.norm(way)), 1e-9)
+            if self.wander and rng.random() < self.wander:
+                self._target = rng.uniform(-REACH, REACH, 2)
         self._eps = 0.7 * self._eps + self.noise * self.step * rng.normal(size=2)
         a = np.clip(self._target - pusher, -self.step, self.step) + self._eps
         return np.clip(a, -self.step, self.step).astype(np.float32), StepInfo()
@@ -72,16 +83,17 @@ def as_graph_states(states: np.ndarray, n_particles: int) -> np.ndarray:
 
 
 def collect_rope_data(trajectories: int, steps: int, seed: int = 0,
-                      env_kwargs: dict[str, Any] | None = None) -> TransitionData:
-    """Rope-v0 transitions under :class:`RopeExplorer`, states in the graph layout (:func:`as_graph_states`).
+                      env_kwargs: dict[str, Any] | None = None, wander: float = 0.0) -> TransitionData:
+    """Rope-v0 transitions under :class:`RopeExplorer` (``wander``: see there), states in the graph layout
+    (:func:`as_graph_states`).
 
     The target is left out of the observation (``goal_in_obs=False``): the dynamics do not depend on it.
     """
     kwargs = {**(env_kwargs or {}), "goal_in_obs": False}
     n = int(kwargs.get("n_particles", 12))
-    explorer = RopeExplorer(n, float(kwargs.get("step_size", 0.03)))  # collect() reseeds it per trajectory
+    explorer = RopeExplorer(n, float(kwargs.get("step_size", 0.03)), wander=wander)  # collect() reseeds it
     data = collect(ENV_ID, trajectories, steps, seed, behaviour=explorer, env_kwargs=kwargs)
-    meta = {**data.metadata, "layout": "graph nodes [x, y, 1, 0] per particle", "n_particles": n}
+    meta = {**data.metadata, "layout": "graph nodes [x, y, 1, 0] per particle", "n_particles": n, "wander": wander}
     return TransitionData(as_graph_states(data.states, n), data.actions, data.lengths, meta)
 
 
@@ -96,6 +108,10 @@ def rope_graph_model(train: TransitionData, n_particles: int, radius: float = 0.
     at the commanded displacement (the set-point moves by the action), which training would otherwise spend most
     of its first steps finding.
     """
+    import torch  # torch loads only when a model is built (planning on a saved model does not need it)
+
+    from controlkit.models.graph_training import GraphDynamics
+
     model = GraphDynamics(message_hidden=[hidden], update_hidden=[hidden], message_size=message_size, radius=radius,
                           pos_scale=0.025, u_scale=0.03, max_objects=n_particles, seed=seed)
     model.fit_normalisation(train)

@@ -61,3 +61,23 @@ def test_max_objects_is_validated_and_defaults_to_the_sort_layout():
     for bad in (0, True, 2.5):
         with pytest.raises(ControlkitError, match="max_objects"):
             GraphDynamics(max_objects=bad)
+
+
+def test_explorer_wanders_off_the_rope_only_when_asked():
+    from controlkit.tasks.pushing.rope_data import REACH, RopeExplorer
+
+    rope = np.concatenate([np.column_stack([np.arange(N) * 0.025, np.zeros(N)]).ravel(), [0.0, -0.05]])
+    particles = rope[: 2 * N].reshape(N, 2)
+
+    def gaps(wander):
+        out = []
+        for seed in range(20):
+            ex = RopeExplorer(N, wander=wander, seed=seed)
+            ex.act(rope)
+            out.append(np.linalg.norm(particles - ex._target, axis=1).min())
+        return np.array(out), ex
+
+    near, _ = gaps(0.0)
+    assert near.max() <= 0.05 + 1e-9  # every target just past a particle (the overshoot)
+    far, ex = gaps(1.0)
+    assert np.all(np.abs(ex._target) <= REACH) and np.median(far) > 0.1  # random table points, mostly far off
