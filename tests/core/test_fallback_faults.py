@@ -20,7 +20,8 @@ class DuckTyped:
         return np.array([0.25])
 
 
-@pytest.mark.parametrize("deadline", [None, 1.0])
+# 60 s: the deadline path runs (worker thread, timed wait) but no load can make a trivial step miss it.
+@pytest.mark.parametrize("deadline", [None, 60.0])
 def test_duck_typed_primary_works(deadline):
     ctrl = Fallback(DuckTyped(), safe_action=[0.0], deadline_s=deadline)
     ctrl.reset(seed=0)
