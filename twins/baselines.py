@@ -13,7 +13,10 @@ them all alike.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
+import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -219,13 +222,20 @@ class SurrogateMPCController(Controller):
 
 class PPOTwinController(Controller):
     """A trained PPO policy's deterministic action (its actor MLP copied to numpy, so it pickles to workers),
-    acting through the twin env's observation and action maps (:class:`controlkit.envs.twin_envs.TwinEnv`)."""
+    acting through the twin env's observation and action maps (:class:`controlkit.envs.twin_envs.TwinEnv`) and,
+    when PPO trained on normalised observations, the running mean and variance it had at the end (frozen).
+    """
 
-    def __init__(self, policy, task: TwinTask, obs_scale: np.ndarray) -> None:
+    def __init__(self, policy, task: TwinTask, obs_scale: np.ndarray, obs_mean: np.ndarray | None = None,
+                 obs_var: np.ndarray | None = None, clip_obs: float = 10.0) -> None:
         lin = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)] + [policy.action_net]
         self.weights = [m.weight.detach().double().numpy().copy() for m in lin]
         self.biases = [m.bias.detach().double().numpy().copy() for m in lin]
         self.task, self.obs_scale = task, np.asarray(obs_scale, dtype=float)
+        self.obs_mean = None if obs_mean is None else np.asarray(obs_mean, dtype=float).copy()
+        # SB3's VecNormalize divides by sqrt(var + 1e-8) and clips; the same here, so the actor sees what it saw
+        self.obs_std = None if obs_var is None else np.sqrt(np.asarray(obs_var, dtype=float) + 1e-8)
+        self.clip_obs = float(clip_obs)
         self.k = 0
 
     def reset(self, seed: int | None = None) -> None:
@@ -236,32 +246,187 @@ class PPOTwinController(Controller):
         from controlkit.envs.twin_envs import action_to_control
 
         x = np.append(np.asarray(obs, dtype=float) / self.obs_scale, self.k / self.task.decisions)
+        if self.obs_mean is not None:
+            x = np.clip((x - self.obs_mean) / self.obs_std, -self.clip_obs, self.clip_obs)
         action = mlp_forward(self.weights, self.biases, x)
         self.k += 1
         return action_to_control(self.task, action), StepInfo()
 
 
-def train_ppo(task: TwinTask, timesteps: int, seed: int, n_steps: int = 256, batch_size: int = 64,
-              lr: float = 3e-4) -> tuple[PPOTwinController, int, float]:
-    """Train PPO (stable-baselines3, MLP policy) for ``timesteps`` decisions on the task's twin env.
+@dataclasses.dataclass
+class PPOResult:
+    """What :func:`train_ppo` returns.
 
-    Returns:
-        The controller, the ABM ticks consumed (burn-ins included) and the wall time.
+    Attributes:
+        controller: The trained policy as a controller.
+        abm_ticks: ABM ticks simulated for training (burn-ins included), at most the budget.
+        wall_s: Training wall time (learning-curve evaluations included).
+        episodes: Training episodes.
+        settings: The PPO settings used (n_steps, batch size, ... as sized to the budget).
+        curve: The learning curve: ``episodes`` (ABM ticks used so far and the cost of each training episode,
+            under the exploring policy) and ``checkpoints`` (ABM ticks used so far and the mean and 95 % CI of the
+            deterministic policy's cost on fixed held-out seeds).
     """
+
+    controller: PPOTwinController
+    abm_ticks: int
+    wall_s: float
+    episodes: int
+    settings: dict[str, Any]
+    curve: dict[str, list]
+
+
+def _pooled_env_class():
+    """A :class:`~controlkit.envs.twin_envs.TwinEnv` whose episodes start from a pool of burnt-in twins (built
+    lazily; every episode a deep copy with its own random streams), so a tick budget pays each burn-in once; it
+    records each episode's cost against the ticks simulated so far."""
     from controlkit.envs.twin_envs import TwinEnv
 
-    from controlkit.core.extras import require
+    class PooledTwinEnv(TwinEnv):
+        def __init__(self, task: TwinTask, pool: int) -> None:
+            super().__init__(task=task)
+            self.pool_size, self.pool = int(pool), []
+            self.episode_costs: list[tuple[int, float]] = []
+            self._cost = 0.0
 
-    PPO = require("stable_baselines3", "the ppo method (stable-baselines3)").PPO
+        def reset(self, *, seed: int | None = None, options: dict | None = None):
+            if not self.task.burn_in or self.pool_size <= 0 or len(self.pool) < self.pool_size:
+                obs, info = super().reset(seed=seed, options=options)
+                if self.task.burn_in and self.pool_size > 0:
+                    self.pool.append(copy.deepcopy(self.twin))
+            else:
+                super(TwinEnv, self).reset(seed=seed)  # gymnasium's seeding alone: no fresh twin
+                self.twin = copy.deepcopy(self.pool[int(self.np_random.integers(len(self.pool)))])
+                stream = int(self.np_random.integers(2**63))
+                self.twin.rng = np.random.default_rng(stream)  # the copy's own randomness from here on
+                self.twin.random = random.Random(stream)
+                self._k = 0
+                obs, info = self.observation(self.twin.observe(), 0), {"twin_seed": None}
+            self._cost = 0.0
+            return obs, info
+
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            self._cost -= reward
+            if terminated:
+                self.episode_costs.append((self.ticks_simulated, self._cost))
+            return obs, reward, terminated, truncated, info
+
+    return PooledTwinEnv
+
+
+def train_ppo(task: TwinTask, abm_ticks: int, seed: int, *, updates: int = 16, minibatches: int = 4,
+              n_epochs: int = 10, lr: float = 3e-4, gamma: float = 0.99, gae_lambda: float = 0.95,
+              ent_coef: float = 0.0, log_std_init: float = -1.0, net_arch: Sequence[int] = (64, 64),
+              pool: int = 8, normalize: bool = True, curve_points: int = 8, curve_seeds: Sequence[int] = (),
+              ) -> PPOResult:
+    """Train PPO (stable-baselines3, MLP policy) on the task's twin env within a budget of ABM ticks.
+
+    The budget is in ABM ticks, as the surrogate route's data is counted, burn-ins included. The first ``pool``
+    episodes burn in a fresh twin each and keep it; later episodes start from deep copies of those (each with its
+    own random stream), so the budget buys ``E = (abm_ticks - pool * burn_in) // ticks`` episodes. The rollout
+    buffer is sized to the budget: ``n_steps`` holds ``m = max(1, E // updates)`` whole episodes and PPO runs
+    ``E // m`` whole rollouts (SB3 always completes one), so the policy is updated about ``updates`` times, with
+    ``minibatches`` minibatches per epoch. Observations (the twin env's scaled observables and the elapsed
+    fraction of the horizon) and rewards are normalised by running statistics (SB3's ``VecNormalize``); the
+    controller keeps the final observation statistics.
+
+    Args:
+        task: The control task.
+        abm_ticks: Tick budget (e.g. the neural controller's data ticks).
+        seed: Seed of PPO and of the training twins.
+        updates: Target number of policy updates.
+        minibatches: Minibatches per epoch.
+        n_epochs: Epochs per update.
+        lr: Adam learning rate.
+        gamma: Discount (the horizon is finite and the elapsed fraction is observed).
+        gae_lambda: GAE lambda.
+        ent_coef: Entropy bonus.
+        log_std_init: Initial log standard deviation of the Gaussian policy on the ``[-1, 1]`` action box.
+        net_arch: Hidden widths of the actor and the critic (tanh).
+        pool: Burnt-in twins kept for later episodes (0: a fresh burn-in every episode).
+        normalize: Normalise observations and rewards by running statistics.
+        curve_points: Learning-curve checkpoints (about evenly spaced in ticks, plus the start and the end).
+        curve_seeds: Seeds on which each checkpoint scores the deterministic policy (none: no checkpoints);
+            these evaluation ticks are not counted in the budget.
+
+    Returns:
+        A :class:`PPOResult`.
+
+    Raises:
+        ControlkitError: a budget too small for one episode.
+    """
+    from controlkit.twins.deploy import run_episode
+
+    from controlkit.core.extras import require
+    from controlkit.core.stats import mean_ci95
+
+    sb3 = require("stable_baselines3", "the ppo method (stable-baselines3)")
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    pool = min(int(pool), max(1, int(abm_ticks) // (task.burn_in + task.ticks))) if task.burn_in else 0
+    episodes = (int(abm_ticks) - pool * task.burn_in) // task.ticks
+    if episodes < 1:
+        raise ControlkitError(f"ppo.abm_ticks: {abm_ticks} ticks do not buy one episode of {task.burn_in} burn-in "
+                              f"+ {task.ticks} controlled ticks.")
+    per_update = max(1, episodes // int(updates))
+    episodes -= episodes % per_update  # SB3 always completes a rollout: whole rollouts only, so the budget holds
+    n_steps = per_update * task.decisions
+    # the divisor of n_steps nearest n_steps / minibatches: SB3 warns of (and trains on) a truncated last minibatch
+    batch = min((d for d in range(2, n_steps + 1) if n_steps % d == 0), key=lambda d: abs(d - n_steps / minibatches),
+                default=n_steps)
+    settings = {"abm_ticks_budget": int(abm_ticks), "episodes": episodes, "pool": pool, "n_steps": n_steps,
+                "batch_size": batch, "n_epochs": n_epochs, "lr": lr, "gamma": gamma, "gae_lambda": gae_lambda,
+                "ent_coef": ent_coef, "log_std_init": log_std_init, "net_arch": list(net_arch),
+                "normalize": normalize}
 
     t0 = time.perf_counter()
-    env = TwinEnv(task=task)
-    env.reset(seed=seed + 10_000_000)  # twin seeds drawn from here on, disjoint from the evaluation's
-    model = PPO("MlpPolicy", env, n_steps=n_steps, batch_size=batch_size, learning_rate=lr, seed=seed,
-                device="cpu", verbose=0, policy_kwargs={"net_arch": [64, 64], "activation_fn": torch.nn.Tanh})
-    model.learn(total_timesteps=int(timesteps))
-    return PPOTwinController(model.policy, task, env.observation_scale), env.ticks_simulated, time.perf_counter() - t0
+    torch.manual_seed(seed)  # SB3 samples actions from torch's global generator
+    env = _pooled_env_class()(task, pool)  # SB3 resets it with ``seed``; later twin seeds come from its generator
+    vec = DummyVecEnv([lambda: env])
+    if normalize:
+        vec = VecNormalize(vec, norm_obs=True, norm_reward=True, gamma=gamma)
+    model = sb3.PPO("MlpPolicy", vec, n_steps=n_steps, batch_size=batch, n_epochs=n_epochs, learning_rate=lr,
+                    gamma=gamma, gae_lambda=gae_lambda, ent_coef=ent_coef, seed=seed, device="cpu", verbose=0,
+                    policy_kwargs={"net_arch": list(net_arch), "activation_fn": torch.nn.Tanh,
+                                   "log_std_init": log_std_init})
+
+    def controller() -> PPOTwinController:
+        rms = vec.obs_rms if normalize else None
+        return PPOTwinController(model.policy, task, env.observation_scale, None if rms is None else rms.mean,
+                                 None if rms is None else rms.var)
+
+    checkpoints: list[list[float]] = []
+
+    def checkpoint() -> None:
+        if curve_seeds:
+            costs = np.array([run_episode(task, controller(), s).cost for s in curve_seeds])
+            checkpoints.append([env.ticks_simulated, *mean_ci95(costs)])
+
+    every = max(1, int(abm_ticks) // max(1, int(curve_points)))
+
+    class Curve(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.next = every
+            checkpoint()
+
+        def _on_rollout_start(self) -> None:
+            if env.ticks_simulated >= self.next:
+                checkpoint()
+                self.next = env.ticks_simulated + every
+
+        def _on_step(self) -> bool:
+            return True
+
+    model.learn(total_timesteps=episodes * task.decisions, callback=Curve())
+    if not checkpoints or checkpoints[-1][0] != env.ticks_simulated:
+        checkpoint()
+    curve = {"episodes": [[int(t), float(c)] for t, c in env.episode_costs],
+             "checkpoints": checkpoints, "checkpoint_seeds": list(map(int, curve_seeds))}
+    return PPOResult(controller(), env.ticks_simulated, time.perf_counter() - t0, len(env.episode_costs), settings,
+                     curve)
 
 
 __all__ = ["BangBangController", "ConstantTwinController", "PPOTwinController", "ScheduleController",
-           "SurrogateMPCController", "best_constant", "best_few_switch", "open_loop_optimal", "train_ppo"]
+           "PPOResult", "SurrogateMPCController", "best_constant", "best_few_switch", "open_loop_optimal", "train_ppo"]

@@ -25,8 +25,9 @@ from controlkit.runner.registry import ExperimentKind
 from controlkit.runner.run import RunContext
 
 METHODS = ("none", "constant", "few_switch", "bang_bang", "open_loop", "mip_mpc", "ppo", "neural", "neural_mechanistic")
-# Seed blocks (offsets from seed * 1e6) keep data, grid search, PPO and evaluation replicates disjoint.
-DATA, GRID, EVAL, PERTURBED = 100_000, 200_000, 300_000, 400_000
+# Seed blocks (offsets from seed * 1e6) keep data, grid search, PPO's learning curve and evaluation replicates
+# disjoint.
+DATA, GRID, EVAL, PERTURBED, CURVE = 100_000, 200_000, 300_000, 400_000, 500_000
 
 
 class _Block(BaseModel):
@@ -88,10 +89,21 @@ class MPCSettings(_Block):
 
 
 class PPOSettings(_Block):
-    timesteps: PositiveInt = Field(6000, description="Decisions of experience (the sample budget).")
-    n_steps: PositiveInt = 256
-    batch_size: PositiveInt = 64
+    abm_ticks: PositiveInt | Literal["neural"] = Field("neural", description="ABM-tick budget (burn-ins included)"
+                                                       "; 'neural': the ticks of the neural controller's data.")
+    updates: PositiveInt = Field(16, description="Policy updates the budget is split into (sizes n_steps).")
+    minibatches: PositiveInt = Field(4, description="Minibatches per epoch (sizes batch_size).")
+    n_epochs: PositiveInt = 10
     lr: PositiveFloat = 3e-4
+    gamma: float = Field(0.99, gt=0, le=1)
+    ent_coef: float = Field(0.0, ge=0)
+    log_std_init: float = Field(-1.0, description="Initial log std of the Gaussian policy on the [-1, 1] box.")
+    pool: int = Field(8, ge=0, description="Burnt-in twins kept and copied for later episodes (0: a fresh "
+                                           "burn-in every episode).")
+    normalize: bool = Field(True, description="Normalise observations and rewards by running statistics.")
+    curve_points: PositiveInt = Field(8, description="Learning-curve checkpoints over the budget.")
+    curve_seeds: int = Field(4, ge=0, description="Held-out replicates per checkpoint (0: no checkpoints; "
+                                                  "not counted in the budget).")
 
 
 class EvalSettings(_Block):
@@ -351,11 +363,15 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"MIP-MPC: {diag}")
     if "ppo" in methods:
         p = config.ppo
-        ctrl, steps, wall = bl.train_ppo(task, p.timesteps, seed=ctx.seed, n_steps=p.n_steps,
-                                         batch_size=p.batch_size, lr=p.lr)
-        controllers["ppo"] = ctrl
-        methods["ppo"].update(train_s=wall, abm_steps=steps, timesteps=p.timesteps)
-        ctx.log(f"PPO: {p.timesteps} decisions, {steps} ABM ticks, {wall:.0f} s")
+        budget = data.metadata["abm_steps"] if p.abm_ticks == "neural" else p.abm_ticks
+        res = bl.train_ppo(task, budget, seed=ctx.seed, updates=p.updates, minibatches=p.minibatches,
+                           n_epochs=p.n_epochs, lr=p.lr, gamma=p.gamma, ent_coef=p.ent_coef,
+                           log_std_init=p.log_std_init, pool=p.pool, normalize=p.normalize,
+                           curve_points=p.curve_points, curve_seeds=range(base + CURVE, base + CURVE + p.curve_seeds))
+        controllers["ppo"] = res.controller
+        methods["ppo"].update(train_s=res.wall_s, abm_steps=res.abm_ticks, episodes=res.episodes,
+                              settings=res.settings, curve=res.curve)
+        ctx.log(f"PPO: {res.episodes} episodes, {res.abm_ticks} of {budget} ABM ticks, {res.wall_s:.0f} s")
 
     # 4. deployment on the ABM: nominal replicates, then perturbed parameters
     ev_cfg = config.evaluation
@@ -396,6 +412,8 @@ def run(config: TwinControlConfig, ctx: RunContext) -> dict[str, Any]:
     summary["comparisons"] = _comparisons(summary["methods"])
     summary["replicates"] = ev_cfg.replicates
     _plots(ctx, task, evals, fits, val)
+    if "ppo" in summary["methods"]:
+        _ppo_curve_plot(ctx, task, summary["methods"])
     return summary
 
 
@@ -443,6 +461,11 @@ def _comparisons(methods: dict[str, Any]) -> dict[str, Any]:
         else:  # a negative cost (a yield) has no meaningful ratio; report the relative improvement instead
             out["improvement_over_constant"] = (c["cost_mean"] - n["cost_mean"]) / abs(c["cost_mean"])
         out["cis_disjoint"] = n["cost_mean"] + n["cost_ci95"] < c["cost_mean"] - c["cost_ci95"]
+    if "neural" in methods and "few_switch" in methods:
+        # the claim under test: the neural controller beats the best few-switch schedule (paired, same replicates)
+        d = methods["few_switch"]["paired_diff_vs_neural"]
+        out["few_switch_minus_neural"] = d
+        out["neural_beats_few_switch"] = d["mean"] - d["ci95"] > 0
     if "neural" in methods and "open_loop" in methods:
         out["neural_le_open_loop"] = methods["neural"]["cost_mean"] <= methods["open_loop"]["cost_mean"]
     return out
@@ -511,6 +534,36 @@ def _plots(ctx: RunContext, task, evals: dict[str, Any], fits: dict[str, Any], v
     ctx.savefig(fig, "surrogate_fit.png")
 
 
+def _ppo_curve_plot(ctx: RunContext, task, methods: dict[str, Any]) -> None:
+    """PPO's learning curve against ABM ticks: each training episode (exploring policy), the deterministic
+    policy at checkpoints on held-out seeds, and the other methods' evaluation costs at the ticks they used."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = methods["ppo"]["curve"]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    if curve["episodes"]:
+        t, c = np.asarray(curve["episodes"], dtype=float).T
+        ax.plot(t, c, ".", color="C0", alpha=0.35, ms=4, label="PPO training episodes (exploring)")
+        w = max(1, len(c) // 10)
+        ax.plot(t[w - 1:], np.convolve(c, np.ones(w) / w, mode="valid"), color="C0", lw=1,
+                label=f"running mean of {w}")
+    if curve["checkpoints"]:
+        t, m, ci = np.asarray(curve["checkpoints"], dtype=float).T
+        ax.errorbar(t, m, yerr=ci, color="C3", marker="o", ms=4, capsize=3,
+                    label=f"PPO deterministic, {len(curve['checkpoint_seeds'])} held-out seeds (95% CI)")
+    for i, name in enumerate(n for n in ("neural", "few_switch", "constant", "none") if n in methods):
+        m = methods[name]
+        ax.axhline(m["cost_mean"], color=f"C{i + 4}", ls="--", lw=1,
+                   label=f"{name}: {m['cost_mean']:.3g} ({m['abm_steps']} ABM ticks)")
+    ax.set(xlabel="ABM ticks used for training", ylabel="cost per tick (lower is better)",
+           title=f"{task.twin}: PPO learning curve within the neural route's tick budget")
+    ax.legend(fontsize=7)
+    ctx.savefig(fig, "ppo_curve.png")
+
+
 def report(summary: dict[str, Any]) -> str:
     lines = [f"{summary['twin']}: cost on the ABM over {summary['replicates']} replicates (mean ± 95% CI)"]
     for name, m in summary["methods"].items():
@@ -522,6 +575,10 @@ def report(summary: dict[str, Any]) -> str:
     if "improvement_over_constant" in t:
         lines.append(f"  neural improves on the best constant by {100 * t['improvement_over_constant']:.1f} % "
                      f"of its cost, CIs disjoint: {t['cis_disjoint']}")
+    if "few_switch_minus_neural" in t:
+        d = t["few_switch_minus_neural"]
+        lines.append(f"  best few-switch - neural = {d['mean']:+.4g} ± {d['ci95']:.2g} (paired), neural beats it: "
+                     f"{t['neural_beats_few_switch']}")
     if "neural_over_constant" in t:
         lines.append(f"  neural / best constant = {t['neural_over_constant']:.2f}, CIs disjoint: "
                      f"{t['cis_disjoint']}")

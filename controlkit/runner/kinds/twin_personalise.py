@@ -22,6 +22,7 @@ Reads top to bottom:
 from __future__ import annotations
 
 import copy
+import os
 import time
 from typing import Any, Literal
 
@@ -178,7 +179,9 @@ def run(config: TwinPersonaliseConfig, ctx: RunContext) -> dict[str, Any]:
     par = {"executor": config.executor, "workers": config.workers}
     rng = np.random.default_rng([ctx.seed, 31])
     summary: dict[str, Any] = {"twin": config.twin, "task": task.describe(), "observation": obs.describe(),
-                               "prior": {k: list(v) for k, v in prior.bounds.items()}, "timings": {}}
+                               "prior": {k: list(v) for k, v in prior.bounds.items()},
+                               # wall times below move with the machine's load: record it beside them
+                               "timings": {"load_average_start": list(os.getloadavg())}}
 
     # 1-2. calibration: amortised neural posterior estimation on prior simulations
     t0 = time.perf_counter()
@@ -190,6 +193,9 @@ def run(config: TwinPersonaliseConfig, ctx: RunContext) -> dict[str, Any]:
     posterior = train_posterior(prior, thetas, xs, seed=ctx.seed, density_estimator=config.sbi.density_estimator,
                                 max_epochs=config.sbi.max_epochs)
     summary["timings"]["sbi_training_s"] = time.perf_counter() - t0
+    summary["timings"]["calibration_once_s"] = (summary["timings"]["sbi_simulations_s"]
+                                                + summary["timings"]["sbi_training_s"])
+    summary["timings"]["load_average_after_calibration"] = list(os.getloadavg())
     ctx.log(f"posterior estimator trained on {len(thetas)} simulations ({summary['timings']['sbi_training_s']:.0f} s)")
 
     # 3. decisions: cost table on prior draws, smoothed per control
