@@ -18,7 +18,7 @@ import numpy as np
 from controlkit.core.controller import Plan, Status
 from controlkit.core.errors import ControlkitError, choices_error
 from controlkit.planning.milp.bounds import Bounds, ibp, symbolic
-from controlkit.planning.milp.search import SEARCH_MODES, neighbourhood_search
+from controlkit.planning.milp.search import SEARCH_MODES, SearchResult, neighbourhood_search
 from controlkit.planning.milp.tightening import tighten_lp
 from controlkit.planning.problem import KeepOut
 from controlkit.planning.receding import RecedingHorizonPlanner
@@ -290,7 +290,12 @@ class MIPMPC(RecedingHorizonPlanner):
             return self._local_plan(warm_start, x0, goal)
         start = None if warm_start is None else milp.start_vector(x0, warm_start, goal, bounds)
         extras["warm_start"] = start is not None and milp.warm_start_capable
-        if (budget is None and found is None) or self.time_limit is None:
+        searched = found is not None
+        if found is None and warm_start is not None:
+            # The start (after the descent) is a plan too: kept when branch and bound returns nothing better, e.g.
+            # when HiGHS ends "infeasible" on numerical trouble although this start satisfies every constraint.
+            found = self._incumbent(warm_start, x0, goal)
+        if (budget is None and not searched) or self.time_limit is None:
             return self._not_worse(milp.solve(start), found, x0, goal)
         # the automatic policy's LPs and the search come out of the time limit: the whole plan stays within it
         spent = time.perf_counter() - t0
@@ -316,6 +321,13 @@ class MIPMPC(RecedingHorizonPlanner):
                       search_time_s=found.time_s)
         return found
 
+    def _incumbent(self, actions: np.ndarray, x0: np.ndarray, goal: np.ndarray) -> SearchResult:
+        """``actions`` scored on the network as a plan the solver's result must beat (inf if it breaks a constraint)."""
+        p = self.problem
+        states = p.net.rollout(x0, actions)
+        obj = np.inf if p.violation(states, hard_only=True) > 0 else float(p.objective(states, actions, goal))
+        return SearchResult(actions, obj, obj, 0, 0, 0.0)
+
     def _local_plan(self, actions: np.ndarray, x0: np.ndarray, goal: np.ndarray):
         """The descent's / search's plan as the result, without branch and bound (``branch_and_bound=False``)."""
         from controlkit.planning.milp.highs import SolveResult
@@ -330,11 +342,12 @@ class MIPMPC(RecedingHorizonPlanner):
                            "branch and bound off: the local search's plan")
 
     def _not_worse(self, result, found, x0: np.ndarray, goal: np.ndarray):
-        """The solver's result, or the search's plan when the solver returned none or a worse one.
+        """The solver's result, or the start's / search's plan when the solver returned none or a worse one.
 
         HiGHS may reject a MIP start it judges infeasible at its tolerances and then end without an incumbent or
-        with a worse one; the search's plan satisfies the constraints on the network, so it is returned instead
-        (status SUBOPTIMAL, no certified gap).
+        with a worse one, or (rarely, with presolve off) report a model infeasible that this plan satisfies; the
+        plan satisfies the constraints on the network, so it is returned instead (status SUBOPTIMAL, no certified
+        gap, the solver's own status in the message).
         """
         from controlkit.planning.milp.highs import SolveResult
 
@@ -348,7 +361,7 @@ class MIPMPC(RecedingHorizonPlanner):
         if p.violation(states, hard_only=True) > 0:
             return result
         return SolveResult(Status.SUBOPTIMAL, found.actions, states, found.objective, None, result.solve_time_s,
-                           f"{result.message}; the search's plan kept (the solver's was worse or missing)")
+                           f"{result.message}; the start's plan kept (the solver's was worse or missing)")
 
     def _auto_budget(self, n_binaries: int) -> float | None:
         """Seconds the automatic tightening may take on this plan, or None when it should not run."""

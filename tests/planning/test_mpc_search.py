@@ -134,3 +134,28 @@ def test_without_branch_and_bound_the_plan_is_the_local_searchs(make_net):
     np.testing.assert_allclose(plan.states, net.rollout(X0, plan.actions))
     with pytest.raises(ControlkitError, match="branch_and_bound"):
         _mpc(net, branch_and_bound=False)  # nothing would find the plan
+
+
+def test_a_solver_that_ends_without_a_plan_leaves_the_descents_plan(make_net, monkeypatch):
+    """HiGHS can end "infeasible" (numerical trouble, presolve off) on a MILP whose start satisfies every
+    constraint; the descended start is then the plan, never the solver's empty answer."""
+    from controlkit.planning.milp.highs import HighsMILP, SolveResult
+
+    net = make_net([6, 6], nx=3, nu=2, seed=7, scale=1.0)
+    start = np.zeros((H, 2))
+    mpc = _mpc(net, polish_lps=50, highs_options={"mip_max_nodes": 1})
+    honest = mpc.plan(X0, GOAL, warm_start=start)
+
+    def fails(self, start=None):
+        nan = np.full((H, 2), np.nan)
+        return SolveResult(Status.INFEASIBLE, nan, np.full((H + 1, 3), np.nan), float("nan"), None, 0.0, "Infeasible")
+
+    monkeypatch.setattr(HighsMILP, "solve", fails)
+    plan = mpc.plan(X0, GOAL, warm_start=start)
+    assert plan.status is Status.SUBOPTIMAL and plan.gap is None
+    assert plan.objective == pytest.approx(plan.extras["polish_objective"])
+    assert plan.objective >= honest.objective - 1e-9  # the solver's own plan was at least as good
+    assert "Infeasible; the start's plan kept" in plan.extras["message"]
+    np.testing.assert_allclose(plan.states, net.rollout(X0, plan.actions))
+    # without a start there is nothing to keep: the solver's status stands
+    assert mpc.plan(X0, GOAL).status is Status.INFEASIBLE
