@@ -10,14 +10,15 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 setup: $(STAMP)
 
 # The CPU build of torch goes in first: a plain `torch` requirement would otherwise pull a multi-GB CUDA build from
-# PyPI. It comes from a wheel already on this machine's disk (pip's find-links; --no-index keeps PyPI out of it),
-# else from PyTorch's CPU index (TORCH_INDEX), as on a stock machine.
+# PyPI. Asking for the `+cpu` local version takes a CPU wheel pip can already see (a find-links folder or a mirror
+# configured on this machine; PyPI has none, so never a CUDA build), its dependencies from the usual index; else
+# it comes from PyTorch's CPU index (TORCH_INDEX), as on a stock machine.
 $(STAMP): pyproject.toml
 	@# MuJoCo renders offscreen through EGL; install the system library if this machine lacks it.
 	@ldconfig -p | grep -q 'libEGL.so.1' || { apt-get update -qq && apt-get install -y -qq libegl1 libegl-mesa0 libgl1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-index torch==2.13.0 2>/dev/null \
+	$(PY) -m pip install --quiet 'torch==2.13.0+cpu' 2>/dev/null \
 		|| $(PY) -m pip install --quiet torch==2.13.0 --index-url $(TORCH_INDEX)
 	$(PY) -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
