@@ -44,6 +44,17 @@ REFERENCE_SIDE = 100  # torus side at scale 1
 _DIRECTIONS = np.column_stack([np.cos(np.radians(np.arange(360))), np.sin(np.radians(np.arange(360)))])
 
 
+def check_pathway_basics(params: Any) -> None:
+    """Check what every pathway twin's parameters share: scale, initial counts, speeds and the inflow bound."""
+    check_range("scale", params.scale, 0.0, 1.0)
+    if params.scale <= 0:
+        raise ControlkitError(f"params.scale: must be in (0, 1], got {params.scale}.")
+    for name in ("initial_S", "initial_P", "initial_Q", "initial_R", "initial_T", "enzymes_each"):
+        check_int(name, getattr(params, name))
+    for name in ("molecule_speed", "enzyme_speed", "max_inflow"):
+        check_range(name, getattr(params, name), 0.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class MetabolicParams:
     """Parameters of :class:`MetabolicPathway`.
@@ -91,13 +102,7 @@ class MetabolicParams:
 
     def validate(self) -> None:
         """Raise a ControlkitError naming the first invalid parameter."""
-        check_range("scale", self.scale, 0.0, 1.0)
-        if self.scale <= 0:
-            raise ControlkitError(f"params.scale: must be in (0, 1], got {self.scale}.")
-        for name in ("initial_S", "initial_P", "initial_Q", "initial_R", "initial_T", "enzymes_each"):
-            check_int(name, getattr(self, name))
-        for name in ("molecule_speed", "enzyme_speed", "max_inflow"):
-            check_range(name, getattr(self, name), 0.0)
+        check_pathway_basics(self)
         for name in ("p_bind", "p_react", "p_release", "p_bind_r", "p_unbind_r", "o_basal"):
             check_range(name, getattr(self, name), 0.0, 1.0)
         if self.p_react + self.p_release > 1.0:

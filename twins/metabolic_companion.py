@@ -33,7 +33,8 @@ import math
 from typing import Any
 
 import numpy as np
-from controlkit.twins._common import ControlSpec, TwinModel, check_int, check_range, group_ranks
+from controlkit.twins._common import ControlSpec, TwinModel, check_range, group_ranks
+from controlkit.twins.metabolic import check_pathway_basics
 
 from controlkit.core.errors import ControlkitError
 
@@ -142,13 +143,7 @@ class CompanionPathwayParams:
 
     def validate(self) -> None:
         """Raise a ControlkitError naming the first invalid parameter."""
-        check_range("scale", self.scale, 0.0, 1.0)
-        if self.scale <= 0:
-            raise ControlkitError(f"params.scale: must be in (0, 1], got {self.scale}.")
-        for name in ("initial_S", "initial_P", "initial_Q", "initial_R", "initial_T", "enzymes_each"):
-            check_int(name, getattr(self, name))
-        for name in ("molecule_speed", "enzyme_speed", "max_inflow"):
-            check_range(name, getattr(self, name), 0.0)
+        check_pathway_basics(self)
         check_range("dilution", self.dilution, 0.0, 1.0)
         for name in RATE_FIELDS:
             check_range(name, getattr(self, name), 0.0, 100.0)
