@@ -192,18 +192,31 @@ def make_graph_planner(kind: str, graph: Any, env: Any, horizon: int = 10, seed:
     Raises:
         ControlkitError: unknown ``kind``, or a graph model that does not match ``env`` (:func:`check_graph_env`).
     """
-    from controlkit.planning.graph import graph_planner
-
     check_graph_env(graph, env)
-    n, step = env.n_objects, float(env.step_size)
-    x_high = np.array([BOX_LIMIT, BOX_LIMIT, 1.5, 1.5] * n + [TABLE_HALF] * 2)
-    problem = dict(horizon=horizon, u_low=[-step] * 2, u_high=[step] * 2, x_low=-x_high, x_high=x_high,
-                   state_weights=sort_weights(n, pusher_weight), terminal_weight=terminal_weight)
-    knobs.setdefault("warm_tail", "safe" if kind == "mip_mpc" else "repeat")
-    knobs["seed"] = seed
     if kind == "mip_mpc":
         knobs["shape"] = env.shape  # for the greedy candidate start
-    return graph_planner(graph, n, kind, problem, knobs, mip_class=SortMIP)
+    n = env.n_objects
+    return planner_on_graph(graph, n, kind, env, BOX_LIMIT, sort_weights(n, pusher_weight), horizon, terminal_weight,
+                            seed, knobs, SortMIP)
+
+
+def planner_on_graph(graph: Any, n: int, kind: str, env: Any, position_limit: float, state_weights: np.ndarray,
+                     horizon: int, terminal_weight: float, seed: int, knobs: dict[str, Any], mip_class: type) -> Any:
+    """A ``GraphPlanner`` of ``kind`` for ``n`` table objects: position and heading boxes, the pusher on the table.
+
+    What sorting and the rope share: every object node ``[x, y, cos, sin]`` within ``position_limit`` (headings
+    within 1.5), the pusher within the table, one pusher step of ``env.step_size`` per axis, ``knobs`` completed
+    with the seed and the warm tail (``safe`` for the MILP, else ``repeat``).
+    """
+    from controlkit.planning.graph import graph_planner
+
+    step = float(env.step_size)
+    x_high = np.array([position_limit, position_limit, 1.5, 1.5] * n + [TABLE_HALF] * 2)
+    problem = dict(horizon=horizon, u_low=[-step] * 2, u_high=[step] * 2, x_low=-x_high, x_high=x_high,
+                   state_weights=state_weights, terminal_weight=terminal_weight)
+    knobs.setdefault("warm_tail", "safe" if kind == "mip_mpc" else "repeat")
+    knobs["seed"] = seed
+    return graph_planner(graph, n, kind, problem, knobs, mip_class=mip_class)
 
 
 class GraphSortTask:

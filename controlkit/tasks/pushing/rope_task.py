@@ -23,6 +23,7 @@ from controlkit.core.errors import ControlkitError
 from controlkit.envs.rope import ROPE_RADIUS
 from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF
 from controlkit.models.graph import GraphNetwork, objects_in
+from controlkit.tasks.pushing.graph_sort import planner_on_graph
 from controlkit.tasks.pushing.rope_data import ENV_ID, as_graph_states
 from controlkit.tasks.pushing.starts import PipelineMIP
 
@@ -133,16 +134,10 @@ def make_rope_planner(kind: str, graph: Any, env: Any, horizon: int = 5, seed: i
         ControlkitError: unknown ``kind`` or knob, or a graph model that does not match ``env``
             (:func:`check_rope_env`).
     """
-    from controlkit.planning.graph import graph_planner
-
     check_rope_env(graph, env)
-    n, step = env.n_particles, float(env.step_size)
-    x_high = np.array([PARTICLE_LIMIT, PARTICLE_LIMIT, 1.5, 1.5] * n + [TABLE_HALF] * 2)
-    problem = dict(horizon=horizon, u_low=[-step] * 2, u_high=[step] * 2, x_low=-x_high, x_high=x_high,
-                   state_weights=rope_weights(n, pusher_weight), terminal_weight=terminal_weight)
-    knobs.setdefault("warm_tail", "safe" if kind == "mip_mpc" else "repeat")
-    knobs["seed"] = seed
-    return graph_planner(graph, n, kind, problem, knobs, mip_class=PipelineMIP)
+    n = env.n_particles
+    return planner_on_graph(graph, n, kind, env, PARTICLE_LIMIT, rope_weights(n, pusher_weight), horizon,
+                            terminal_weight, seed, knobs, PipelineMIP)
 
 
 __all__ = ["RopeTask", "check_rope_env", "make_rope_planner", "ordered_target", "rope_goal", "rope_weights"]
