@@ -33,8 +33,10 @@ def surface_reach(shape: Shape, direction: np.ndarray) -> float:
     placed at the bounding box never touches the T.
     """
     n = np.asarray(direction, dtype=np.float64)
-    n = n / max(float(np.linalg.norm(n)), 1e-12)
-    reach = 0.0
+    length = float(np.linalg.norm(n))
+    if length < 1e-12:  # no direction (the target on the object's origin): the origin itself
+        return 0.0
+    n, reach = n / length, 0.0
     for centre, half in shape.boxes:
         enter, leave = -np.inf, np.inf  # the ray t * n (t >= 0) is inside the box for enter <= t <= leave
         for k in range(2):
