@@ -92,3 +92,19 @@ def test_the_t_on_its_goal_pose_is_a_success_and_the_task_cost_is_zero_there():
     w, _, _, z = env.table.data.mocap_quat[0]
     assert 2 * np.arctan2(z, w) == pytest.approx(goal[2], abs=1e-9)
     np.testing.assert_allclose(env.table.data.mocap_pos[0][:2], goal[:2])
+
+
+def test_summary_reports_the_final_heading_error():
+    import gymnasium as gym
+
+    from controlkit.tasks.pushing import run_episode, summarise
+
+    env = gym.make("controlkit/Push-v0", shape="t", goal_in_obs=False, max_episode_steps=6)
+    task = Task(env.unwrapped, CostConfig(horizon=3, orientation_weight=0.1))
+    greedy = make_planner("g", PlannerSpec(type="greedy"), None, task, seed=0)
+    episodes = [run_episode(env, task, greedy, seed) for seed in (1, 2)]
+    last = env.unwrapped.errors()["orientation_error"]  # the second episode's end
+    assert episodes[1].final_orientation_error == pytest.approx(last, abs=1e-9)
+    s = summarise(episodes)
+    assert s["final_orientation_error_mean"] == pytest.approx(np.mean([e.final_orientation_error for e in episodes]))
+    assert 0 <= s["final_orientation_error_median"] <= np.pi
