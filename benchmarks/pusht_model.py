@@ -30,9 +30,9 @@ from types import SimpleNamespace
 import numpy as np
 import yaml
 from _table import RESULTS, report
+from controlkit.envs.tabletop import wrap_angle
 
 import controlkit  # noqa: F401
-from controlkit.envs.tabletop import wrap_angle
 from controlkit.models.network import CompactNetwork
 from controlkit.runner.kinds.model_based_control import ModelBasedControlConfig, learn_model
 
