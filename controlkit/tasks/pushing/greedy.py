@@ -21,7 +21,7 @@ import numpy as np
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF, Shape, Tabletop, get_shape
 
-PRE_PUSH_GAP = 0.002  # m between the pusher and the object's bounding box at the pre-push point
+PRE_PUSH_GAP = 0.002  # m between the pusher and the object's surface at the pre-push point
 
 
 def surface_reach(shape: Shape, direction: np.ndarray) -> float:

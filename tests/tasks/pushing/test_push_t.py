@@ -12,8 +12,8 @@ from controlkit.envs.push import PushEnv
 from controlkit.envs.tabletop import PUSHER_RADIUS, get_shape, rect_distance
 
 import controlkit  # noqa: F401
-from controlkit.tasks.pushing import CostConfig, PlannerSpec, Task, make_planner, pre_push_point
-from controlkit.tasks.pushing.greedy import PRE_PUSH_GAP, PushThroughExplorer, surface_reach
+from controlkit.tasks.pushing import CostConfig, PlannerSpec, Task, make_planner, pre_push_point, surface_reach
+from controlkit.tasks.pushing.greedy import PRE_PUSH_GAP, PushThroughExplorer
 
 T = get_shape("t")
 
