@@ -12,7 +12,13 @@ from controlkit.tasks.pushing.graph_sort import (
     sort_goal,
     sort_weights,
 )
-from controlkit.tasks.pushing.greedy import GreedyPusher, PushThroughExplorer, SimDynamics, pre_push_point
+from controlkit.tasks.pushing.greedy import (
+    GreedyPusher,
+    PushThroughExplorer,
+    SimDynamics,
+    pre_push_point,
+    surface_reach,
+)
 from controlkit.tasks.pushing.rope_task import RopeTask, check_rope_env, make_rope_planner, rope_goal, rope_weights
 from controlkit.tasks.pushing.routing import next_waypoint
 from controlkit.tasks.pushing.sort_task import Leg, SortSequencer
@@ -62,6 +68,7 @@ __all__ = [
     "rope_weights",
     "next_waypoint",
     "pre_push_point",
+    "surface_reach",
     "run_episode",
     "summarise",
 ]

@@ -21,15 +21,44 @@ import numpy as np
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF, Shape, Tabletop, get_shape
 
-PRE_PUSH_GAP = 0.002  # m between the pusher and the object's bounding box at the pre-push point
+PRE_PUSH_GAP = 0.002  # m between the pusher and the object's surface at the pre-push point
+
+
+def surface_reach(shape: Shape, direction: np.ndarray) -> float:
+    """Distance from the object's origin to where the ray along ``direction`` (object frame) leaves the shape.
+
+    The farthest exit of the ray from the shape's boxes it crosses. For a single centred box this is
+    :meth:`~controlkit.envs.tabletop.Shape.extent`; for a T it is not: the T's symmetric bounding box reaches 3 cm
+    past the top of its bar and up to 5 cm past the surface in the notches beside its stem, where a pusher
+    placed at the bounding box never touches the T.
+    """
+    n = np.asarray(direction, dtype=np.float64)
+    length = float(np.linalg.norm(n))
+    if length < 1e-12:  # no direction (the target on the object's origin): the origin itself
+        return 0.0
+    n, reach = n / length, 0.0
+    for centre, half in shape.boxes:
+        enter, leave = -np.inf, np.inf  # the ray t * n (t >= 0) is inside the box for enter <= t <= leave
+        for k in range(2):
+            lo, hi = centre[k] - half[k], centre[k] + half[k]
+            if abs(n[k]) < 1e-12:  # parallel to this slab: inside it everywhere or nowhere
+                if not lo <= 0.0 <= hi:
+                    enter, leave = np.inf, -np.inf
+                continue
+            t1, t2 = sorted((lo / n[k], hi / n[k]))
+            enter, leave = max(enter, t1), min(leave, t2)
+        if leave >= max(enter, 0.0):
+            reach = max(reach, leave)
+    return reach
 
 
 def pre_push_point(x: np.ndarray, target: np.ndarray, shape: Shape, gap: float = PRE_PUSH_GAP) -> np.ndarray:
-    """The pusher position touching the object (state ``x``) on the side away from ``target`` ``(x, y)``."""
+    """The pusher position touching the object (state ``x``) on the side away from ``target`` ``(x, y)``:
+    on the line from the target through the object's origin, just outside the object's surface."""
     d = np.asarray(target[:2], dtype=np.float64) - x[:2]
     back = -d / max(float(np.linalg.norm(d)), 1e-9)
     c, s = x[2], x[3]
-    reach = shape.extent(np.array([c * back[0] + s * back[1], -s * back[0] + c * back[1]]))
+    reach = surface_reach(shape, np.array([c * back[0] + s * back[1], -s * back[0] + c * back[1]]))
     return x[:2] + (reach + PUSHER_RADIUS + gap) * back
 
 

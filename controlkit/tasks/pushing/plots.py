@@ -29,6 +29,8 @@ def plot_all(save: Callable[[Any, str], Path], task: Task, results: dict[str, li
     paths = []
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.5), squeeze=False)
     lim = _path_limits(task, results)
+    headings = not task.sort and task.cost.orientation_weight > 0
+    tick = 0.1 * (lim[0][1] - lim[0][0])  # heading ticks a fixed share of the zoomed view
     episode_colours = plt.get_cmap("tab10").colors
     for ax, name in zip(axes[0], names):
         for rect, colour, solid in _rects(task):
@@ -48,11 +50,16 @@ def plot_all(save: Callable[[Any, str], Path], task: Task, results: dict[str, li
                 ax.plot(*s[-1, 4 * i:4 * i + 2], "s" if ep.success else "x", color=c, ms=4)
             if not task.sort:
                 ax.plot(*ep.goal[:2], "*", color=c, ms=9, mec="k", mew=0.5)
+                if headings:  # the heading matters: a tick along the object's +y axis at the goal and at the end
+                    _heading_tick(ax, ep.goal[:2], ep.goal[2], c, ":", tick)
+                    _heading_tick(ax, s[-1, :2], np.arctan2(s[-1, 3], s[-1, 2]), c, "-", tick)
         ax.set(xlim=lim[0], ylim=lim[1], aspect="equal", title=name, xlabel="x (m)")
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("y (m)")
     fig.suptitle("object paths, one colour per episode (o start, * goal, square success, x failure; grey: "
-                 "obstacle, dashed: the box the planners avoid)" if not task.sort else
+                 "obstacle, dashed: the box the planners avoid"
+                 + ("; ticks: heading at the goal (dotted) and at the end (solid))" if headings else ")")
+                 if not task.sort else
                  "object paths (o start, square success, x failure)", fontsize=9)
     paths.append(save(fig, "trajectories.png"))
 
@@ -100,6 +107,12 @@ def plot_all(save: Callable[[Any, str], Path], task: Task, results: dict[str, li
             row[0].set_ylabel(name, fontsize=8)
         paths.append(save(fig, "frames.png"))
     return paths
+
+
+def _heading_tick(ax, xy: np.ndarray, theta: float, colour, style: str, length: float) -> None:
+    """A short line from ``xy`` along the object's +y axis at heading ``theta`` (for the T: from the stem to the bar)."""
+    end = np.asarray(xy) + length * np.array([-np.sin(theta), np.cos(theta)])
+    ax.plot([xy[0], end[0]], [xy[1], end[1]], style, color=colour, lw=1.2)
 
 
 def _rects(task: Task) -> list[tuple[np.ndarray, tuple, bool]]:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.core.errors import ControlkitError
 from controlkit.core.stats import mean_ci95, proportion_ci95
-from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF
+from controlkit.envs.tabletop import PUSHER_RADIUS, TABLE_HALF, wrap_angle
 from controlkit.models.network import CompactNetwork
 from controlkit.planning import KeepOut
 from controlkit.planning.registry import PLANNERS, get_planner, planner_params, register_planner
@@ -345,6 +345,14 @@ class EpisodeResult:
     time_limited_steps: int = 0  # applied plans that a wall-clock limit could have cut short (machine-dependent)
     improved_steps: int = 0  # applied plans cheaper on the model than the best candidate start (what the MILP added)
 
+    @property
+    def final_orientation_error(self) -> float | None:
+        """Push: the object's final heading error (rad, in [0, pi]) to the goal pose; Sort: ``None``."""
+        if self.goal.size < 3:
+            return None
+        heading = np.arctan2(self.states[-1, 3], self.states[-1, 2])
+        return float(abs(wrap_angle(heading - self.goal[2])))
+
 
 def run_episode(env: gym.Env, task: Task, planner: Controller, seed: int, render: bool = False) -> EpisodeResult:
     """Reset ``env`` and ``planner`` with ``seed`` and run until the episode ends."""
@@ -416,6 +424,7 @@ def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
         "final_distance_mean": mean,
         "final_distance_ci95": ci,
         "final_distance_median": float(np.median(final)),
+        **_heading_errors(episodes),
         "steps_mean": float(np.mean([len(e.step_times) for e in episodes])),
         "step_time_median_s": float(np.median(times)),
         "step_time_p95_s": float(np.percentile(times, 95)),
@@ -431,6 +440,15 @@ def summarise(episodes: list[EpisodeResult]) -> dict[str, Any]:
         **_error_quantiles([x for e in episodes for x in e.prediction_errors]),
         "statuses": statuses,
     }
+
+
+def _heading_errors(episodes: list[EpisodeResult]) -> dict[str, float | None]:
+    """Push: mean and median final heading error (rad) over the episodes (``None`` on Sort, which has no pose goal)."""
+    errors = [e.final_orientation_error for e in episodes]
+    if any(x is None for x in errors):
+        return {"final_orientation_error_mean": None, "final_orientation_error_median": None}
+    return {"final_orientation_error_mean": float(np.mean(errors)),
+            "final_orientation_error_median": float(np.median(errors))}
 
 
 def _error_quantiles(errors: list[float]) -> dict[str, float | None]:
