@@ -56,10 +56,13 @@ def plot_all(save: Callable[[Any, str], Path], task: Task, results: dict[str, li
         ax.set(xlim=lim[0], ylim=lim[1], aspect="equal", title=name, xlabel="x (m)")
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("y (m)")
-    fig.suptitle("object paths, one colour per episode (o start, * goal, square success, x failure; grey: "
-                 "obstacle, dashed: the box the planners avoid"
-                 + ("; ticks: heading at the goal (dotted) and at the end (solid))" if headings else ")")
-                 if not task.sort else
+    # the legend names only what is drawn
+    legend = ["o start, * goal, square success, x failure"]
+    if task.keep_out() is not None:
+        legend.append("grey: obstacle, dashed: the box the planners avoid")
+    if headings:
+        legend.append("ticks: heading at the goal (dotted) and at the end (solid)")
+    fig.suptitle(f"object paths, one colour per episode ({'; '.join(legend)})" if not task.sort else
                  "object paths (o start, square success, x failure)", fontsize=9)
     paths.append(save(fig, "trajectories.png"))
 
