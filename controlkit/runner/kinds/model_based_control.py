@@ -307,13 +307,18 @@ def _aggregate(config: ModelBasedControlConfig, ctx: RunContext, net: CompactNet
         result = aggregate(net, data, agg, env, task, planners, train, ctx.seed, progress=ctx.progress)
     finally:
         env.close()
+    from controlkit.models.data import concatenate, save_dataset
+
+    save_dataset(concatenate(result.on_policy, {"behaviour": "closed_loop", **agg.model_dump()}),
+                 ctx.path("onpolicy_data.npz"))
     rounds = [{"round": 0, "transitions": facts["transitions"], "file": str(ctx.path("model_round0.npz")),
                "n_relu": facts["n_relu"], "n_identity": facts["n_identity"],
                "val_rollout_sparse": facts["val_rollout_sparse"]}]
     for row in result.rounds:
         f = row.pop("_facts")
         rounds.append({**row, **{k: f[k] for k in _ROUND_FACTS}})
-    return result.net, {**agg.model_dump(), "initial_file": str(ctx.path("model_round0.npz")), "rounds": rounds,
+    return result.net, {**agg.model_dump(), "initial_file": str(ctx.path("model_round0.npz")),
+                        "data_file": str(ctx.path("onpolicy_data.npz")), "rounds": rounds,
                         "wall_s": time.perf_counter() - t0}
 
 

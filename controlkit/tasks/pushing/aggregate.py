@@ -152,12 +152,14 @@ class AggregateResult:
         data: Every transition it was trained on (the initial data and each round's, world frame, before
             ``repeat``).
         models: The model of every round, the initial one first.
+        on_policy: Each round's closed-loop data (world frame), in order.
         rounds: One row per round (its data, the held-out error of the model that collected it, the new model).
     """
 
     net: CompactNetwork
     data: TransitionData
     models: list[CompactNetwork]
+    on_policy: list[TransitionData]
     rounds: list[dict[str, Any]]
 
 
@@ -204,7 +206,7 @@ def aggregate(
         logger.info("aggregate round %d: %d transitions added (success %.0f%% with noise), the collecting model's "
                     "10-step error on them %s m (median); retrained: %d ReLU", r, new.n_transitions,
                     100 * rows[-1]["collection_success"], _fmt(held_out["rollout_error_10_median"]), net.n_relu)
-    return AggregateResult(net, concatenate([data, *on_policy]), models, rows)
+    return AggregateResult(net, concatenate([data, *on_policy]), models, on_policy, rows)
 
 
 def _fmt(x: float | None) -> str:

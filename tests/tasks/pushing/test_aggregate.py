@@ -9,7 +9,7 @@ import pytest
 import controlkit  # noqa: F401
 from controlkit.core.controller import Controller, StepInfo
 from controlkit.core.errors import ControlkitError
-from controlkit.models.data import TransitionData, concatenate
+from controlkit.models.data import TransitionData, concatenate, load_dataset
 from controlkit.models.network import CompactNetwork
 from controlkit.runner.registry import validate_config
 from controlkit.runner.run import run_experiment
@@ -104,6 +104,7 @@ def test_tiny_aggregation_run_is_seeded_and_reports_every_round(tmp_path):
         "transitions_added"]
     assert r1["held_out_rollout_error_10_windows"] >= 0 and r1["collection_planners"] == ["starts_only"] * 2
     assert s["model"]["transitions"] == r1["transitions"] and s["model"]["n_relu"] <= 6
+    assert load_dataset(agg["data_file"]).n_transitions == r1["transitions_added"]
     for name in ("starts_only", "greedy"):
         c = s["controllers"][name]
         assert "rollout_error_10_median" in c and "initial_rollout_error_10_median" in c
