@@ -13,8 +13,14 @@ from controlkit.models.data import TransitionData, concatenate, load_dataset
 from controlkit.models.network import CompactNetwork
 from controlkit.runner.registry import validate_config
 from controlkit.runner.run import run_experiment
-from controlkit.tasks.pushing import ActionRecorder, CostConfig, SimDynamics, Task, closed_loop_data, \
-    rollout_position_errors
+from controlkit.tasks.pushing import (
+    ActionRecorder,
+    CostConfig,
+    SimDynamics,
+    Task,
+    closed_loop_data,
+    rollout_position_errors,
+)
 from controlkit.tasks.pushing.greedy import GreedyPusher
 
 TINY = {
