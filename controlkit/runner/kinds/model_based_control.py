@@ -241,8 +241,7 @@ _ROUND_FACTS = ("transitions", "n_relu", "n_identity", "n_removed", "val_rollout
                 "within_tolerance", "rounds")
 
 
-def _learn(config: ModelBasedControlConfig, ctx: RunContext, data, prefix: str,
-           seed: int | None = None) -> tuple[CompactNetwork, dict[str, Any]]:
+def _learn(config: ModelBasedControlConfig, ctx: RunContext, data, prefix: str) -> tuple[CompactNetwork, dict[str, Any]]:
     """Train and sparsify on world-frame ``data``; save ``{prefix}model.npz`` (and, without a prefix, the dense
     model and every sparsify round); return the world-frame network and its facts."""
     from controlkit.models.data import TransitionData
@@ -252,9 +251,8 @@ def _learn(config: ModelBasedControlConfig, ctx: RunContext, data, prefix: str,
 
     t = frame_matrix() if config.model.frame == "pusher" else np.eye(NX)
     data = TransitionData(data.states @ t.T, data.actions, data.lengths, data.metadata)
-    seed = ctx.seed if seed is None else seed
     learned = learn_sparse_model(
-        data, config.model.hidden, TrainSettings(**config.train), SparsifySettings(**config.sparsify), seed,
+        data, config.model.hidden, TrainSettings(**config.train), SparsifySettings(**config.sparsify), ctx.seed,
         val_fraction=config.data.val_fraction,
         on_round=lambda r: ctx.log(f"sparsify round {r.round}: {r.n_relu} ReLU, {r.n_identity} identity, val "
                                    f"rollout MSE {r.val_rollout:.3g}"),
