@@ -23,7 +23,8 @@ Two measurements on ``experiments/push_obstacle.yaml`` (the 16-ReLU push model, 
 
 Run (about 15 minutes on 2 loaded cores):
 ``MUJOCO_GL=egl .venv/bin/python benchmarks/obstacle_diagnosis.py --episodes 6 --every 4``
-writes ``benchmarks/results/obstacle_diagnosis.json``.
+writes ``benchmarks/results/obstacle_diagnosis.json``; ``--model FILE --out NAME`` diagnoses another model (e.g. the
+one trained with on-policy aggregation, ``experiments/push_obstacle_aggregate.yaml``) into ``NAME.json``.
 """
 
 from __future__ import annotations
@@ -185,11 +186,13 @@ def main() -> None:
     parser.add_argument("--bb-time", type=float, default=5.0, help="HiGHS seconds after the offline search")
     parser.add_argument("--closed-loop", default="sim_mppi,mppi_10x", help="comma-separated: " + ", ".join(CLOSED))
     parser.add_argument("--no-states", action="store_true", help="skip part 1")
+    parser.add_argument("--model", default=str(MODEL), help="the model file (default: the 16-ReLU push model)")
     parser.add_argument("--out", default="obstacle_diagnosis")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = load_config(EXPERIMENT, [f"model.file={MODEL}"])
-    net = load_network(MODEL)
+    model = Path(args.model).resolve()
+    config = load_config(EXPERIMENT, [f"model.file={model}"])
+    net = load_network(model)
     env = gym.make(config.env, max_episode_steps=config.max_steps, goal_in_obs=False, **config.env_kwargs)
     task = Task(env.unwrapped, config.cost)
     seeds = spawn_seeds(config.seed, config.episodes, "episodes")[: args.episodes]  # the experiment's first episodes
@@ -202,11 +205,20 @@ def main() -> None:
     rows = [{k: v for k, v in states.items() if k != "rows"}] if states else []
     report(args.out, rows + loop, {
         "command": "MUJOCO_GL=egl .venv/bin/python benchmarks/obstacle_diagnosis.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("no_states", "out")),
-        "experiment": str(EXPERIMENT.relative_to(HERE.parent)), "model": str(MODEL.relative_to(HERE.parent)),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if k not in ("no_states", "out") and not (k == "model" and model == MODEL)),
+        "experiment": str(EXPERIMENT.relative_to(HERE.parent)), "model": _relative(model),
         "seeds": seeds, "logged_states": states, "closed_loop": loop, "load_average_before": load,
         "load_average_after": os.getloadavg(), "wall_s": time.perf_counter() - t0,
         "time_limited": "offline_mip uses wall-clock limits (10 s branch and bound)"})
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    try:
+        return str(path.relative_to(HERE.parent))
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":

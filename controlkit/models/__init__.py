@@ -11,7 +11,7 @@ from controlkit.models.network import CompactNetwork
 
 _LAZY = {
     **dict.fromkeys(
-        ["TransitionData", "CorrelatedNoiseController", "collect", "load_dataset", "save_dataset", "make_env",
+        ["TransitionData", "CorrelatedNoiseController", "collect", "concatenate", "load_dataset", "save_dataset", "make_env",
          "make_behaviour"],
         "controlkit.models.data",
     ),

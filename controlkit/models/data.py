@@ -100,6 +100,32 @@ class TransitionData:
         return self.subset(np.sort(order[n_val:])), self.subset(np.sort(order[:n_val]))
 
 
+def concatenate(datasets: list[TransitionData], metadata: dict[str, Any] | None = None) -> TransitionData:
+    """The trajectories of every dataset in ``datasets``, in order, as one :class:`TransitionData`.
+
+    Trajectories of different lengths are padded to the longest (padding repeats the last state and holds zero
+    actions; ``lengths`` keeps what is real), so data from exploration and from closed-loop episodes of any length
+    train one model together.
+
+    Raises:
+        ControlkitError: if ``datasets`` is empty or their state or action sizes differ.
+    """
+    if not datasets:
+        raise ControlkitError("concatenate: no datasets given.")
+    sizes = {(d.nx, d.nu) for d in datasets}
+    if len(sizes) > 1:
+        raise ControlkitError(f"concatenate: the datasets have different (state, action) sizes {sorted(sizes)}.")
+    steps = max(d.actions.shape[1] for d in datasets)
+    states, actions = [], []
+    for d in datasets:
+        pad = steps - d.actions.shape[1]
+        states.append(np.concatenate([d.states, np.repeat(d.states[:, -1:], pad, axis=1)], axis=1))
+        actions.append(np.concatenate([d.actions, np.zeros((d.n_trajectories, pad, d.nu))], axis=1))
+    meta = dict(datasets[0].metadata) if metadata is None else metadata
+    return TransitionData(np.concatenate(states), np.concatenate(actions),
+                          np.concatenate([d.lengths for d in datasets]), meta)
+
+
 def check_split(n_trajectories: int, val_fraction: float, field: str = "data.val_fraction") -> int:
     """The number of validation trajectories :meth:`TransitionData.split` takes from ``n_trajectories``.
 
@@ -302,6 +328,7 @@ __all__ = [
     "CorrelatedNoiseController",
     "TransitionData",
     "collect",
+    "concatenate",
     "load_dataset",
     "make_behaviour",
     "make_env",

@@ -36,6 +36,14 @@ from controlkit.models.network import CompactNetwork
 from controlkit.runner.config import EnvId, ExperimentConfig, check_env_builds, check_env_kwargs
 from controlkit.runner.registry import ExperimentKind
 from controlkit.runner.run import RunContext
+from controlkit.tasks.pushing.aggregate import (
+    ActionRecorder,
+    AggregateConfig,
+    aggregate,
+    episodes_data,
+    error_quantiles,
+    rollout_position_errors,
+)
 from controlkit.tasks.pushing.greedy import PushThroughExplorer
 from controlkit.tasks.pushing.plots import plot_all
 from controlkit.tasks.pushing.task import (
@@ -72,6 +80,10 @@ class DataConfig(BaseModel):
     aim: float = Field(0.7, ge=0, le=1, description="behaviour aim: probability that a step heads for the object.")
     noise: float = Field(0.4, ge=0, description="behaviour push: noise innovation std in units of step_size.")
     val_fraction: float = Field(0.15, gt=0, lt=1, description="Trajectories held out for early stopping.")
+    aggregate: AggregateConfig | None = Field(
+        None, description="On-policy data aggregation after the first model (Push-v0): rounds of closed-loop "
+        "episodes of the named planners with exploration noise, added to the data, then retrain and re-sparsify "
+        "(controlkit.tasks.pushing.aggregate). None: the first model is the model.")
 
 
 class ModelConfig(BaseModel):
@@ -140,10 +152,31 @@ class ModelBasedControlConfig(ExperimentConfig):
             if unknown:
                 raise ValueError(f"planners.{name}: {spec.type} takes no {', '.join(unknown)}; valid: "
                                  f"{', '.join(sorted(allowed))}")
+        _check_aggregate(self)
         TrainSettings(**self.train)
         SparsifySettings(**self.sparsify).check_network(self.model.hidden, field="sparsify.schedule")
         _check_before_run(self)
         return self
+
+
+MODEL_FREE = ("greedy", "sim_mppi")  # planners that do not plan on the learned model
+
+
+def _check_aggregate(config: ModelBasedControlConfig) -> None:
+    """``data.aggregate`` needs a model learned in this run, on Push-v0, driven by planners on that model."""
+    agg = config.data.aggregate
+    if agg is None:
+        return
+    if config.env != "controlkit/Push-v0":
+        raise ValueError("data.aggregate: on-policy aggregation runs on controlkit/Push-v0 only")
+    if config.model.file is not None:
+        raise ValueError("data.aggregate: needs the model learned in this run (model.file: null); it retrains on "
+                         "the run's own data")
+    valid = sorted(n for n, spec in config.planners.items() if spec.type not in MODEL_FREE)
+    for name in agg.planners:
+        if name not in valid:
+            raise ValueError(f"data.aggregate.planners: {name!r} is not a planner on the learned model of this "
+                             f"experiment; valid: {', '.join(valid) or '(none)'}")
 
 
 def _check_before_run(config: ModelBasedControlConfig) -> None:
@@ -168,17 +201,18 @@ def _check_before_run(config: ModelBasedControlConfig) -> None:
 
 
 def learn_model(config: ModelBasedControlConfig, ctx: RunContext) -> tuple[CompactNetwork, dict[str, Any]]:
-    """Collect, train, sparsify and export (or load ``model.file``); returns the world-frame network and facts."""
+    """Collect, train, sparsify and export (or load ``model.file``), then aggregate on-policy data if asked.
+
+    Returns the world-frame network the planners use and the facts for ``summary.json`` (with ``aggregate``: every
+    round's data, held-out error and model, and ``initial_file``, the model before aggregation).
+    """
     if config.model.file is not None:
         net = load_network(config.model.file)
         return net, {"file": config.model.file, "n_relu": net.n_relu, "n_identity": net.n_identity,
                      "hidden": net.hidden_sizes}
     import torch
 
-    from controlkit.models.data import TransitionData, collect
-    from controlkit.models.dynamics import TrainSettings
-    from controlkit.models.pipeline import learn_sparse_model
-    from controlkit.models.sparsify import SparsifySettings
+    from controlkit.models.data import collect
 
     torch.set_num_threads(1)  # the same model whether learn_model runs alone or inside run()
     t0 = time.perf_counter()
@@ -191,35 +225,99 @@ def learn_model(config: ModelBasedControlConfig, ctx: RunContext) -> tuple[Compa
     data = collect("controlkit/Push-v0", config.data.trajectories, config.data.steps, ctx.seed,
                    behaviour=explorer, env_kwargs=push_kwargs, progress=ctx.progress)
     timings = {"collect_s": time.perf_counter() - t0}
+    ctx.log(f"collected {data.n_transitions} transitions; training a dense {config.model.hidden} model")
+    net, facts = _learn(config, ctx, data, "")
+    timings.update(facts.pop("timings"))
+    if config.data.aggregate is not None:
+        net, facts["aggregate"] = _aggregate(config, ctx, net, data, facts)
+        facts.update({k: facts["aggregate"]["rounds"][-1][k] for k in _ROUND_FACTS})
+        timings["aggregate_s"] = facts["aggregate"].pop("wall_s")
+        net.save(ctx.path("model.npz"))
+    facts["timings"] = timings
+    return net, facts
+
+
+_ROUND_FACTS = ("transitions", "n_relu", "n_identity", "n_removed", "val_rollout_dense", "val_rollout_sparse",
+                "within_tolerance", "rounds")
+
+
+def _learn(config: ModelBasedControlConfig, ctx: RunContext, data, prefix: str) -> tuple[CompactNetwork, dict[str, Any]]:
+    """Train and sparsify on world-frame ``data``; save ``{prefix}model.npz`` (and, without a prefix, the dense
+    model and every sparsify round); return the world-frame network and its facts."""
+    from controlkit.models.data import TransitionData
+    from controlkit.models.dynamics import TrainSettings
+    from controlkit.models.pipeline import learn_sparse_model
+    from controlkit.models.sparsify import SparsifySettings
+
     t = frame_matrix() if config.model.frame == "pusher" else np.eye(NX)
     data = TransitionData(data.states @ t.T, data.actions, data.lengths, data.metadata)
-    ctx.log(f"collected {data.n_transitions} transitions; training a dense {config.model.hidden} model")
     learned = learn_sparse_model(
         data, config.model.hidden, TrainSettings(**config.train), SparsifySettings(**config.sparsify), ctx.seed,
         val_fraction=config.data.val_fraction,
         on_round=lambda r: ctx.log(f"sparsify round {r.round}: {r.n_relu} ReLU, {r.n_identity} identity, val "
                                    f"rollout MSE {r.val_rollout:.3g}"),
         progress=ctx.progress)
-    timings.update(train_s=learned.timings["dense_s"], sparsify_s=learned.timings["sparsify_s"])
     result = learned.result
-    meta = {"env": "controlkit/Push-v0", "env_kwargs": push_kwargs, "frame": config.model.frame, "seed": ctx.seed}
+    meta = {"env": "controlkit/Push-v0", "env_kwargs": push_data_kwargs(config.env_kwargs),
+            "frame": config.model.frame, "seed": ctx.seed}
     # The dense model and every round too: closed-loop runs on them (model.file=) separate what sparsification
     # costs from what learning costs, and show success against the ReLU budget.
-    points = [("model_dense.npz", result.dense)] + [(f"model_relu{r.n_relu}.npz", r) for r in result.rounds[1:]]
-    for name, point in [*points, ("model.npz", result.best)]:
+    points = [] if prefix else [("model_dense.npz", result.dense)] + [
+        (f"model_relu{r.n_relu}.npz", r) for r in result.rounds[1:]]
+    for name, point in [*points, (f"{prefix}model.npz", result.best)]:
         net = fold_frame(learned.compact(point, {**meta, "val_rollout": point.val_rollout}), t)
         net.save(ctx.path(name))
     best = result.best
     facts = {
-        "file": str(ctx.path("model.npz")), "dense_file": str(ctx.path("model_dense.npz")),
+        "file": str(ctx.path(f"{prefix}model.npz")), "dense_file": str(ctx.path("model_dense.npz")),
         "hidden": config.model.hidden, "frame": config.model.frame,
         "transitions": data.n_transitions, "dense_epochs": learned.dense_fit.epochs,
         "n_relu": net.n_relu, "n_identity": net.n_identity, "n_removed": best.n_removed,
         "val_rollout_dense": result.dense.val_rollout, "val_rollout_sparse": best.val_rollout,
         "within_tolerance": result.target_met, "rounds": [r.row() for r in result.rounds],
-        "timings": timings,
+        "timings": {"train_s": learned.timings["dense_s"], "sparsify_s": learned.timings["sparsify_s"]},
     }
     return net, facts
+
+
+def _aggregate(config: ModelBasedControlConfig, ctx: RunContext, net: CompactNetwork, data,
+               facts: dict[str, Any]) -> tuple[CompactNetwork, dict[str, Any]]:
+    """``data.aggregate``: closed-loop rounds on the task's own env, each followed by retraining on all data."""
+    agg = config.data.aggregate
+    t0 = time.perf_counter()
+    net.save(ctx.path("model_round0.npz"))
+    env = gym.make(config.env, max_episode_steps=agg.steps or config.max_steps, goal_in_obs=False,
+                   **config.env_kwargs)
+    task = Task(env.unwrapped, config.cost)
+
+    def planners(model: CompactNetwork, r: int) -> list[tuple[str, Controller]]:
+        seed = ctx.seeds(r + 1, 5)[r]  # one independent planner seed per round
+        return [(name, make_planner(name, config.planners[name], model, task, seed=seed)) for name in agg.planners]
+
+    def train(all_data, r: int) -> tuple[CompactNetwork, dict[str, Any]]:
+        ctx.log(f"aggregate round {r}: retraining on {all_data.n_transitions} transitions")
+        model, f = _learn(config, ctx, all_data, f"model_round{r}_")
+        f.pop("timings")
+        return model, {"file": f["file"], "n_relu": f["n_relu"], "n_identity": f["n_identity"],
+                       "val_rollout_sparse": f["val_rollout_sparse"], "_facts": f}
+
+    try:
+        result = aggregate(net, data, agg, env, task, planners, train, ctx.seed, progress=ctx.progress)
+    finally:
+        env.close()
+    from controlkit.models.data import concatenate, save_dataset
+
+    save_dataset(concatenate(result.on_policy, {"behaviour": "closed_loop", **agg.model_dump()}),
+                 ctx.path("onpolicy_data.npz"))
+    rounds = [{"round": 0, "transitions": facts["transitions"], "file": str(ctx.path("model_round0.npz")),
+               "n_relu": facts["n_relu"], "n_identity": facts["n_identity"],
+               "val_rollout_sparse": facts["val_rollout_sparse"]}]
+    for row in result.rounds:
+        f = row.pop("_facts")
+        rounds.append({**row, **{k: f[k] for k in _ROUND_FACTS}})
+    return result.net, {**agg.model_dump(), "initial_file": str(ctx.path("model_round0.npz")),
+                        "data_file": str(ctx.path("onpolicy_data.npz")), "rounds": rounds,
+                        "wall_s": time.perf_counter() - t0}
 
 
 def run(config: ModelBasedControlConfig, ctx: RunContext) -> dict[str, Any]:
@@ -233,15 +331,17 @@ def run(config: ModelBasedControlConfig, ctx: RunContext) -> dict[str, Any]:
     task = Task(env.unwrapped, config.cost)
     seeds = ctx.seeds(config.episodes, "episodes")  # the same starts for every planner
     results: dict[str, list[EpisodeResult]] = {}
+    applied: dict[str, list[list[np.ndarray]]] = {}  # the actions each planner applied, per episode
     eval_s: dict[str, float] = {}
     try:
         for name, spec in config.planners.items():
-            planner = make_planner(name, spec, net, task, seed=ctx.seed)
+            planner = ActionRecorder(make_planner(name, spec, net, task, seed=ctx.seed), task.env.step_size)
             t0 = time.perf_counter()
-            results[name] = []
+            results[name], applied[name] = [], []
             for i, seed in enumerate(ctx.progress(seeds, desc=name)):
                 ep = run_episode(env, task, planner, seed, render=config.frames and i == 0)
                 results[name].append(ep)
+                applied[name].append(list(planner.actions))
                 ctx.metric(planner=name, episode=i, seed=seed, success=ep.success, final_distance=ep.final_distance,
                            steps=len(ep.step_times), fallbacks=ep.fallbacks, violations=ep.violations,
                            time_step_median_s=float(np.median(ep.step_times)))
@@ -252,6 +352,8 @@ def run(config: ModelBasedControlConfig, ctx: RunContext) -> dict[str, Any]:
     finally:
         env.close()
     controllers = {name: summarise(eps) for name, eps in results.items()}
+    if config.env == "controlkit/Push-v0":  # on Sort the task moves the pusher itself on transit steps
+        _loop_errors(controllers, results, applied, net, model_facts)
     plots = plot_all(ctx.savefig, task, results)
     timings = {**model_facts.pop("timings", {}), "evaluate_s": eval_s}
     return {
@@ -266,6 +368,19 @@ def run(config: ModelBasedControlConfig, ctx: RunContext) -> dict[str, Any]:
         "plots": [str(p) for p in plots],
         "timings": timings,
     }
+
+
+def _loop_errors(controllers: dict[str, dict[str, Any]], results: dict[str, list[EpisodeResult]],
+                 applied: dict[str, list[list[np.ndarray]]], net: CompactNetwork, model_facts: dict[str, Any]) -> None:
+    """Add the model's 10-step open-loop position error along each planner's own episodes (``rollout_error_10_*``)
+    and, after aggregation, the error of the model before it on the same episodes (``initial_rollout_error_10_*``)."""
+    initial = model_facts.get("aggregate", {}).get("initial_file")
+    before = load_network(initial) if initial else None
+    for name, eps in results.items():
+        data = episodes_data(eps, applied[name])
+        controllers[name].update(error_quantiles(rollout_position_errors(net, data)))
+        if before is not None:
+            controllers[name].update(error_quantiles(rollout_position_errors(before, data), "initial_rollout_error_10"))
 
 
 def report(summary: dict[str, Any]) -> str:

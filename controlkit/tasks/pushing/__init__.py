@@ -3,6 +3,14 @@ simulator-backed dynamics, candidate starts for MIP-MPC, the sort sequencer (whi
 gets there), routing round keep-out boxes, and planning on graph models (sorting by a cost over all boxes, shaping
 the rope of ``controlkit/Rope-v0``)."""
 
+from controlkit.tasks.pushing.aggregate import (
+    ActionRecorder,
+    AggregateConfig,
+    AggregateResult,
+    aggregate,
+    closed_loop_data,
+    rollout_position_errors,
+)
 from controlkit.tasks.pushing.graph_sort import (
     GraphSortTask,
     SortExplorer,
@@ -38,6 +46,12 @@ from controlkit.tasks.pushing.task import (
 )
 
 __all__ = [
+    "ActionRecorder",
+    "AggregateConfig",
+    "AggregateResult",
+    "aggregate",
+    "closed_loop_data",
+    "rollout_position_errors",
     "CostConfig",
     "EpisodeResult",
     "GraphSortTask",
