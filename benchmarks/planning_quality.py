@@ -89,6 +89,10 @@ MIP_VARIANTS = {
     "descent_k4": {"polish_starts": 4, "branch_and_bound": False},
     "mip": {},
     "mip_heur": {"highs_options": {"mip_heuristic_effort": 0.3}},
+    # branch and bound after optimality-based tightening: every unstable neuron's bounds LP-tightened over the
+    # relaxation cut off at the descent's cost (tighten_steps="auto" with a time budget that never binds, so it
+    # stays deterministic)
+    "mip_tight": {"tighten_steps": "auto", "tighten_time": 1e6},
     "lns_window": {"search": "window", "search_size": 2, "branch_and_bound": False},
     "lns_switching": {"search": "switching", "search_size": 24, "branch_and_bound": False},
     "lns_hamming": {"search": "hamming", "search_size": 4, "branch_and_bound": False},
@@ -99,10 +103,10 @@ MIP_VARIANTS = {
 PLANNERS = (*SAMPLERS, *MIP_VARIANTS)
 # lns_hamming and mip_heur run on request (--planners): one slice of local branching cost 4-5 s of CPU at H = 5
 # and found nothing the window search did not; mip_heur gave the same plans as mip on all 8 cases of the first run
-DEFAULT_PLANNERS = tuple(n for n in PLANNERS if n not in ("lns_hamming", "mip_heur"))
+DEFAULT_PLANNERS = tuple(n for n in PLANNERS if n not in ("lns_hamming", "mip_heur", "mip_tight"))
 # The variants whose MILP work (a branch-and-bound root, or neighbourhood slices) costs CPU seconds per plan
 # whatever the work level; the cheap ones (samplers, candidates, descent) fit a control step.
-COSTLY = ("mip", "mip_heur", "lns_window", "lns_switching", "lns_hamming", "mppi_lns_window")
+COSTLY = ("mip", "mip_heur", "mip_tight", "lns_window", "lns_switching", "lns_hamming", "mppi_lns_window")
 # task: (env kwargs, cost kwargs, model file)
 TASKS = {
     "push": ({"orientation_tolerance": 3.1416}, {}, MODEL),
@@ -187,6 +191,7 @@ def mip_spec(name: str, work: dict, budget: float, wall: bool) -> PlannerSpec:
         opts.pop("mip_max_nodes")
     else:
         kw = dict(time_limit=None, tighten_steps=0)
+    kw.update({k: extra.pop(k) for k in ("tighten_steps", "tighten_time") if k in extra})
     return PlannerSpec(type="mip_mpc", mip_gap=1e-4, starts=["safe", "greedy"], warm_samples=200,
                        warm_iterations=warm_iterations, highs_options=opts, **kw, **extra)
 
@@ -242,6 +247,8 @@ def run_mip(name: str, net, task: Task, case: Case, work: dict, budget: float, w
     row = {"cost": cost, "cpu_s": cpu, "wall_s": elapsed, "start_cost": start_cost, "descent_cost": local,
            "status": plan.status.value, "gap": plan.gap if plan.gap is not None else float("nan"),
            "binaries": ex.get("binaries"), "time_limited": bool(ex.get("time_limited", wall))}
+    if not wall and "tighten_time_s" in ex:  # mip_tight: time-limited only if its tightening ran out of time
+        row.update(time_limited=ex["tighten_time_s"] >= planner.tighten_time, tighten_lps=ex.get("tighten_lps"))
     if searches(name):  # the MILP or the search ran after the descent
         row["search_improved"] = bool(cost < local - 1e-7 * (1.0 + abs(local)))
         row["lns_improvements"] = ex.get("search_improvements", 0)
