@@ -89,6 +89,10 @@ MIP_VARIANTS = {
     "descent_k4": {"polish_starts": 4, "branch_and_bound": False},
     "mip": {},
     "mip_heur": {"highs_options": {"mip_heuristic_effort": 0.3}},
+    # branch and bound after optimality-based tightening: every unstable neuron's bounds LP-tightened over the
+    # relaxation cut off at the descent's cost (tighten_steps="auto" with a time budget that never binds, so it
+    # stays deterministic)
+    "mip_tight": {"tighten_steps": "auto", "tighten_time": 1e6},
     "lns_window": {"search": "window", "search_size": 2, "branch_and_bound": False},
     "lns_switching": {"search": "switching", "search_size": 24, "branch_and_bound": False},
     "lns_hamming": {"search": "hamming", "search_size": 4, "branch_and_bound": False},
@@ -99,10 +103,10 @@ MIP_VARIANTS = {
 PLANNERS = (*SAMPLERS, *MIP_VARIANTS)
 # lns_hamming and mip_heur run on request (--planners): one slice of local branching cost 4-5 s of CPU at H = 5
 # and found nothing the window search did not; mip_heur gave the same plans as mip on all 8 cases of the first run
-DEFAULT_PLANNERS = tuple(n for n in PLANNERS if n not in ("lns_hamming", "mip_heur"))
+DEFAULT_PLANNERS = tuple(n for n in PLANNERS if n not in ("lns_hamming", "mip_heur", "mip_tight"))
 # The variants whose MILP work (a branch-and-bound root, or neighbourhood slices) costs CPU seconds per plan
 # whatever the work level; the cheap ones (samplers, candidates, descent) fit a control step.
-COSTLY = ("mip", "mip_heur", "lns_window", "lns_switching", "lns_hamming", "mppi_lns_window")
+COSTLY = ("mip", "mip_heur", "mip_tight", "lns_window", "lns_switching", "lns_hamming", "mppi_lns_window")
 # task: (env kwargs, cost kwargs, model file)
 TASKS = {
     "push": ({"orientation_tolerance": 3.1416}, {}, MODEL),
@@ -170,8 +174,9 @@ def run_sampler(name: str, net, task: Task, case: Case, work: dict, budget: floa
             "passes": passes, "time_limited": wall}, best
 
 
-def mip_planner(name: str, net, task: Task, case: Case, work: dict, budget: float, wall: bool):
-    """The MIP variant ``name`` at this work level (candidates safe + greedy + MPPI 200 x 5, as the pipeline)."""
+def mip_spec(name: str, work: dict, budget: float, wall: bool) -> PlannerSpec:
+    """The spec of MIP variant ``name`` at this work level (candidates safe + greedy + MPPI 200 x 5, as the
+    pipeline)."""
     extra = dict(MIP_VARIANTS[name])
     lns = "search" in extra
     warm_iterations = 5 * work["passes"]["mppi"] if extra.pop("mppi_budget", False) else 5
@@ -186,16 +191,34 @@ def mip_planner(name: str, net, task: Task, case: Case, work: dict, budget: floa
         opts.pop("mip_max_nodes")
     else:
         kw = dict(time_limit=None, tighten_steps=0)
-    spec = PlannerSpec(type="mip_mpc", mip_gap=1e-4, starts=["safe", "greedy"], warm_samples=200,
+    kw.update({k: extra.pop(k) for k in ("tighten_steps", "tighten_time") if k in extra})
+    return PlannerSpec(type="mip_mpc", mip_gap=1e-4, starts=["safe", "greedy"], warm_samples=200,
                        warm_iterations=warm_iterations, highs_options=opts, **kw, **extra)
-    return make_planner(name, spec, net, task, seed=case.index)
+
+
+def mip_planner(name: str, net, task: Task, case: Case, work: dict, budget: float, wall: bool):
+    """The MIP variant ``name`` at this work level, seeded by the case."""
+    return make_planner(name, mip_spec(name, work, budget, wall), net, task, seed=case.index)
+
+
+def work_key(name: str, work: dict, budget: float, wall: bool) -> tuple | None:
+    """What planner ``name`` does at this work level, or None under wall-clock budgets. Two levels with the same
+    key give the same plan in the deterministic mode (e.g. ``mip`` runs one branch-and-bound node at 0.05 and at
+    0.3 s), so the plan is computed once and its row reused."""
+    if wall:
+        return None
+    if name in SAMPLERS:
+        return name, work["passes"][name]
+    return name, mip_spec(name, work, budget, wall).model_dump_json()
 
 
 def searches(name: str) -> bool:
     """Whether the MIP variant ``name`` runs a global search (branch and bound or neighbourhood slices) after the
     region descent."""
-    extra = MIP_VARIANTS.get(name, {})
-    return name != "starts_only" and (extra.get("branch_and_bound", True) or "search" in extra)
+    if name not in MIP_VARIANTS or name == "starts_only":
+        return False
+    extra = MIP_VARIANTS[name]
+    return extra.get("branch_and_bound", True) or "search" in extra
 
 
 def run_mip(name: str, net, task: Task, case: Case, work: dict, budget: float, wall: bool):
@@ -224,6 +247,8 @@ def run_mip(name: str, net, task: Task, case: Case, work: dict, budget: float, w
     row = {"cost": cost, "cpu_s": cpu, "wall_s": elapsed, "start_cost": start_cost, "descent_cost": local,
            "status": plan.status.value, "gap": plan.gap if plan.gap is not None else float("nan"),
            "binaries": ex.get("binaries"), "time_limited": bool(ex.get("time_limited", wall))}
+    if not wall and "tighten_time_s" in ex:  # mip_tight: time-limited only if its tightening ran out of time
+        row.update(time_limited=ex["tighten_time_s"] >= planner.tighten_time, tighten_lps=ex.get("tighten_lps"))
     if searches(name):  # the MILP or the search ran after the descent
         row["search_improved"] = bool(cost < local - 1e-7 * (1.0 + abs(local)))
         row["lns_improvements"] = ex.get("search_improvements", 0)
@@ -306,13 +331,21 @@ def main() -> None:
             cases, task, env = make_cases(task_name, args.first_case + args.cases, horizon)
             for case in cases[args.first_case:]:
                 best, best_by, best_actions = np.inf, "", None
+                done: dict[tuple, tuple[float, dict, np.ndarray]] = {}  # work_key -> (budget, row, plan)
                 for budget in budgets:
                     scale = horizon / 5
                     work = {**WORK[budget], "passes": {k: max(1, round(budget / (v * scale)))
                                                        for k, v in PASS_S.items()}}
                     for name in planners:
-                        fn = run_sampler if name in SAMPLERS else run_mip
-                        row, actions = fn(name, net, task, case, work, budget, args.wall)
+                        key = work_key(name, work, budget, args.wall)
+                        if key in done:  # the same work as at a lower budget: the same plan
+                            first, row, actions = done[key]
+                            row = {**row, "same_work_as": first}
+                        else:
+                            fn = run_sampler if name in SAMPLERS else run_mip
+                            row, actions = fn(name, net, task, case, work, budget, args.wall)
+                            if key is not None:
+                                done[key] = (budget, row, actions)
                         if row["cost"] < best:
                             best, best_by, best_actions = row["cost"], f"{name} at {budget:g}", actions
                         runs.append({"task": task_name, "H": horizon, "case": case.index, "budget": budget,
@@ -333,7 +366,8 @@ def main() -> None:
              "slice_nodes": SLICE_NODES, "polish_lps": POLISH_LPS, "first_case": args.first_case,
              "cases_per_task": args.cases, "horizons": args.horizons, "tasks": tasks,
              "reference_limit_s": args.reference_limit, "load_average_before": load_before,
-             "load_average_after": os.getloadavg()[0], "references": refs, "runs": runs}
+             "load_average_after": os.getloadavg()[0], "references": refs, "runs": runs,
+             "targets": targets(runs, refs)}
     report(args.out, rows, extra)
     plot(rows, ROOT / "docs" / "img" / f"{args.out}.png")
 
@@ -405,6 +439,7 @@ def merge(names: list[str], out: str) -> None:
         files.update(part.get("model_files", {}))
     extra.update(tasks=list(dict.fromkeys(t for part in parts for t in part["tasks"])), model_files=files,
                  horizons=sorted({r["H"] for r in runs}), merged_from=names, references=refs, runs=runs,
+                 targets=targets(runs, refs),
                  cases_per_task=None, first_case=None,
                  reference_limit_s=[part["reference_limit_s"] for part in parts],
                  load_average_before=[part["load_average_before"] for part in parts],
@@ -437,21 +472,104 @@ def markdown(name: str) -> None:
             where = "all cases" if cases is None else f"the cases every planner ran: {cases}"
             print(f"\n**{task_name}, H = {horizon}**, {where} (reference = proven optimum in {proven} of {len(used)}, "
                   "otherwise the best plan found)\n")
-            print("| planner | " + " | ".join(f"{b:g} s: median / worst (cases)" for b in budgets)
-                  + " | improved by the search | certified gap (median) | CPU s at the top budget |")
-            print("|---|" + "---|" * (len(budgets) + 3))
+            print("| planner | " + " | ".join(f"{b:g} s: median / worst, within 1 % (cases)" for b in budgets)
+                  + " | improved by the search | certified gap (median) | certified within 1 % | CPU s at the top"
+                  " budget (median) |")
+            print("|---|" + "---|" * (len(budgets) + 4))
             for name_ in planners:
                 by_b = {r["budget"]: r for r in sel if r["planner"] == name_}
                 if not by_b:
                     continue
-                cells = [f"{by_b[b]['rel_median']:.3f} / {by_b[b]['rel_worst']:.3f} ({by_b[b]['cases']})"
-                         if b in by_b else "—" for b in budgets]
+                cells = [f"{by_b[b]['rel_median']:.3f} / {by_b[b]['rel_worst']:.3f}, {by_b[b]['within_1pct']:.0%} "
+                         f"({by_b[b]['cases']})" if b in by_b else "—" for b in budgets]
                 top = by_b[max(by_b)]
                 improved = ", ".join(f"{by_b[b]['search_improved']:.0%}" for b in budgets
                                      if b in by_b and "search_improved" in by_b[b])
                 gaps = [by_b[b].get("gap_median") for b in budgets if b in by_b and by_b[b].get("gap_median") is not None]
+                certified = ", ".join(f"{by_b[b]['certified_1pct']:.0%}" for b in budgets
+                                      if b in by_b and by_b[b].get("gap_median") is not None)
                 print(f"| {name_} | " + " | ".join(cells) + f" | {improved} | "
-                      + (f"{gaps[-1]:.2f}" if gaps else "") + f" | {top['cpu_median_s']:.2f} |")
+                      + (f"{gaps[-1]:.2f}" if gaps else "") + f" | {certified} | {top['cpu_median_s']:.2f} |")
+    print_targets(targets(runs, refs))
+
+
+def targets(runs: list[dict], refs: list[dict], budget: float = 1.0) -> dict[str, Any]:
+    """Issue #19's plan-quality targets at the ``budget`` work level, over every case that ran.
+
+    ``certificate``: per planner and horizon, over all tasks' cases, the share within 1 % of the reference and the
+    share certified within 1 % by the MILP's own gap (target at H = 5: >= 80 % and >= 50 %). ``ratios``: on
+    ``obstacle`` and ``pushT`` at H >= 10, per MILP variant (branch and bound or a neighbourhood search), its planned
+    cost over MPPI's, over ``starts_only``'s, over the descent's and over the best of those two, per case (target:
+    <= 0.5x MPPI and <= 0.9x the best of ``starts_only`` and the descent), with the median and the share of cases
+    meeting it.
+    """
+    ref = {(r["task"], r["H"], r["case"]): r for r in refs}
+    at = [r for r in runs if r["budget"] == budget]
+    cert: list[dict] = []
+    for horizon in sorted({r["H"] for r in at}):
+        for name in dict.fromkeys(r["planner"] for r in at if r["H"] == horizon):
+            sel = [r for r in at if (r["H"], r["planner"]) == (horizon, name)]
+            rel = np.array([r["cost"] / ref[(r["task"], horizon, r["case"])]["reference"] for r in sel])
+            row = {"H": horizon, "planner": name, "cases": len(sel), "tasks": sorted({r["task"] for r in sel}),
+                   "within_1pct": float(np.mean(rel <= 1.01)), "rel_median": float(np.median(rel)),
+                   "proven_refs": int(sum(ref[(r["task"], horizon, r["case"])]["proven"] for r in sel))}
+            if searches(name) and "gap" in sel[0]:
+                gaps = np.array([r["gap"] for r in sel], dtype=float)
+                row["certified_1pct"] = float(np.mean(np.nan_to_num(gaps, nan=1.0) <= 0.01))
+            cert.append(row)
+    ratios: list[dict] = []
+    cost = {(r["task"], r["H"], r["case"], r["planner"]): r["cost"] for r in at}
+    for task_name, horizon in sorted({(r["task"], r["H"]) for r in at if r["task"] in ("obstacle", "pushT")
+                                      and r["H"] >= 10}):
+        cases = sorted({r["case"] for r in at if (r["task"], r["H"]) == (task_name, horizon)})
+        for name in dict.fromkeys(r["planner"] for r in at if (r["task"], r["H"]) == (task_name, horizon)):
+            if not searches(name):
+                continue
+            row: dict[str, Any] = {"task": task_name, "H": horizon, "planner": name}
+            for base in ("mppi", "starts_only", "descent", "best_local"):
+                r_ = []
+                for c in cases:
+                    mine = cost.get((task_name, horizon, c, name))
+                    if base == "best_local":
+                        ks = [cost.get((task_name, horizon, c, b)) for b in ("starts_only", "descent")]
+                        other = None if None in ks else min(ks)
+                    else:
+                        other = cost.get((task_name, horizon, c, base))
+                    if mine is not None and other is not None:
+                        r_.append(mine / other)
+                if r_:
+                    goal = 0.5 if base == "mppi" else 0.9
+                    row[f"vs_{base}"] = {"cases": len(r_), "median": float(np.median(r_)), "best": float(min(r_)),
+                                         "worst": float(max(r_)), "meets": float(np.mean(np.array(r_) <= goal))}
+            ratios.append(row)
+    return {"budget": budget, "certificate": cert, "ratios": ratios}
+
+
+def print_targets(t: dict[str, Any]) -> None:
+    """Markdown tables of :func:`targets`."""
+    print(f"\n**Targets at the {t['budget']:g} s work level**, all tasks' cases\n")
+    print("| H | planner | cases | proven references | cost / reference (median) | within 1 % | certified within 1 % |")
+    print("|---|---|---|---|---|---|---|")
+    for r in t["certificate"]:
+        cert = f"{r['certified_1pct']:.0%}" if "certified_1pct" in r else "—"
+        print(f"| {r['H']} | {r['planner']} | {r['cases']} | {r['proven_refs']} | {r['rel_median']:.3f} | "
+              f"{r['within_1pct']:.0%} | {cert} |")
+    if t["ratios"]:
+        print("\n| task | H | MILP variant | vs MPPI: median (best-worst), <= 0.5x | vs starts_only | vs descent | "
+              "vs the best of both: median (best-worst), <= 0.9x |")
+        print("|---|---|---|---|---|---|---|")
+        for r in t["ratios"]:
+            cells = [_ratio_cell(r.get(f"vs_{k}"), k in ("mppi", "best_local"))
+                     for k in ("mppi", "starts_only", "descent", "best_local")]
+            print(f"| {r['task']} | {r['H']} | {r['planner']} | " + " | ".join(cells) + " |")
+
+
+def _ratio_cell(v: dict | None, with_share: bool) -> str:
+    """``median (best-worst)`` of a cost ratio, with the share of cases meeting the target if ``with_share``."""
+    if v is None:
+        return "—"
+    text = f"{v['median']:.3f} ({v['best']:.3f}–{v['worst']:.3f})"
+    return text + (f", {v['meets']:.0%} of {v['cases']}" if with_share else "")
 
 
 def summarise(runs: list[dict], refs: list[dict], budgets: list[float], planners: list[str]) -> list[dict]:
