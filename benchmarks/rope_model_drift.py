@@ -57,7 +57,7 @@ def main() -> None:
             real = np.linalg.norm(env.unwrapped.particles() - pts0, axis=1).mean()
             rows.setdefault(f"real/{kind}", {}).setdefault("displacement_m", []).append(float(real))
             for name, g in graphs.items():
-                net = g.compact(n, g.edges(x0))
+                net = g.compact_at(x0)
                 pred = net.rollout(x0, actions)[-1][: 4 * n].reshape(n, 4)[:, :2]
                 moved = pred - pts0
                 row = rows.setdefault(f"{name}/{kind}", {})

@@ -98,7 +98,8 @@ def collect_rope_data(trajectories: int, steps: int, seed: int = 0,
 
 
 def rope_graph_model(train: TransitionData, n_particles: int, radius: float = 0.03, hidden: int = 32,
-                     message_size: int = 16, seed: int = 0) -> GraphDynamics:
+                     message_size: int = 16, seed: int = 0, pusher_radius: float | None = None,
+                     fixed_graph: bool = False) -> GraphDynamics:
     """A :class:`GraphDynamics` for rope particles, its output normalisation fitted on ``train``.
 
     One node slot per particle; ``radius`` (m) just above the segment length makes the edges the chain's neighbours
@@ -106,14 +107,17 @@ def rope_graph_model(train: TransitionData, n_particles: int, radius: float = 0.
     in the data, so their output scale is pinned near zero (``fit_normalisation`` would give a constant column the
     scale 1, and small output errors would then drift the headings over a rollout). The pusher's linear map starts
     at the commanded displacement (the set-point moves by the action), which training would otherwise spend most
-    of its first steps finding.
+    of its first steps finding. ``pusher_radius`` and ``fixed_graph``: see
+    :class:`~controlkit.models.graph_training.GraphDynamics` (the pusher's edges only within that distance, the
+    rollouts trained on the graph of their first state as plans use it).
     """
     import torch  # torch loads only when a model is built (planning on a saved model does not need it)
 
     from controlkit.models.graph_training import GraphDynamics
 
     model = GraphDynamics(message_hidden=[hidden], update_hidden=[hidden], message_size=message_size, radius=radius,
-                          pos_scale=0.025, u_scale=0.03, max_objects=n_particles, seed=seed)
+                          pos_scale=0.025, u_scale=0.03, max_objects=n_particles, seed=seed,
+                          pusher_radius=pusher_radius, fixed_graph=fixed_graph)
     model.fit_normalisation(train)
     with torch.no_grad():
         model.out_scale[2:] = 1e-6
