@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--schedule", default="32,16,8", help="ReLU counts of the sparsification rounds")
     ap.add_argument("--wander", type=float, default=0.3,
                     help="probability that the data behaviour's next target is a random table point")
+    ap.add_argument("--retreat", type=float, default=0.0,
+                    help="probability that the data behaviour's next target is straight away from the rope")
     ap.add_argument("--finetune-epochs", type=int, default=15, help="fine-tuning epochs per round")
     ap.add_argument("--tolerance", type=float, default=1.5, help="operating point: error <= tolerance x dense")
     ap.add_argument("--seed", type=int, default=0)
@@ -95,7 +97,8 @@ def main() -> None:
     n = args.particles
     t0 = time.perf_counter()
     env_kwargs = {"n_particles": n, "segment_length": args.segment_length}
-    data = collect_rope_data(args.trajectories, args.steps, seed=args.seed, env_kwargs=env_kwargs, wander=args.wander)
+    data = collect_rope_data(args.trajectories, args.steps, seed=args.seed, env_kwargs=env_kwargs, wander=args.wander,
+                             retreat=args.retreat)
     t_collect = time.perf_counter() - t0
     train, val = data.split(0.2, seed=args.seed)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, rollout_steps=5, eval_steps=10,
