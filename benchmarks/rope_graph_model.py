@@ -7,10 +7,10 @@ driving through randomly chosen particles), writes each particle as a graph node
 :func:`~controlkit.tasks.pushing.rope_data.rope_graph_model`: one node slot per particle, edges between particles
 closer than ``--radius``, i.e. chain neighbours and contacts; the pusher's edges only to particles within
 ``--pusher-radius``, and a particle the pusher reaches neither directly nor along the chain stays exactly still;
-with ``--fixed-graph 1`` the rollout loss and errors keep each rollout's first graph, as a plan does) and a dense :class:`controlkit.models.dynamics.DynamicsModel`
-of about the same ReLU count on the same trajectories, and reports on held-out trajectories the 10-step open-loop
-rollout error: the mean squared error over the state (what training early-stops on) and the mean particle position
-error after 10 steps (m). The baseline predicts that the rope does not move and the pusher moves by the action.
+with ``--fixed-graph 1`` the rollout loss and errors keep each rollout's first graph, as a plan does) and a dense
+:class:`controlkit.models.dynamics.DynamicsModel` of about the same ReLU count on the same trajectories, and
+reports on held-out trajectories the 10-step open-loop rollout error: the mean squared error over the state (what
+training early-stops on) and the mean particle position error after 10 steps (m). The baseline predicts that the rope does not move and the pusher moves by the action.
 
 Then the graph model's shared message and update MLPs are sparsified (:func:`controlkit.models.sparsify.sparsify`,
 ReLU / identity / removed per neuron, rounds ``--schedule``); the selected round (fewest ReLUs within

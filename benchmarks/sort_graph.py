@@ -24,10 +24,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from controlkit.envs.tabletop import TABLE_HALF
 from scipy.stats import binomtest
 
 import controlkit  # noqa: F401  (registers controlkit/*)
-from controlkit.envs.tabletop import TABLE_HALF
 from controlkit.models.graph import GraphNetwork
 from controlkit.tasks.pushing import CostConfig, PlannerSpec, Task, load_network, make_planner, run_episode, summarise
 from controlkit.tasks.pushing.graph_sort import GraphSortTask, make_graph_planner

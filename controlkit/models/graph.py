@@ -4,7 +4,8 @@ Entities are the pusher and ``n`` boxes; the state is Sort-v0's world-frame vect
 ``[box_i x, y, cos θ, sin θ for each i | pusher x, y]`` (``4 n + 2`` numbers). One step of the model:
 
 - every directed edge ``j -> i`` into a box ``i`` (from the pusher if it is within ``pusher_radius`` of the box --
-  always when ``pusher_radius`` is ``None`` --, and from every other box within ``radius`` of it) carries a message ``m_ji = MLP_msg(feat_ji)`` with translation-relative features
+  always when ``pusher_radius`` is ``None`` --, and from every other box within ``radius`` of it) carries a message
+  ``m_ji = MLP_msg(feat_ji)`` with translation-relative features
   ``feat_ji = [(p_j - p_i) / pos_scale, cos θ_i, sin θ_i, cos θ_j, sin θ_j, [j is the pusher], u / u_scale]``
   (the pusher's angle features are 0);
 - each box the pusher reaches (through a pusher edge, then any chain of box-box edges) sums its incoming messages

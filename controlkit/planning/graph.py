@@ -2,13 +2,13 @@
 
 At every plan, :class:`GraphPlanner` reads the interaction graph present at ``x0`` -- the node-node edges (boxes of
 Sort-v0 or particles of Rope-v0, any number) and the pusher's edges to the nodes within the model's
-``pusher_radius`` (:meth:`~controlkit.models.graph.GraphNetwork.interactions`) --, compiles the graph model with that graph into a
-:class:`~controlkit.models.network.CompactNetwork` (:meth:`~controlkit.models.graph.GraphNetwork.compact`) and plans with an
-ordinary planner on it: MIP-MPC, MPPI, CEM, gradient or random shooting, built by a factory the caller passes.
-One inner planner is kept per edge set, so MIP-MPC updates its compiled MILP in place as long as the graph stays
-the same (sorting meets only a handful of edge sets). Nodes the pusher does not reach through that graph stay
-still over the horizon (no neurons, no binaries for them). The warm start is this planner's own shifted last plan, so
-it survives a change of graph.
+``pusher_radius`` (:meth:`~controlkit.models.graph.GraphNetwork.interactions`) --, compiles the graph model with
+that graph into a :class:`~controlkit.models.network.CompactNetwork`
+(:meth:`~controlkit.models.graph.GraphNetwork.compact`) and plans with an ordinary planner on it: MIP-MPC, MPPI,
+CEM, gradient or random shooting, built by a factory the caller passes. One inner planner is kept per graph, so
+MIP-MPC updates its compiled MILP in place as long as the graph stays the same (sorting meets only a handful of
+graphs). Nodes the pusher does not reach through that graph stay still over the horizon (no neurons, no binaries
+for them). The warm start is this planner's own shifted last plan, so it survives a change of graph.
 """
 
 from __future__ import annotations
