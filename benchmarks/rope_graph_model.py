@@ -10,7 +10,8 @@ closer than ``--radius``, i.e. chain neighbours and contacts; the pusher's edges
 with ``--fixed-graph 1`` the rollout loss and errors keep each rollout's first graph, as a plan does) and a dense
 :class:`controlkit.models.dynamics.DynamicsModel` of about the same ReLU count on the same trajectories, and
 reports on held-out trajectories the 10-step open-loop rollout error: the mean squared error over the state (what
-training early-stops on) and the mean particle position error after 10 steps (m). The baseline predicts that the rope does not move and the pusher moves by the action.
+training early-stops on) and the mean particle position error after 10 steps (m).
+The baseline predicts that the rope does not move and the pusher moves by the action.
 
 Then the graph model's shared message and update MLPs are sparsified (:func:`controlkit.models.sparsify.sparsify`,
 ReLU / identity / removed per neuron, rounds ``--schedule``); the selected round (fewest ReLUs within
