@@ -79,14 +79,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--radius", type=float, default=0.038, help="particle-particle edge radius (m)")
-    ap.add_argument("--pusher-radius", type=float, default=0.2,
+    ap.add_argument("--pusher-radius", type=float, default=0.06,
                     help="pusher edges only to particles within this (m); 0: to every particle (the old model)")
     ap.add_argument("--fixed-graph", type=int, default=1,
                     help="1: training rollouts keep their first state's graph, as plans do; 0: read at every state")
     ap.add_argument("--schedule", default="32,16,8", help="ReLU counts of the sparsification rounds")
     ap.add_argument("--wander", type=float, default=0.3,
                     help="probability that the data behaviour's next target is a random table point")
-    ap.add_argument("--retreat", type=float, default=0.0,
+    ap.add_argument("--retreat", type=float, default=0.3,
                     help="probability that the data behaviour's next target is straight away from the rope")
     ap.add_argument("--finetune-epochs", type=int, default=15, help="fine-tuning epochs per round")
     ap.add_argument("--tolerance", type=float, default=1.5, help="operating point: error <= tolerance x dense")

@@ -30,7 +30,9 @@ from controlkit.models.graph import GraphNetwork
 from controlkit.tasks.pushing.rope_data import as_graph_states
 
 RESULTS = Path(__file__).parent / "results"
-MODELS = ("rope_graph_model.npz", "rope_graph_dense.npz", "rope_graph_model_nowander.npz")
+# the selected and dense radius-edge models, the model with a pusher edge to every particle, and the first one
+MODELS = ("rope_graph_model.npz", "rope_graph_dense.npz", "rope_graph_model_allpusher.npz",
+          "rope_graph_model_nowander.npz")
 
 
 def main() -> None:
