@@ -21,8 +21,9 @@ This module is numpy only (what planners need); the trainable torch model is
 :func:`~controlkit.models.graph_training.export_graph`.
 
 For planning, the interaction graph is fixed over the horizon (the node-node and pusher edges present at the first
-state, :meth:`GraphNetwork.interactions`; nodes the pusher cannot reach through them stay still over the horizon, so
-``pusher_radius`` should cover the distance the pusher can travel in a horizon plus contact):
+state, :meth:`GraphNetwork.interactions`; nodes the pusher cannot reach through them stay still over the whole
+plan, so a ``pusher_radius`` that covers contact plus the pusher's travel in a horizon sees every contact a plan can
+make, and a smaller one sees a contact only once the pusher is that close; a receding horizon re-reads it each step):
 then the unrolled model is a ReLU network with shared weights, and :meth:`GraphNetwork.compact` writes it out as a
 :class:`~controlkit.models.network.CompactNetwork` -- one copy of the message neurons per edge and of the update neurons
 per box, the message output layer, the sum and the update input layer folded into one linear map, and the inputs
