@@ -5,10 +5,13 @@ Collects Rope-v0 transitions under :class:`controlkit.tasks.pushing.rope_data.Ro
 driving through randomly chosen particles), writes each particle as a graph node ``[x, y, 1, 0]``, trains
 :class:`controlkit.models.graph_training.GraphDynamics` (built by
 :func:`~controlkit.tasks.pushing.rope_data.rope_graph_model`: one node slot per particle, edges between particles
-closer than ``--radius``, i.e. chain neighbours and contacts) and a dense :class:`controlkit.models.dynamics.DynamicsModel`
-of about the same ReLU count on the same trajectories, and reports on held-out trajectories the 10-step open-loop
-rollout error: the mean squared error over the state (what training early-stops on) and the mean particle position
-error after 10 steps (m). The baseline predicts that the rope does not move and the pusher moves by the action.
+closer than ``--radius``, i.e. chain neighbours and contacts; the pusher's edges only to particles within
+``--pusher-radius``, and a particle the pusher reaches neither directly nor along the chain stays exactly still;
+with ``--fixed-graph 1`` the rollout loss and errors keep each rollout's first graph, as a plan does) and a dense
+:class:`controlkit.models.dynamics.DynamicsModel` of about the same ReLU count on the same trajectories, and
+reports on held-out trajectories the 10-step open-loop rollout error: the mean squared error over the state (what
+training early-stops on) and the mean particle position error after 10 steps (m).
+The baseline predicts that the rope does not move and the pusher moves by the action.
 
 Then the graph model's shared message and update MLPs are sparsified (:func:`controlkit.models.sparsify.sparsify`,
 ReLU / identity / removed per neuron, rounds ``--schedule``); the selected round (fewest ReLUs within
@@ -76,9 +79,15 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--radius", type=float, default=0.038, help="particle-particle edge radius (m)")
+    ap.add_argument("--pusher-radius", type=float, default=0.06,
+                    help="pusher edges only to particles within this (m); 0: to every particle (the old model)")
+    ap.add_argument("--fixed-graph", type=int, default=1,
+                    help="1: training rollouts keep their first state's graph, as plans do; 0: read at every state")
     ap.add_argument("--schedule", default="32,16,8", help="ReLU counts of the sparsification rounds")
     ap.add_argument("--wander", type=float, default=0.3,
                     help="probability that the data behaviour's next target is a random table point")
+    ap.add_argument("--retreat", type=float, default=0.3,
+                    help="probability that the data behaviour's next target is straight away from the rope")
     ap.add_argument("--finetune-epochs", type=int, default=15, help="fine-tuning epochs per round")
     ap.add_argument("--tolerance", type=float, default=1.5, help="operating point: error <= tolerance x dense")
     ap.add_argument("--seed", type=int, default=0)
@@ -89,12 +98,14 @@ def main() -> None:
     n = args.particles
     t0 = time.perf_counter()
     env_kwargs = {"n_particles": n, "segment_length": args.segment_length}
-    data = collect_rope_data(args.trajectories, args.steps, seed=args.seed, env_kwargs=env_kwargs, wander=args.wander)
+    data = collect_rope_data(args.trajectories, args.steps, seed=args.seed, env_kwargs=env_kwargs, wander=args.wander,
+                             retreat=args.retreat)
     t_collect = time.perf_counter() - t0
     train, val = data.split(0.2, seed=args.seed)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, rollout_steps=5, eval_steps=10,
                              patience=10)
-    graph = rope_graph_model(train, n, radius=args.radius, seed=args.seed)
+    graph = rope_graph_model(train, n, radius=args.radius, seed=args.seed, pusher_radius=args.pusher_radius or None,
+                             fixed_graph=bool(args.fixed_graph))
     t1 = time.perf_counter()
     graph_fit = fit(graph, train, val, settings, seed=args.seed + 1)
     t_graph = time.perf_counter() - t1
@@ -132,11 +143,12 @@ def main() -> None:
                             "val_rollout10_mse": rollout_mse(graph, val, 10, gates),
                             "val_particle_error10_m": particle_error(graph, val, 10, n, gates),
                             "val_particle_error1_m": particle_error(graph, val, 1, n, gates)}
+    # the pusher 3 cm beside the rope's first particle (the env starts it next to the rope)
     straight = np.concatenate([np.column_stack([np.arange(n) * args.segment_length, np.zeros(n), np.ones(n),
-                                                np.zeros(n)]).ravel(), [0.0, 0.1]])
-    per_step = {name: g.compact(n, g.edges(straight)).metadata["graph"] for name, g in
+                                                np.zeros(n)]).ravel(), [0.0, 0.03]])
+    per_step = {name: g.compact_at(straight).metadata["graph"] for name, g in
                 (("dense", GraphNetwork.load(Path(args.out).with_name("rope_graph_dense.npz"))), ("sparse", net))}
-    n_edges = len(net.edges(straight)) + n
+    n_edges = len(net.edges(straight)) + len(net.pusher_edges(straight))
     out = {
         "command": "MUJOCO_GL=egl .venv/bin/python benchmarks/rope_graph_model.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),

@@ -15,6 +15,12 @@ point behind the particle farthest from its target), horizon, bounds and seeds (
   from the descent's plan, limited to ``--nodes`` nodes, its sub-MIP heuristics off.
 - ``graph_mppi``: MPPI 500 x 5; ``graph_cem``: CEM 250 x 10.
 
+Per episode it also records how it ended (``episode_ends``: the rope's motion over the last 10 steps, the
+pusher's final distance to the rope and whether it ends on the side of the nearest particle facing its target,
+the share of steps that left the rope still) and counts the unsolved episodes whose rope moved less than 2 mm over
+the last 10 steps (``stalled_episodes``), and of those the ones that end with the pusher on the target side
+(``stalled_on_target_side``).
+
 Target (issue 18): final shape error (mean particle distance to the target, m) <= 0.5x MPPI's over 20 episodes,
 with 95 % intervals. Writes ``benchmarks/results/rope_mip_mpc.json`` and ``rope_mip_mpc.png`` (rope shapes vs
 target).
@@ -39,7 +45,7 @@ from controlkit.core.stats import mean_ci95
 from controlkit.models.graph import GraphNetwork
 from controlkit.tasks.pushing import run_episode, summarise
 from controlkit.tasks.pushing.graph_plots import plot_rope_shapes
-from controlkit.tasks.pushing.rope_task import RopeTask, make_rope_planner
+from controlkit.tasks.pushing.rope_task import RopeTask, make_rope_planner, ordered_target
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -60,6 +66,22 @@ def planners(lps: int, nodes: int) -> dict[str, tuple[str, dict]]:
         "graph_mppi": ("mppi", dict(n_samples=500, iterations=5, temperature=0.003, noise_std=0.3)),
         "graph_cem": ("cem", dict(n_samples=250, iterations=10)),
     }
+
+
+def stall_facts(states: np.ndarray, n: int, target: np.ndarray, window: int = 10) -> dict:
+    """How an episode ended: did the rope move over its last ``window`` steps (mean particle displacement, m),
+    how far the pusher ends from the nearest particle (m), whether it ends on the side of that particle that faces
+    the particle's target point (from there a push moves the particle away from its target), and the share of
+    steps that left the rope still (< 1 mm mean particle motion)."""
+    pts = states[:, : 2 * n].reshape(len(states), n, 2)
+    step_motion = np.linalg.norm(np.diff(pts, axis=0), axis=-1).mean(-1)
+    pusher = states[-1, 2 * n: 2 * n + 2]
+    k = int(np.argmin(np.linalg.norm(pts[-1] - pusher, axis=-1)))
+    tgt = ordered_target(pts[-1], target)
+    return {"rope_motion_last_m": float(np.linalg.norm(pts[-1] - pts[-1 - min(window, len(pts) - 1)], axis=-1).mean()),
+            "pusher_to_rope_end_m": float(np.linalg.norm(pts[-1, k] - pusher)),
+            "pusher_on_target_side": bool((pusher - pts[-1, k]) @ (tgt[k] - pts[-1, k]) > 0),
+            "idle_step_share": float(np.mean(step_motion < 1e-3))}
 
 
 def main() -> None:
@@ -107,12 +129,19 @@ def main() -> None:
                 start_errors.append(eps[-1].distances[0])
         episodes[name] = eps
         row = summarise(eps)
+        facts = [stall_facts(e.states, n, t) for e, t in zip(eps, targets)]
+        stalled = [f["rope_motion_last_m"] < 2e-3 and not e.success for f, e in zip(facts, eps)]
         row.update(wall_s=time.perf_counter() - t0, final_distances=[e.final_distance for e in eps],
-                   episode_steps=[len(e.step_times) for e in eps])
+                   episode_steps=[len(e.step_times) for e in eps], episode_ends=facts,
+                   stalled_episodes=int(sum(stalled)),
+                   stalled_on_target_side=int(sum(s and f["pusher_on_target_side"] for s, f in zip(stalled, facts))),
+                   idle_step_share=float(np.mean([f["idle_step_share"] for f in facts])))
         out["planners"][name] = row
         print(f"{name:11s} final shape error {100 * row['final_distance_mean']:.2f} ± "
               f"{100 * row['final_distance_ci95']:.2f} cm  success {row['success_rate']:.0%}  median step "
-              f"{1e3 * row['step_time_median_s']:.0f} ms  fallbacks {row['fallbacks']}", flush=True)
+              f"{1e3 * row['step_time_median_s']:.0f} ms  fallbacks {row['fallbacks']}  stalled "
+              f"{row['stalled_episodes']} ({row['stalled_on_target_side']} on the target side)  idle steps "
+              f"{row['idle_step_share']:.0%}", flush=True)
     out["start_shape_error"] = dict(zip(("mean", "ci95"), mean_ci95(start_errors)))
     if "graph_mip" in episodes and "graph_mppi" in episodes:
         mip = np.array(out["planners"]["graph_mip"]["final_distances"])

@@ -4,8 +4,10 @@ From the start states of ``benchmarks/rope_mip_mpc.py`` (Rope-v0, 8 particles, s
 model out over ``--horizon`` steps under two action sequences that leave the real rope where it is: no motion, and
 the pusher moving straight away from the rope's mean point at full speed. Every model is compiled as the planners
 compile it (the particle edges at the start state) and rolled out by its ``CompactNetwork``; the real env runs the
-same actions. Reported per model: the mean particle displacement (m) over the horizon, predicted and real, and its
-mean over particles of the predicted displacement along the pusher's motion. A planner's cost over all particles
+same actions. Reported per model: the mean particle displacement (m) over the horizon, predicted and real, its
+mean over particles of the predicted displacement along the pusher's motion, and the displacement the model predicts
+with its graph read at every state instead (``displacement_switched_m``: a model with ``pusher_radius`` then drops
+the pusher's edges once it is out of range, as a planner that re-reads the graph would). A planner's cost over all particles
 rewards such phantom motion whenever it points towards the target.
 
 Run: ``MUJOCO_GL=egl .venv/bin/python benchmarks/rope_model_drift.py`` (a minute); writes
@@ -28,16 +30,20 @@ from controlkit.models.graph import GraphNetwork
 from controlkit.tasks.pushing.rope_data import as_graph_states
 
 RESULTS = Path(__file__).parent / "results"
-MODELS = ("rope_graph_model.npz", "rope_graph_dense.npz", "rope_graph_model_nowander.npz")
+# the selected and dense radius-edge models, the model with a pusher edge to every particle, and the first one
+MODELS = ("rope_graph_model.npz", "rope_graph_dense.npz", "rope_graph_model_allpusher.npz",
+          "rope_graph_model_nowander.npz")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--horizon", type=int, default=5)
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help="comma-separated model files (relative to benchmarks/results/ unless absolute)")
     ap.add_argument("--out", default=str(RESULTS / "rope_model_drift.json"))
     args = ap.parse_args()
-    graphs = {name: GraphNetwork.load(RESULTS / name, field=name) for name in MODELS}
+    graphs = {name: GraphNetwork.load(RESULTS / name, field="--models") for name in args.models.split(",")}
     n = 8
     env = gym.make("controlkit/Rope-v0", n_particles=n, segment_length=0.03, goal_in_obs=False)
     step = float(env.unwrapped.step_size)
@@ -57,11 +63,15 @@ def main() -> None:
             real = np.linalg.norm(env.unwrapped.particles() - pts0, axis=1).mean()
             rows.setdefault(f"real/{kind}", {}).setdefault("displacement_m", []).append(float(real))
             for name, g in graphs.items():
-                net = g.compact(n, g.edges(x0))
-                pred = net.rollout(x0, actions)[-1][: 4 * n].reshape(n, 4)[:, :2]
+                x = x0
+                for a in actions:  # the graph read at every state (what training's one-step loss sees)
+                    x = g.step(x, a)
+                switched = x[: 4 * n].reshape(n, 4)[:, :2] - pts0
+                pred = g.compact_at(x0).rollout(x0, actions)[-1][: 4 * n].reshape(n, 4)[:, :2]
                 moved = pred - pts0
                 row = rows.setdefault(f"{name}/{kind}", {})
                 row.setdefault("displacement_m", []).append(float(np.linalg.norm(moved, axis=1).mean()))
+                row.setdefault("displacement_switched_m", []).append(float(np.linalg.norm(switched, axis=1).mean()))
                 if kind == "away":
                     along = moved @ (action / np.linalg.norm(action))
                     row.setdefault("along_pusher_m", []).append(float(along.mean()))

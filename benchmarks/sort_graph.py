@@ -24,6 +24,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from controlkit.envs.tabletop import TABLE_HALF
 from scipy.stats import binomtest
 
 import controlkit  # noqa: F401  (registers controlkit/*)
@@ -54,6 +55,36 @@ def boxes_sorted(state: np.ndarray, regions: np.ndarray) -> int:
     """Number of box centres inside their regions in a world-frame Sort-v0 state."""
     xy = state[: 4 * len(regions)].reshape(-1, 4)[:, :2]
     return int(np.sum(np.all((xy >= regions[:, :2]) & (xy <= regions[:, 2:]), axis=1)))
+
+
+def diagnose(states: np.ndarray, regions: np.ndarray, window: int = 20) -> list[dict]:
+    """Why each box that is not sorted at the end of an episode is not (one dict per such box).
+
+    ``reason`` is the first that applies: ``off_table`` (the box left the table, which ends the episode),
+    ``region_taken`` (another box's centre is inside its region), ``stalled`` (the pusher moved less than 3 cm
+    over the last ``window`` steps), ``pusher_far`` (the pusher ends more than 15 cm from the box), else
+    ``in_progress`` (the episode's steps ran out while the pusher was working). Also: the box's final distance to
+    its region centre, the pusher's final distance to the box, the pusher's travel over the last ``window`` steps,
+    the last step at which the box moved by more than 1 mm.
+    """
+    n = len(regions)
+    xy = states[:, : 4 * n].reshape(len(states), n, 4)[:, :, :2]
+    pusher = states[:, -2:]
+    inside = np.all((xy[-1] >= regions[:, :2]) & (xy[-1] <= regions[:, 2:]), axis=1)
+    travel = float(np.linalg.norm(np.diff(pusher[-window - 1:], axis=0), axis=1).sum())
+    out = []
+    for i in np.flatnonzero(~inside):
+        others = np.delete(xy[-1], i, axis=0)
+        taken = bool(np.any(np.all((others >= regions[i, :2]) & (others <= regions[i, 2:]), axis=1)))
+        far = float(np.linalg.norm(pusher[-1] - xy[-1, i]))
+        moved = np.flatnonzero(np.linalg.norm(np.diff(xy[:, i], axis=0), axis=1) > 1e-3)
+        reason = ("off_table" if np.abs(xy[-1, i]).max() > TABLE_HALF else "region_taken" if taken
+                  else "stalled" if travel < 0.03 else "pusher_far" if far > 0.15 else "in_progress")
+        out.append({"box": int(i), "reason": reason,
+                    "distance_to_region_m": float(np.linalg.norm(xy[-1, i] - (regions[i, :2] + regions[i, 2:]) / 2)),
+                    "pusher_distance_m": far, "pusher_travel_last_m": travel,
+                    "last_moved_step": int(moved[-1] + 1) if len(moved) else 0, "steps": len(states) - 1})
+    return out
 
 
 def wilson(k: int, n: int) -> list[float]:
@@ -105,11 +136,16 @@ def main() -> None:
         k = sum(e.success for e in episodes)
         row.update(sorted=k, success_ci95=wilson(k, len(episodes)), wall_s=time.perf_counter() - t0,
                    episode_steps=[len(e.step_times) for e in episodes],
-                   boxes_sorted_final=[boxes_sorted(e.states[-1], env.unwrapped.regions) for e in episodes])
+                   boxes_sorted_final=[boxes_sorted(e.states[-1], env.unwrapped.regions) for e in episodes],
+                   unsorted={str(e.seed): diagnose(e.states, env.unwrapped.regions) for e in episodes
+                             if not e.success})
+        reasons = [b["reason"] for eps in row["unsorted"].values() for b in eps]
+        row["unsorted_reasons"] = {r: reasons.count(r) for r in sorted(set(reasons))}
         out["planners"][name] = row
         print(f"{name:12s} sorted {k}/{len(episodes)} {row['success_ci95']}  final {row['final_distance_mean']:.3f}"
               f" ± {row['final_distance_ci95']:.3f} m  steps {row['steps_mean']:.0f}  median step "
-              f"{1e3 * row['step_time_median_s']:.0f} ms  fallbacks {row['fallbacks']}", flush=True)
+              f"{1e3 * row['step_time_median_s']:.0f} ms  fallbacks {row['fallbacks']}  unsorted "
+              f"{row['unsorted_reasons']}", flush=True)
     out["load_average_after"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(out, indent=2, default=float))
 

@@ -4,6 +4,8 @@ Collects push data on Sort-v0 with 2, 3 and 4 boxes (:class:`controlkit.tasks.pu
 :class:`controlkit.models.graph.GraphDynamics` on all of it (one-step + 5-step rollout loss), sparsifies the shared
 message and update MLPs with :func:`controlkit.models.sparsify.sparsify` (ReLU / identity / removed per neuron) and
 reports the 10-step validation rollout error of the dense model and of every round, overall and per box count.
+With ``--pusher-radius`` the pusher has edges only to boxes within that distance (boxes it does not reach stay
+still); with ``--fixed-graph 1`` the training rollouts keep their first state's graph, as a plan does.
 Target (issue 18): at most 1/4 of the dense model's ReLUs at <= 1.5x its 10-step rollout error.
 
 Run (about 25 min on 2 shared cores):
@@ -46,6 +48,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--pusher-radius", type=float, default=0.0,
+                    help="pusher edges only to boxes within this (m); 0: to every box (the first model)")
+    ap.add_argument("--fixed-graph", type=int, default=0,
+                    help="1: training rollouts keep their first state's graph, as plans do; 0: read at every state")
     ap.add_argument("--schedule", default="24,16", help="ReLU counts of the sparsification rounds")
     ap.add_argument("--finetune-epochs", type=int, default=15, help="fine-tuning epochs per round")
     ap.add_argument("--data", default=None, help="dataset file: loaded if it exists, else collected and saved")
@@ -64,7 +70,7 @@ def main() -> None:
     train, val = data.split(0.15, seed=args.seed)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=3e-3, rollout_steps=5, eval_steps=10,
                              patience=15)
-    model = GraphDynamics(seed=args.seed)
+    model = GraphDynamics(seed=args.seed, pusher_radius=args.pusher_radius or None, fixed_graph=bool(args.fixed_graph))
     model.fit_normalisation(train)
     t1 = time.perf_counter()
     dense_fit = fit(model, train, val, settings, seed=args.seed + 1)

@@ -3,12 +3,15 @@
 Entities are the pusher and ``n`` boxes; the state is Sort-v0's world-frame vector
 ``[box_i x, y, cos θ, sin θ for each i | pusher x, y]`` (``4 n + 2`` numbers). One step of the model:
 
-- every directed edge ``j -> i`` into a box ``i`` (from the pusher, and from every other box within ``radius`` of
-  it) carries a message ``m_ji = MLP_msg(feat_ji)`` with translation-relative features
+- every directed edge ``j -> i`` into a box ``i`` (from the pusher if it is within ``pusher_radius`` of the box --
+  always when ``pusher_radius`` is ``None`` --, and from every other box within ``radius`` of it) carries a message
+  ``m_ji = MLP_msg(feat_ji)`` with translation-relative features
   ``feat_ji = [(p_j - p_i) / pos_scale, cos θ_i, sin θ_i, cos θ_j, sin θ_j, [j is the pusher], u / u_scale]``
   (the pusher's angle features are 0);
-- each box sums its incoming messages and updates:
-  ``Δ_i = out_scale * MLP_upd([Σ_j m_ji, cos θ_i, sin θ_i])``, ``box_i' = box_i + Δ_i``;
+- each box the pusher reaches (through a pusher edge, then any chain of box-box edges) sums its incoming messages
+  and updates: ``Δ_i = out_scale * MLP_upd([Σ_j m_ji, cos θ_i, sin θ_i])``, ``box_i' = box_i + Δ_i``; every other
+  box stays exactly where it is (on the table nothing moves unless the pusher's push reaches it, and a learned
+  model far from its data would otherwise predict phantom motion that planners exploit);
 - the pusher follows its set-point: ``pusher' = pusher + W_p u / u_scale + b_p`` (a learned linear map).
 
 Both MLPs are ReLU networks shared by every edge and every box. Their hidden neurons can be sparsified as the
@@ -17,7 +20,10 @@ This module is numpy only (what planners need); the trainable torch model is
 :class:`controlkit.models.graph_training.GraphDynamics`, exported here by
 :func:`~controlkit.models.graph_training.export_graph`.
 
-For planning, the interaction graph is fixed over the horizon (the node-node edges present at the first state):
+For planning, the interaction graph is fixed over the horizon (the node-node and pusher edges present at the first
+state, :meth:`GraphNetwork.interactions`; nodes the pusher cannot reach through them stay still over the whole
+plan, so a ``pusher_radius`` that covers contact plus the pusher's travel in a horizon sees every contact a plan can
+make, and a smaller one sees a contact only once the pusher is that close; a receding horizon re-reads it each step):
 then the unrolled model is a ReLU network with shared weights, and :meth:`GraphNetwork.compact` writes it out as a
 :class:`~controlkit.models.network.CompactNetwork` -- one copy of the message neurons per edge and of the update neurons
 per box, the message output layer, the sum and the update input layer folded into one linear map, and the inputs
@@ -52,8 +58,10 @@ if TYPE_CHECKING:
 
 MAX_OBJECTS = 4
 N_FEATURES = 9  # message input: relative position (2), receiver angle (2), sender angle (2), pusher flag, u (2)
-GRAPH_FORMAT_VERSION = 1
-"""Version of the file layout written by :meth:`GraphNetwork.save`."""
+GRAPH_FORMAT_VERSION = 2
+"""Version of the file layout written by :meth:`GraphNetwork.save` (2 added ``pusher_radius``; version-1 files load
+with ``pusher_radius=None``, the pusher edge to every node they were trained with)."""
+READABLE_VERSIONS = (1, 2)
 
 
 def state_size(n_objects: int) -> int:
@@ -115,6 +123,42 @@ def box_edges(x: np.ndarray, radius: float) -> list[tuple[int, int]]:
     return [(j, i) for i in range(n) for j in range(n) if i != j and d[i, j] < radius]
 
 
+def pusher_receivers(x: np.ndarray, pusher_radius: float | None) -> list[int]:
+    """Nodes whose centres are closer than ``pusher_radius`` to the pusher (every node when it is ``None``)."""
+    n = objects_in(x, "x0", max_objects=None)
+    x = np.asarray(x, dtype=np.float64)
+    if pusher_radius is None:
+        return list(range(n))
+    d = np.linalg.norm(x[: 4 * n].reshape(n, 4)[:, :2] - x[4 * n: 4 * n + 2], axis=-1)
+    return [i for i in range(n) if d[i] < pusher_radius]
+
+
+def reached(n: int, edges: Sequence[tuple[int, int]], pusher_edges: Sequence[int]) -> list[bool]:
+    """Per node: does the pusher reach it (a pusher edge into it, or an edge from a reached node)?"""
+    hit = [False] * n
+    frontier = [int(i) for i in pusher_edges]
+    for i in frontier:
+        hit[i] = True
+    while frontier:
+        s = frontier.pop()
+        for j, r in edges:
+            if j == s and not hit[r]:
+                hit[r] = True
+                frontier.append(r)
+    return hit
+
+
+def check_pusher_radius(value: Any, field: str = "pusher_radius") -> float | None:
+    """``value`` as a positive float or ``None`` (pusher edges to every node), else a :class:`ControlkitError`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value <= 0:
+        raise ControlkitError(f"{field}: must be a positive number of metres or null (the pusher interacts with "
+                              f"every node), got {value!r}.")
+    return float(value)
+
+
 @dataclasses.dataclass
 class GraphNetwork:
     """The exported (numpy) graph model: what planners use, what :meth:`compact` compiles, what files hold.
@@ -130,6 +174,7 @@ class GraphNetwork:
         pusher_weight: ``(2, 2)``.
         pusher_bias: ``(2,)``.
         radius: Box-box edge radius (m).
+        pusher_radius: Pusher edges go to nodes within this (m); ``None``: to every node (version-1 models).
         metadata: Free-form facts (training data, errors, sparsification).
     """
 
@@ -143,6 +188,7 @@ class GraphNetwork:
     pusher_bias: np.ndarray
     radius: float
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pusher_radius: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("message", "update"):
@@ -168,6 +214,7 @@ class GraphNetwork:
         self.pusher_weight = np.asarray(self.pusher_weight, dtype=np.float64).reshape(2, 2)
         self.pusher_bias = np.asarray(self.pusher_bias, dtype=np.float64).reshape(2)
         self.radius = float(self.radius)
+        self.pusher_radius = check_pusher_radius(self.pusher_radius)
 
     @property
     def n_relu(self) -> int:
@@ -182,6 +229,19 @@ class GraphNetwork:
         """The box-box edges the model uses from state ``x0`` (fixed over a plan's horizon)."""
         return box_edges(x0, self.radius)
 
+    def pusher_edges(self, x0: np.ndarray) -> list[int]:
+        """The nodes the pusher has an edge to at state ``x0`` (within ``pusher_radius``; all if it is None)."""
+        return pusher_receivers(x0, self.pusher_radius)
+
+    def interactions(self, x0: np.ndarray) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+        """The whole interaction graph at ``x0``: ``(node-node edges, pusher edges)``, what :meth:`compact` and
+        :meth:`step` take (hashable: planners keep one compiled network per graph)."""
+        return tuple(self.edges(x0)), tuple(self.pusher_edges(x0))
+
+    def compact_at(self, x0: np.ndarray) -> CompactNetwork:
+        """:meth:`compact` for the nodes of ``x0`` with the interaction graph at ``x0`` fixed."""
+        return self.compact(objects_in(x0, "x0", max_objects=None), *self.interactions(x0))
+
     # --- numpy evaluation (the reference the compiled network is tested against) -----------------------------
     @staticmethod
     def _mlp(ws, bs, ms, h: np.ndarray) -> np.ndarray:
@@ -191,16 +251,23 @@ class GraphNetwork:
                 h = np.where(ms[k], np.maximum(h, 0.0), h)
         return h
 
-    def step(self, x: np.ndarray, u: np.ndarray, edges: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
-        """Next state of one state ``x`` ``(4 n + 2,)`` under ``u``; ``edges`` default to :meth:`edges` at ``x``."""
+    def step(self, x: np.ndarray, u: np.ndarray, edges: Sequence[tuple[int, int]] | None = None,
+             pusher_edges: Sequence[int] | None = None) -> np.ndarray:
+        """Next state of one state ``x`` ``(4 n + 2,)`` under ``u``; ``edges`` and ``pusher_edges`` default to
+        :meth:`edges` and :meth:`pusher_edges` at ``x``."""
         x, u = np.asarray(x, dtype=np.float64), np.asarray(u, dtype=np.float64)
         n = objects_in(x, max_objects=None)
         edges = self.edges(x) if edges is None else edges
+        pusher_edges = set(self.pusher_edges(x) if pusher_edges is None else pusher_edges)
+        moving = reached(n, edges, sorted(pusher_edges))
         boxes = x[: 4 * n].reshape(n, 4)
         pusher = x[4 * n:]
         out = x.copy()
         for i in range(n):
-            senders = [(pusher, np.zeros(2), 1.0)] + [(boxes[j, :2], boxes[j, 2:], 0.0) for j, r in edges if r == i]
+            if not moving[i]:
+                continue
+            senders = [(pusher, np.zeros(2), 1.0)] if i in pusher_edges else []
+            senders += [(boxes[j, :2], boxes[j, 2:], 0.0) for j, r in edges if r == i]
             feats = np.array([[*(p - boxes[i, :2]), *boxes[i, 2:], *a, f, *u] for p, a, f in senders])
             msg = self._mlp(self.message_weights, self.message_biases, self.message_masks, feats).sum(0)
             out[4 * i: 4 * i + 4] += self._mlp(self.update_weights, self.update_biases, self.update_masks,
@@ -209,15 +276,18 @@ class GraphNetwork:
         return out
 
     # --- compilation -------------------------------------------------------------------------------------------
-    def compact(self, n_objects: int, edges: Sequence[tuple[int, int]] = ()) -> CompactNetwork:
-        """The one-step model for ``n_objects`` nodes (any number >= 1: boxes or rope particles) and the fixed
-        node-node ``edges`` as a :class:`CompactNetwork`.
+    def compact(self, n_objects: int, edges: Sequence[tuple[int, int]] = (),
+                pusher_edges: Sequence[int] | None = None) -> CompactNetwork:
+        """The one-step model for ``n_objects`` nodes (any number >= 1: boxes or rope particles), the fixed
+        node-node ``edges`` and the fixed ``pusher_edges`` (receiving nodes; ``None``: every node, what a model
+        without ``pusher_radius`` uses -- :meth:`compact_at` takes both from a state) as a :class:`CompactNetwork`.
 
         Input ``[x, u]``, output the change of ``x`` (residual). Hidden layers: the message layers (one block of
-        neurons per edge, pusher edges first) then the update layers (one block per box), each followed by
-        identity neurons that carry the box angles (message layers) and ``u`` (both) to where they are needed.
-        Shared weights become repeated blocks; the message output layer, the sum over edges and the update input
-        layer compose into one linear map.
+        neurons per edge, pusher edges first) then the update layers (one block per box the pusher reaches; the
+        others do not move, and their incoming edges are dropped), each followed by identity neurons that carry
+        the box angles (message layers) and ``u`` (both) to where they are needed. Shared weights become repeated
+        blocks; the message output layer, the sum over edges and the update input layer compose into one linear
+        map.
 
         Raises:
             ControlkitError: ``n_objects`` out of range or an edge that names a missing box or a self-loop.
@@ -227,9 +297,15 @@ class GraphNetwork:
         bad = [e for e in edges if not (0 <= e[0] < n and 0 <= e[1] < n) or e[0] == e[1]]
         if bad:
             raise ControlkitError(f"edges: {bad} are not edges between distinct boxes 0..{n - 1}.")
+        pusher_edges = list(range(n)) if pusher_edges is None else sorted({int(i) for i in pusher_edges})
+        if any(not 0 <= i < n for i in pusher_edges):
+            raise ControlkitError(f"pusher_edges: {pusher_edges} must name nodes 0..{n - 1}.")
+        moving = reached(n, edges, pusher_edges)
         nx, nu = state_size(n), 2
         n_in = nx + nu
-        all_edges = [(n, i) for i in range(n)] + edges  # sender n = the pusher
+        # sender n = the pusher; edges into nodes the pusher does not reach carry nothing that is used
+        all_edges = [(n, i) for i in pusher_edges] + [(s, r) for s, r in edges if moving[r]]
+        movers = [i for i in range(n) if moving[i]]
         n_e = len(all_edges)
         # features of each edge as an affine map of [x, u]: G_e (9, n_in), c_e (9,)
         G = np.zeros((n_e, N_FEATURES, n_in))
@@ -276,40 +352,42 @@ class GraphNetwork:
         w_msg = uw[0][:, : self.message_weights[-1].shape[0]] @ mw[-1]  # (hu, h_last)
         b_msg = uw[0][:, : self.message_weights[-1].shape[0]] @ mb[-1]
         hu = uw[0].shape[0]
-        w = np.zeros((n * hu + nu, n_e * h_last + 2 * n + nu))
-        b = np.zeros(n * hu + nu)
-        for i in range(n):
-            rows = slice(i * hu, (i + 1) * hu)
+        n_m = len(movers)
+        w = np.zeros((n_m * hu + nu, n_e * h_last + 2 * n + nu))
+        b = np.zeros(n_m * hu + nu)
+        for k, i in enumerate(movers):
+            rows = slice(k * hu, (k + 1) * hu)
             for e, (_, r) in enumerate(all_edges):
                 if r == i:
                     w[rows, e * h_last:(e + 1) * h_last] = w_msg
                     b[rows] += b_msg
             w[rows, n_e * h_last + 2 * i: n_e * h_last + 2 * i + 2] = uw[0][:, -2:]
             b[rows] += ub[0]
-        w[n * hu:, n_e * h_last + 2 * n:] = np.eye(nu)
+        w[n_m * hu:, n_e * h_last + 2 * n:] = np.eye(nu)
         weights.append(w)
         biases.append(b)
-        masks.append(np.concatenate([np.tile(um[0], n), np.zeros(nu, dtype=bool)]))
+        masks.append(np.concatenate([np.tile(um[0], n_m), np.zeros(nu, dtype=bool)]))
         for k in range(1, len(um)):
             h_prev, h = uw[k - 1].shape[0], uw[k].shape[0]
-            w = np.zeros((n * h + nu, n * h_prev + nu))
-            w[: n * h, : n * h_prev] = np.kron(np.eye(n), uw[k])
-            w[n * h:, n * h_prev:] = np.eye(nu)
+            w = np.zeros((n_m * h + nu, n_m * h_prev + nu))
+            w[: n_m * h, : n_m * h_prev] = np.kron(np.eye(n_m), uw[k])
+            w[n_m * h:, n_m * h_prev:] = np.eye(nu)
             weights.append(w)
-            biases.append(np.concatenate([np.tile(ub[k], n), np.zeros(nu)]))
-            masks.append(np.concatenate([np.tile(um[k], n), np.zeros(nu, dtype=bool)]))
-        # output: box i's change from its update block, the pusher's from the carried u
+            biases.append(np.concatenate([np.tile(ub[k], n_m), np.zeros(nu)]))
+            masks.append(np.concatenate([np.tile(um[k], n_m), np.zeros(nu, dtype=bool)]))
+        # output: a moving box's change from its update block (the others' rows stay 0), the pusher's from u
         h_prev = uw[-2].shape[0]
-        w = np.zeros((nx, n * h_prev + nu))
+        w = np.zeros((nx, n_m * h_prev + nu))
         b = np.zeros(nx)
-        for i in range(n):
-            w[4 * i: 4 * i + 4, i * h_prev:(i + 1) * h_prev] = uw[-1]
+        for k, i in enumerate(movers):
+            w[4 * i: 4 * i + 4, k * h_prev:(k + 1) * h_prev] = uw[-1]
             b[4 * i: 4 * i + 4] = ub[-1]
-        w[nx - 2:, n * h_prev:] = self.pusher_weight
+        w[nx - 2:, n_m * h_prev:] = self.pusher_weight
         b[nx - 2:] = self.pusher_bias
         weights.append(w)
         biases.append(b)
-        meta = {"graph": {"n_objects": n, "edges": edges, "relu_per_edge": int(sum(m.sum() for m in mm)),
+        meta = {"graph": {"n_objects": n, "edges": edges, "pusher_edges": pusher_edges, "moving": movers,
+                          "relu_per_edge": int(sum(m.sum() for m in mm)),
                           "relu_per_box": int(sum(m.sum() for m in um))}}
         return CompactNetwork(weights, biases, masks, nx=nx, nu=nu, residual=True, metadata=meta)
 
@@ -319,6 +397,7 @@ class GraphNetwork:
         from controlkit.core.io import _json_default, atomic_write_bytes
 
         header = {"format_version": GRAPH_FORMAT_VERSION, "kind": "graph", "radius": self.radius,
+                  "pusher_radius": self.pusher_radius,
                   "n_message": len(self.message_weights), "n_update": len(self.update_weights),
                   "metadata": self.metadata}
         arrays = {"header": np.array(json.dumps(header, default=_json_default)),
@@ -338,7 +417,9 @@ class GraphNetwork:
 
         Raises:
             ControlkitError: naming ``field`` when the file is missing, corrupt, not a graph model (e.g. an MLP
-                network file) or of another format version.
+                network file) or of a format version this controlkit cannot read. Version-1 files (before
+                ``pusher_radius``) load with ``pusher_radius=None``: the pusher edge to every node they were
+                trained with, so they predict what they always did.
         """
         path = Path(path)
         if not path.is_file():
@@ -349,10 +430,10 @@ class GraphNetwork:
                 if header.get("kind") != "graph":
                     raise ControlkitError(f"{field}: {str(path)!r} is not a graph model (an MLP network file? "
                                           "graph planners need a file written by GraphNetwork.save).")
-                if header.get("format_version") != GRAPH_FORMAT_VERSION:
+                if header.get("format_version") not in READABLE_VERSIONS:
                     raise ControlkitError(f"{field}: {str(path)!r} has format version "
                                           f"{header.get('format_version')!r}; this controlkit reads "
-                                          f"{GRAPH_FORMAT_VERSION}.")
+                                          f"{', '.join(map(str, READABLE_VERSIONS))}.")
                 parts: dict[str, list[np.ndarray]] = {}
                 for name in ("message", "update"):
                     n = int(header[f"n_{name}"])
@@ -360,7 +441,8 @@ class GraphNetwork:
                     parts[f"{name}_biases"] = [z[f"{name}_bias{k}"] for k in range(n)]
                     parts[f"{name}_masks"] = [z[f"{name}_mask{k}"] for k in range(n - 1)]
                 return cls(**parts, pusher_weight=z["pusher_weight"], pusher_bias=z["pusher_bias"],
-                           radius=float(header["radius"]), metadata=dict(header["metadata"]))
+                           radius=float(header["radius"]), metadata=dict(header["metadata"]),
+                           pusher_radius=header.get("pusher_radius"))
         except ControlkitError:
             raise
         except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile, EOFError) as exc:
@@ -390,6 +472,6 @@ def pad_dataset(datasets: Sequence[tuple[int, TransitionData]]) -> TransitionDat
 
 
 __all__ = [
-    "MAX_OBJECTS", "N_FEATURES", "GraphNetwork", "box_edges", "check_objects", "objects_in", "pad_dataset",
-    "pad_states", "state_size", "unpad_states",
+    "MAX_OBJECTS", "N_FEATURES", "GraphNetwork", "box_edges", "check_objects", "check_pusher_radius", "objects_in",
+    "pad_dataset", "pad_states", "pusher_receivers", "reached", "state_size", "unpad_states",
 ]

@@ -13,7 +13,7 @@ from torch import nn
 from controlkit.core.errors import ControlkitError
 from controlkit.models.data import TransitionData
 from controlkit.models.dynamics import Gates
-from controlkit.models.graph import MAX_OBJECTS, N_FEATURES, GraphNetwork, state_size
+from controlkit.models.graph import MAX_OBJECTS, N_FEATURES, GraphNetwork, check_pusher_radius, state_size
 
 
 class GraphDynamics(nn.Module):
@@ -28,6 +28,13 @@ class GraphDynamics(nn.Module):
         update_hidden: Hidden layer sizes of the update MLP (at least one layer).
         message_size: Size of a message.
         radius: Box-box edges exist between boxes whose centres are closer than this (m).
+        pusher_radius: The pusher has an edge to a box only while their centres are closer than this (m); a box
+            the pusher reaches neither directly nor through box-box edges does not move. ``None``: an edge to
+            every box always (what models before it had).
+        fixed_graph: Multi-step rollouts (the rollout loss, the rollout errors) keep the interaction graph of
+            their first state, as a plan over a horizon does (:meth:`~controlkit.models.graph.GraphNetwork.compact`):
+            the model then learns what an edge kept after the pusher has moved away carries (nothing), instead of
+            extrapolating its messages to distances it never saw in training.
         pos_scale: Relative positions are divided by this (m).
         u_scale: Actions are divided by this (the env's ``step_size``).
         seed: Seeds the weight initialisation.
@@ -41,7 +48,8 @@ class GraphDynamics(nn.Module):
 
     def __init__(self, message_hidden: Sequence[int] = (32,), update_hidden: Sequence[int] = (32,),
                  message_size: int = 16, radius: float = 0.16, pos_scale: float = 0.1, u_scale: float = 0.03,
-                 seed: int = 0, max_objects: int = MAX_OBJECTS) -> None:
+                 seed: int = 0, max_objects: int = MAX_OBJECTS, pusher_radius: float | None = None,
+                 fixed_graph: bool = False) -> None:
         super().__init__()
         if isinstance(max_objects, bool) or not isinstance(max_objects, (int, np.integer)) or max_objects < 1:
             raise ControlkitError(f"graph model: max_objects must be an integer >= 1, got {max_objects!r}.")
@@ -50,6 +58,8 @@ class GraphDynamics(nn.Module):
             raise ControlkitError("graph model: message_hidden and update_hidden need at least one layer each.")
         self.message_hidden, self.update_hidden = list(message_hidden), list(update_hidden)
         self.message_size, self.radius = int(message_size), float(radius)
+        self.pusher_radius = check_pusher_radius(pusher_radius)
+        self.fixed_graph = bool(fixed_graph)
         self.pos_scale, self.u_scale = float(pos_scale), float(u_scale)
         self.nx, self.nu = state_size(self.max_objects), 2
         self.hidden = self.message_hidden + self.update_hidden
@@ -71,7 +81,8 @@ class GraphDynamics(nn.Module):
         """Constructor arguments (without the seed)."""
         return {"message_hidden": self.message_hidden, "update_hidden": self.update_hidden,
                 "message_size": self.message_size, "radius": self.radius, "pos_scale": self.pos_scale,
-                "u_scale": self.u_scale, "max_objects": self.max_objects}
+                "u_scale": self.u_scale, "max_objects": self.max_objects, "pusher_radius": self.pusher_radius,
+                "fixed_graph": self.fixed_graph}
 
     def fit_normalisation(self, data: TransitionData) -> None:
         """Scale each box output (dx, dy, dcos, dsin) by its std over the boxes present in ``data``."""
@@ -86,12 +97,29 @@ class GraphDynamics(nn.Module):
     def _act(h: torch.Tensor, gates: Gates | None, k: int) -> torch.Tensor:
         return torch.relu(h) if gates is None else gates[k][:, 0] * torch.relu(h) + gates[k][:, 1] * h
 
+    def interactions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The interaction graph at padded states ``x`` ``(B, nx)``: box-box edges ``(B, N, N)``
+        (``[receiver, sender]``, within ``radius``) and pusher edges ``(B, N)`` (within ``pusher_radius``, or to
+        every box when it is ``None``), both between present boxes only."""
+        B, N = x.shape[0], self.max_objects
+        boxes = x[:, : 4 * N].reshape(B, N, 4)
+        pos = boxes[..., :2]
+        present = boxes[..., 2:].abs().sum(-1) > 0.5
+        dist = (pos[:, :, None] - pos[:, None]).norm(dim=-1)  # (B, N, N)
+        bb = (dist < self.radius) & present[:, :, None] & present[:, None]
+        bb = bb & ~torch.eye(N, dtype=torch.bool, device=x.device)
+        if self.pusher_radius is None:
+            return bb, present
+        return bb, present & ((pos - x[:, None, 4 * N: 4 * N + 2]).norm(dim=-1) < self.pusher_radius)
+
     def deltas(self, x: torch.Tensor, u: torch.Tensor, gates: Gates | None = None,
-               edges: torch.Tensor | None = None) -> torch.Tensor:
+               edges: torch.Tensor | None = None, pusher_edges: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised box changes ``(B, N, 4)`` (before ``out_scale``) for padded states ``x`` ``(B, nx)``.
 
-        ``edges`` ``(N, N)`` (``[receiver, sender]``, bool) fixes the box-box edges; by default they are those
-        within ``radius`` at ``x``. Pusher edges always exist; a missing box has none.
+        ``edges`` ``(N, N)`` or ``(B, N, N)`` (``[receiver, sender]``, bool) fixes the box-box edges,
+        ``pusher_edges`` ``(N,)`` or ``(B, N)`` (bool) the pusher's; by default they are those at ``x``
+        (:meth:`interactions`). A missing box has none; a box the pusher does not reach through them has a change
+        of exactly 0.
         """
         B, N = x.shape[0], self.max_objects
         boxes = x[:, : 4 * N].reshape(B, N, 4)
@@ -107,13 +135,16 @@ class GraphDynamics(nn.Module):
         feat = torch.cat([rel, ang[:, :, None].expand(B, N, N + 1, 2), s_ang[:, None].expand(B, N, N + 1, 2),
                           flag.expand(B, N, N + 1)[..., None],
                           (u / self.u_scale)[:, None, None].expand(B, N, N + 1, 2)], dim=-1)
-        if edges is None:
-            dist = (pos[:, :, None] - pos[:, None]).norm(dim=-1)  # (B, N, N)
-            bb = (dist < self.radius) & present[:, :, None] & present[:, None]
-        else:
-            bb = edges.to(torch.bool)[None].expand(B, N, N) & present[:, :, None] & present[:, None]
-        bb = bb & ~torch.eye(N, dtype=torch.bool, device=x.device)
-        mask = torch.cat([bb, present[:, :, None]], dim=2).to(x.dtype)  # (B, N, N+1)
+        bb, pe = self.interactions(x) if edges is None or pusher_edges is None else (None, None)
+        if edges is not None:
+            bb = edges.to(torch.bool).expand(B, N, N) & present[:, :, None] & present[:, None]
+            bb = bb & ~torch.eye(N, dtype=torch.bool, device=x.device)
+        if pusher_edges is not None:
+            pe = pusher_edges.to(torch.bool).expand(B, N) & present
+        moving = pe
+        for _ in range(N - 1):  # the pusher's reach spreads along box-box edges (N - 1 hops at most)
+            moving = moving | (bb & moving[:, None, :]).any(-1)
+        mask = torch.cat([bb, pe[:, :, None]], dim=2).to(x.dtype)  # (B, N, N+1)
         h = feat
         for k, lin in enumerate(self.message):
             h = lin(h)
@@ -126,21 +157,27 @@ class GraphDynamics(nn.Module):
             h = lin(h)
             if k < len(self.update_hidden):
                 h = self._act(h, gates, off + k)
-        return h * present[..., None].to(x.dtype)
+        return h * moving[..., None].to(x.dtype)
 
     def step(self, x: torch.Tensor, u: torch.Tensor, gates: Gates | None = None,
-             edges: torch.Tensor | None = None) -> torch.Tensor:
+             edges: torch.Tensor | None = None, pusher_edges: torch.Tensor | None = None) -> torch.Tensor:
         """Padded next state from padded state ``x`` ``(B, nx)`` and action ``u`` ``(B, 2)``."""
-        d = self.deltas(x, u, gates, edges) * self.out_scale
+        d = self.deltas(x, u, gates, edges, pusher_edges) * self.out_scale
         dp = self.pusher(u / self.u_scale)
         return x + torch.cat([d.reshape(x.shape[0], -1), dp], dim=1)
 
     def rollout(self, x0: torch.Tensor, actions: torch.Tensor, gates: Gates | None = None,
-                edges: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted states ``(B, H, nx)`` after each of ``actions`` ``(B, H, nu)`` from ``x0`` ``(B, nx)``."""
+                edges: torch.Tensor | None = None, pusher_edges: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted states ``(B, H, nx)`` after each of ``actions`` ``(B, H, nu)`` from ``x0`` ``(B, nx)``.
+
+        With ``fixed_graph`` (and no ``edges`` given) every rollout keeps the interaction graph of its first
+        state, as planners do over a horizon; else the graph is read at every state.
+        """
+        if self.fixed_graph and edges is None and pusher_edges is None:
+            edges, pusher_edges = self.interactions(x0)
         states, x = [], x0
         for t in range(actions.shape[1]):
-            x = self.step(x, actions[:, t], gates, edges)
+            x = self.step(x, actions[:, t], gates, edges, pusher_edges)
             states.append(x)
         return torch.stack(states, dim=1)
 
@@ -193,7 +230,7 @@ def export_graph(model: GraphDynamics, modes: Sequence[np.ndarray | torch.Tensor
     pw = model.pusher.weight.detach().double().numpy() / model.u_scale
     pb = model.pusher.bias.detach().double().numpy()
     return GraphNetwork(mw, mb, m_masks, uw, ub, u_masks, pw, pb, model.radius,
-                        metadata={"config": model.config(), **(metadata or {})})
+                        metadata={"config": model.config(), **(metadata or {})}, pusher_radius=model.pusher_radius)
 
 
 __all__ = ["GraphDynamics", "export_graph"]

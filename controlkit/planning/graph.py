@@ -1,13 +1,14 @@
 """Receding-horizon planning on a graph dynamics model with the interaction graph fixed over each plan's horizon.
 
-At every plan, :class:`GraphPlanner` reads the node-node edges present at ``x0`` (boxes of Sort-v0 or particles of
-Rope-v0, any number)
-(:meth:`~controlkit.models.graph.GraphNetwork.edges`), compiles the graph model with that graph into a
-:class:`~controlkit.models.network.CompactNetwork` (:meth:`~controlkit.models.graph.GraphNetwork.compact`) and plans with an
-ordinary planner on it: MIP-MPC, MPPI, CEM, gradient or random shooting, built by a factory the caller passes.
-One inner planner is kept per edge set, so MIP-MPC updates its compiled MILP in place as long as the graph stays
-the same (sorting meets only a handful of edge sets). The warm start is this planner's own shifted last plan, so
-it survives a change of graph.
+At every plan, :class:`GraphPlanner` reads the interaction graph present at ``x0`` -- the node-node edges (boxes of
+Sort-v0 or particles of Rope-v0, any number) and the pusher's edges to the nodes within the model's
+``pusher_radius`` (:meth:`~controlkit.models.graph.GraphNetwork.interactions`) --, compiles the graph model with
+that graph into a :class:`~controlkit.models.network.CompactNetwork`
+(:meth:`~controlkit.models.graph.GraphNetwork.compact`) and plans with an ordinary planner on it: MIP-MPC, MPPI,
+CEM, gradient or random shooting, built by a factory the caller passes. One inner planner is kept per graph, so
+MIP-MPC updates its compiled MILP in place as long as the graph stays the same (sorting meets only a handful of
+graphs). Nodes the pusher does not reach through that graph stay still over the horizon (no neurons, no binaries
+for them). The warm start is this planner's own shifted last plan, so it survives a change of graph.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from controlkit.models.graph import GraphNetwork, check_objects
 from controlkit.models.network import CompactNetwork
 from controlkit.planning.receding import RecedingHorizonPlanner
 
+GraphKey = tuple[tuple[tuple[int, int], ...], tuple[int, ...]]
+"""An interaction graph: node-node edges ``(sender, receiver)`` and the nodes the pusher has an edge to."""
 PlannerFactory = Callable[[CompactNetwork], RecedingHorizonPlanner]
 """Builds the inner planner for one compiled network (same horizon, bounds and cost for every edge set)."""
 
@@ -40,7 +43,8 @@ class GraphPlanner(RecedingHorizonPlanner):
             :class:`~controlkit.planning.receding.RecedingHorizonPlanner` (validated on the fully connected graph).
         max_edge_sets: Inner planners kept (least recently used dropped first).
 
-    ``Plan.extras`` adds ``edges`` (the box-box edges of this plan) and ``edge_sets`` (inner planners built so far).
+    ``Plan.extras`` adds ``edges`` (the box-box edges of this plan), ``pusher_edges`` (the nodes the pusher has an
+    edge to) and ``edge_sets`` (inner planners built so far).
     """
 
     def __init__(self, graph: GraphNetwork, n_objects: int, make_planner: PlannerFactory, horizon: int,
@@ -52,11 +56,11 @@ class GraphPlanner(RecedingHorizonPlanner):
         full = [(j, i) for i in range(n) for j in range(n) if i != j]
         self.graph, self.n_objects, self.make_planner = graph, n, make_planner
         self.max_edge_sets = int(max_edge_sets)
-        self._inner: dict[tuple[tuple[int, int], ...], RecedingHorizonPlanner] = {}
+        self._inner: dict[GraphKey, RecedingHorizonPlanner] = {}
         super().__init__(graph.compact(n, full), horizon, u_low, u_high, x_low, x_high, None, state_weights,
                          control_weight, **kwargs)
         # build the fully connected graph's planner now, so that bad planner arguments fail here, not mid-episode
-        self.inner(np.zeros(self.problem.nx), key=tuple(full))
+        self.inner(np.zeros(self.problem.nx), key=(tuple(full), tuple(range(n))))
 
     def reset(self, seed: int | None = None) -> None:
         """New episode: the inner planners are dropped, so an episode's plans depend on its seed alone (a MILP
@@ -66,13 +70,13 @@ class GraphPlanner(RecedingHorizonPlanner):
         if hasattr(self, "_inner"):
             self._inner.clear()
 
-    def inner(self, x0: np.ndarray, key: tuple[tuple[int, int], ...] | None = None
-              ) -> tuple[tuple[tuple[int, int], ...], RecedingHorizonPlanner]:
-        """The edge set at ``x0`` (or ``key``) and its inner planner (built on first use)."""
-        key = tuple(self.graph.edges(x0)) if key is None else key
+    def inner(self, x0: np.ndarray, key: GraphKey | None = None) -> tuple[GraphKey, RecedingHorizonPlanner]:
+        """The interaction graph at ``x0`` (or ``key``: node-node edges, pusher edges) and its inner planner (built
+        on first use)."""
+        key = self.graph.interactions(x0) if key is None else key
         planner = self._inner.pop(key, None)
         if planner is None:
-            planner = self.make_planner(self.graph.compact(self.n_objects, key))
+            planner = self.make_planner(self.graph.compact(self.n_objects, *key))
             if planner.horizon != self.horizon or planner.problem.nx != self.problem.nx:
                 raise ControlkitError(f"make_planner: built a planner with horizon {planner.horizon} and state size "
                                       f"{planner.problem.nx}; need {self.horizon} and {self.problem.nx}.")
@@ -88,7 +92,7 @@ class GraphPlanner(RecedingHorizonPlanner):
         x0, goal = p.check_state(x0), p.check_goal(goal)
         key, planner = self.inner(x0)
         plan = planner.plan(x0, goal, warm_start=warm_start)
-        plan.extras.update(edges=[list(e) for e in key], edge_sets=len(self._inner))
+        plan.extras.update(edges=[list(e) for e in key[0]], pusher_edges=list(key[1]), edge_sets=len(self._inner))
         return plan
 
     def _act(self, obs: Any):

@@ -81,3 +81,15 @@ def test_explorer_wanders_off_the_rope_only_when_asked():
     assert near.max() <= 0.05 + 1e-9  # every target just past a particle (the overshoot)
     far, ex = gaps(1.0)
     assert np.all(np.abs(ex._target) <= REACH) and np.median(far) > 0.1  # random table points, mostly far off
+
+
+def test_explorer_retreats_straight_away_from_the_rope_when_asked():
+    from controlkit.tasks.pushing.rope_data import RopeExplorer
+
+    rope = np.concatenate([np.column_stack([np.arange(N) * 0.025, np.zeros(N)]).ravel(), [0.05, -0.03]])
+    for seed in range(10):
+        ex = RopeExplorer(N, retreat=1.0, seed=seed)
+        ex.act(rope)
+        way = ex._target - rope[-2:]
+        # from the pusher, 5-15 cm straight down: away from the nearest particle (0.05, 0), never towards the rope
+        assert 0.05 - 1e-9 <= np.linalg.norm(way) <= 0.15 + 1e-9 and abs(way[0]) < 1e-9 and way[1] < 0

@@ -23,7 +23,8 @@ ENV_KW = {"n_particles": N, "segment_length": SEG}
 def graph():
     """A small rope model trained on real rope data (sparsified by hand: some neurons identity, some removed)."""
     data = collect_rope_data(8, 8, seed=0, env_kwargs=ENV_KW)
-    model = rope_graph_model(data, N, radius=0.038, hidden=8, message_size=4, seed=0)
+    model = rope_graph_model(data, N, radius=0.038, hidden=8, message_size=4, seed=0, pusher_radius=0.1,
+                             fixed_graph=True)
     fit(model, data, data, TrainSettings(epochs=8, batch_size=32, lr=1e-2, rollout_weight=0.0, eval_steps=3), seed=1)
     modes = [np.array([0, 0, 0, 1, 0, 2, 0, 2]), np.array([0, 0, 1, 0, 2, 0, 0, 2])]
     return export_graph(model, modes, metadata={"env": ENV_ID, "n_particles": N, "segment_length": SEG})
@@ -68,9 +69,10 @@ def test_mip_mpc_plans_on_the_compiled_rope_and_never_costs_more_than_its_mppi_s
     assert N * (N - 1) > len(plan.extras["edges"]) >= 2 * (N - 1)  # the chain's neighbours (fixed for the plan)
     # the MILP's predicted rollout is the graph model's own rollout of the plan on the plan's edges
     edges = [tuple(e) for e in plan.extras["edges"]]
+    assert plan.extras["pusher_edges"] == graph.pusher_edges(x) and 0 < len(plan.extras["pusher_edges"]) < N
     xs = [x]
     for a in plan.actions:
-        xs.append(graph.step(xs[-1], a, edges=edges))
+        xs.append(graph.step(xs[-1], a, edges=edges, pusher_edges=plan.extras["pusher_edges"]))
     np.testing.assert_allclose(plan.states, np.array(xs), atol=1e-6)
     scores = plan.extras["start_scores"]
     assert plan.objective <= scores["mppi"] + 1e-6 and plan.objective <= scores["safe"] + 1e-6
