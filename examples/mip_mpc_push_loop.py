@@ -2,7 +2,8 @@
 
 The planner plans on a sparse learned model of Push-v0 shipped with the examples (8 ReLU + 63 identity neurons,
 trained by the pushing pipeline, `kind: model_based_control`, on the box); its MILP is solved by HiGHS with a
-time limit that fits the period. Each plan step of the model is one 0.3 s env step; the loop's period is the wall-clock budget.
+time limit that fits the period. Each plan step of the model is one 0.3 s env step; the loop's period is the
+wall-clock budget.
 
     python examples/mip_mpc_push_loop.py                   # 10 Hz: 40 steps
     python examples/mip_mpc_push_loop.py --async-100hz     # AsyncPlanner, 100 Hz loop for 4 s
