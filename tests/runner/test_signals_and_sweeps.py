@@ -34,6 +34,17 @@ def _wait_for(predicate, what: str, proc: subprocess.Popen | None = None):
     pytest.fail(f"timed out waiting for {what}")
 
 
+def _no_failed_point(root: Path) -> bool:
+    """True while no sweep point under ``root`` is recorded as failed; a failed point fails the test at once with
+    its error, instead of leaving the wait for running points to its hang guard (the others keep running)."""
+    for table in root.glob("runs/*/sweep-*/sweep.csv"):
+        with open(table) as fh:
+            failed = [r for r in csv.DictReader(fh) if r.get("status") == "failed"]
+        if failed:
+            pytest.fail(f"sweep point {failed[0]['point']} failed: {failed[0].get('error')}")
+    return True
+
+
 def _session_processes(sid: int) -> list[int]:
     """Live processes of session ``sid`` (the test starts each command in a session of its own)."""
     pids = []
@@ -84,8 +95,8 @@ def test_ctrl_c_on_a_sweep_stops_queued_points_and_writes_the_table(tmp_path):
             "max_steps=200", "--workers", "2", "--out", "runs", "-q"]
     proc = _start(args, tmp_path)
     try:
-        _wait_for(lambda: len(list(tmp_path.glob("runs/*/sweep-*/00[01]/meta.json"))) == 2, "two running points",
-                  proc)
+        _wait_for(lambda: _no_failed_point(tmp_path) and
+                  len(list(tmp_path.glob("runs/*/sweep-*/00[01]/meta.json"))) == 2, "two running points", proc)
         proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the parent (the workers ignore it)
         _, err = proc.communicate(timeout=WAIT_S)
     finally:
