@@ -165,20 +165,11 @@ def test_sim_dynamics_reproduces_the_env_step():
     assert np.linalg.norm(real[-1][:2] - real[0][:2]) > 0.02  # the pusher did push the box
 
 
-def test_greedy_pusher_goes_round_the_box_and_pushes_it_to_the_goal():
-    from controlkit.tasks.pushing import PlannerSpec, make_planner
-
+def test_greedy_pusher_goes_round_the_box_and_pushes_it_to_the_goal(greedy_episode):
     env = PushEnv(goal_in_obs=False, orientation_tolerance=3.1416)
     # The pusher starts on the goal side: it must go round the box before it can push.
     env.reset(options={"object": [0.0, 0.0, 0.0], "goal": [0.1, 0.05, 0.0], "pusher": [0.08, 0.04]})
-    task = Task(env, CostConfig(horizon=3))
-    greedy = make_planner("g", PlannerSpec(type="greedy"), None, task, seed=0)
-    for _ in range(40):
-        x, goal = task.state_goal()
-        greedy.set_goal(goal)
-        _, _, _, _, info = env.step(np.asarray(greedy.act(x), dtype=np.float32))
-        if info["success"]:
-            break
+    info = greedy_episode(env)
     assert info["success"], info["position_error"]
 
 

@@ -51,18 +51,11 @@ def test_pre_push_point_touches_the_t_from_every_side():
 
 
 @pytest.mark.parametrize("goal", [[0.0, -0.1], [-0.08, 0.08], [0.1, 0.03]])
-def test_greedy_pusher_pushes_the_t_to_its_goal_position(goal):
+def test_greedy_pusher_pushes_the_t_to_its_goal_position(goal, greedy_episode):
     # goals below (pusher on the bar's top), up-left (pusher in the notch beside the stem) and to the side
     env = PushEnv(shape="t", goal_in_obs=False, orientation_tolerance=3.1416)
     env.reset(options={"object": [0.0, 0.0, 0.0], "goal": [*goal, 0.0], "pusher": [0.0, 0.12]})
-    task = Task(env, CostConfig(horizon=3))
-    greedy = make_planner("g", PlannerSpec(type="greedy"), None, task, seed=0)
-    for _ in range(40):
-        x, g = task.state_goal()
-        greedy.set_goal(g)
-        _, _, _, _, info = env.step(np.asarray(greedy.act(x), dtype=np.float32))
-        if info["success"]:
-            break
+    info = greedy_episode(env)
     assert info["success"], info["position_error"]
 
 
