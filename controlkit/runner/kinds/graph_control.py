@@ -22,7 +22,6 @@ the rope, ``rope_shapes.png``.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import gymnasium as gym
@@ -145,33 +144,23 @@ def _check_before_run(config: GraphControlConfig) -> None:
 def run(config: GraphControlConfig, ctx: RunContext) -> dict[str, Any]:
     import torch
 
-    from controlkit.tasks.pushing import run_episode, summarise
+    from controlkit.runner.kinds.model_based_control import evaluate_planners
+    from controlkit.tasks.pushing import summarise
     from controlkit.tasks.pushing.graph_plots import plot_errors, plot_rope_shapes
 
     torch.set_num_threads(1)
     env = gym.make(config.env, max_episode_steps=config.max_steps, goal_in_obs=False, **config.env_kwargs)
     graph, task, build = _setup(config, env)
     seeds = ctx.seeds(config.episodes, "episodes")  # the same starts for every planner
-    results: dict[str, list] = {}
     targets: list[np.ndarray] = []
-    eval_s: dict[str, float] = {}
+
+    def keep_target(name, planner, ep) -> None:  # the rope's target of each episode, for the shapes plot
+        if len(targets) < len(seeds) and hasattr(env.unwrapped, "target"):
+            targets.append(env.unwrapped.target.copy())
+
     try:
-        for name in config.planners:
-            planner = build(name, ctx.seed)
-            t0 = time.perf_counter()
-            results[name] = []
-            for i, seed in enumerate(ctx.progress(seeds, desc=name)):
-                ep = run_episode(env, task, planner, seed)
-                results[name].append(ep)
-                if len(targets) < len(seeds) and hasattr(env.unwrapped, "target"):
-                    targets.append(env.unwrapped.target.copy())
-                ctx.metric(planner=name, episode=i, seed=seed, success=ep.success, final_distance=ep.final_distance,
-                           steps=len(ep.step_times), fallbacks=ep.fallbacks,
-                           time_step_median_s=float(np.median(ep.step_times)))
-            eval_s[name] = time.perf_counter() - t0
-            s = summarise(results[name])
-            ctx.log(f"{name}: success {s['success_rate']:.0%}, final distance {s['final_distance_mean']:.4f} "
-                    f"± {s['final_distance_ci95']:.4f}, median step {1e3 * s['step_time_median_s']:.1f} ms")
+        results, eval_s = evaluate_planners(env, task, lambda name: build(name, ctx.seed), list(config.planners),
+                                            seeds, ctx, on_episode=keep_target)
     finally:
         env.close()
     rope = config.env == "controlkit/Rope-v0"

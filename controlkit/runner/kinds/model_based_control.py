@@ -25,6 +25,7 @@ plots are ``trajectories.png``, ``distance.png``, ``step_times.png`` and ``frame
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -330,25 +331,16 @@ def run(config: ModelBasedControlConfig, ctx: RunContext) -> dict[str, Any]:
                    render_mode="rgb_array" if config.frames else None, width=160, height=160, **config.env_kwargs)
     task = Task(env.unwrapped, config.cost)
     seeds = ctx.seeds(config.episodes, "episodes")  # the same starts for every planner
-    results: dict[str, list[EpisodeResult]] = {}
-    applied: dict[str, list[list[np.ndarray]]] = {}  # the actions each planner applied, per episode
-    eval_s: dict[str, float] = {}
+    applied: dict[str, list[list[np.ndarray]]] = {name: [] for name in config.planners}  # per episode
+
+    def build(name: str) -> ActionRecorder:
+        return ActionRecorder(make_planner(name, config.planners[name], net, task, seed=ctx.seed), task.env.step_size)
+
     try:
-        for name, spec in config.planners.items():
-            planner = ActionRecorder(make_planner(name, spec, net, task, seed=ctx.seed), task.env.step_size)
-            t0 = time.perf_counter()
-            results[name], applied[name] = [], []
-            for i, seed in enumerate(ctx.progress(seeds, desc=name)):
-                ep = run_episode(env, task, planner, seed, render=config.frames and i == 0)
-                results[name].append(ep)
-                applied[name].append(list(planner.actions))
-                ctx.metric(planner=name, episode=i, seed=seed, success=ep.success, final_distance=ep.final_distance,
-                           steps=len(ep.step_times), fallbacks=ep.fallbacks, violations=ep.violations,
-                           time_step_median_s=float(np.median(ep.step_times)))
-            eval_s[name] = time.perf_counter() - t0
-            s = summarise(results[name])
-            ctx.log(f"{name}: success {s['success_rate']:.0%}, final distance {s['final_distance_mean']:.4f} "
-                    f"± {s['final_distance_ci95']:.4f}, median step {1e3 * s['step_time_median_s']:.1f} ms")
+        results, eval_s = evaluate_planners(
+            env, task, build, list(config.planners), seeds, ctx, render_first=config.frames,
+            on_episode=lambda name, planner, ep: applied[name].append(list(planner.actions)),
+            extra_metrics=lambda ep: {"violations": ep.violations})
     finally:
         env.close()
     controllers = {name: summarise(eps) for name, eps in results.items()}
@@ -368,6 +360,56 @@ def run(config: ModelBasedControlConfig, ctx: RunContext) -> dict[str, Any]:
         "plots": [str(p) for p in plots],
         "timings": timings,
     }
+
+
+def evaluate_planners(
+    env: gym.Env,
+    task: Any,
+    build: Callable[[str], Controller],
+    names: list[str],
+    seeds: list[int],
+    ctx: RunContext,
+    render_first: bool = False,
+    on_episode: Callable[[str, Controller, EpisodeResult], None] | None = None,
+    extra_metrics: Callable[[EpisodeResult], dict[str, Any]] | None = None,
+) -> tuple[dict[str, list[EpisodeResult]], dict[str, float]]:
+    """Every named planner (made by ``build``) in closed loop on the same seeded episodes: one metrics row per
+    episode, one log line per planner.
+
+    Args:
+        env: The env the episodes run in (not closed here).
+        task: The task that reads the env's state and goal (:class:`Task` or a graph task).
+        build: Makes the planner of a name.
+        names: The planners, in order.
+        seeds: One episode per seed, the same for every planner.
+        ctx: The run's context (progress bars, metrics, log).
+        render_first: Render the first episode of each planner.
+        on_episode: Called after every episode with the planner's name, the planner and the episode.
+        extra_metrics: More metric columns of an episode, written after ``fallbacks``.
+
+    Returns:
+        The episodes and the wall seconds of each planner.
+    """
+    results: dict[str, list[EpisodeResult]] = {}
+    eval_s: dict[str, float] = {}
+    for name in names:
+        planner = build(name)
+        t0 = time.perf_counter()
+        results[name] = []
+        for i, seed in enumerate(ctx.progress(seeds, desc=name)):
+            ep = run_episode(env, task, planner, seed, render=render_first and i == 0)
+            results[name].append(ep)
+            if on_episode is not None:
+                on_episode(name, planner, ep)
+            ctx.metric(planner=name, episode=i, seed=seed, success=ep.success, final_distance=ep.final_distance,
+                       steps=len(ep.step_times), fallbacks=ep.fallbacks,
+                       **(extra_metrics(ep) if extra_metrics is not None else {}),
+                       time_step_median_s=float(np.median(ep.step_times)))
+        eval_s[name] = time.perf_counter() - t0
+        s = summarise(results[name])
+        ctx.log(f"{name}: success {s['success_rate']:.0%}, final distance {s['final_distance_mean']:.4f} "
+                f"± {s['final_distance_ci95']:.4f}, median step {1e3 * s['step_time_median_s']:.1f} ms")
+    return results, eval_s
 
 
 def _loop_errors(controllers: dict[str, dict[str, Any]], results: dict[str, list[EpisodeResult]],
