@@ -18,6 +18,7 @@ import numpy as np
 from controlkit.core.controller import Plan, Status
 from controlkit.core.errors import ControlkitError, choices_error
 from controlkit.planning.milp.bounds import Bounds, ibp, symbolic
+from controlkit.planning.milp.region import RegionLP
 from controlkit.planning.milp.search import SEARCH_MODES, SearchResult, neighbourhood_search
 from controlkit.planning.milp.tightening import tighten_lp
 from controlkit.planning.problem import KeepOut
@@ -72,7 +73,8 @@ class MIPMPC(RecedingHorizonPlanner):
             horizon, so the tightening cost grows linearly instead of quadratically in ``H``).
         threads: Solver threads.
         polish_lps: Before branch and bound, improve the MIP start by a descent over activation regions (one LP
-            per region, at most this many; HiGHS backend; 0 = off). Local: it only gives the solver a better start.
+            per region over the actions alone, at most this many; needs highspy, any backend; 0 = off; see
+            :mod:`controlkit.planning.milp.region`). Local: it only gives the solver a better start.
         polish_time: Seconds the descent may take per plan (``None`` = no budget).
         search: Large-neighbourhood search over activation patterns after the descent and before branch and
             bound (HiGHS backend; see :mod:`controlkit.planning.milp.search`): ``"none"`` (default), ``"window"`` (the
@@ -157,8 +159,6 @@ class MIPMPC(RecedingHorizonPlanner):
             raise ControlkitError(f"tighten_window: must be an integer >= 1 or None, got {tighten_window!r}.")
         if int(polish_lps) != polish_lps or polish_lps < 0:
             raise ControlkitError(f"polish_lps: must be an integer >= 0, got {polish_lps!r}.")
-        if polish_lps and backend != "highs":
-            raise ControlkitError("polish_lps: the region descent needs backend='highs'.")
         if polish_time is not None and not polish_time > 0:
             raise ControlkitError(f"polish_time: must be > 0 seconds or None, got {polish_time!r}.")
         if search not in SEARCH_MODES:
@@ -269,9 +269,10 @@ class MIPMPC(RecedingHorizonPlanner):
         if warm_start is not None and (self.polish_lps or budget is not None):
             t1 = time.perf_counter()
             n_polish = max(self.polish_lps, AUTO_POLISH_LPS if budget is not None else 0)
-            warm_start, obj, n_lp = milp.polish(x0, warm_start, goal, bounds, n_polish, self.polish_time)
+            region = RegionLP(self.problem, bounds, x0, goal)
+            warm_start, obj, n_lp = region.descend(warm_start, n_polish, self.polish_time)
             for extra in self._extra_starts:  # further starts (PipelineMIP's polish_starts): keep the best descent
-                a, o, n = milp.polish(x0, extra, goal, bounds, n_polish, self.polish_time)
+                a, o, n = region.descend(extra, n_polish, self.polish_time)
                 n_lp += n
                 if o < obj:
                     warm_start, obj = a, o

@@ -243,7 +243,6 @@ def test_act_without_goal_and_with_nan_obs_falls_back(small_net):
         ({"state_weights": [1.0, -1.0, 1.0]}, "state_weights"),
         ({"time_limit": -1.0}, "time_limit"),
         ({"polish_lps": -1}, "polish_lps"),
-        ({"polish_lps": 5, "backend": "pyomo"}, "polish_lps"),
         ({"polish_time": 0.0}, "polish_time"),
         ({"keep_out": [KeepOut((0, 1), (0.0, 0.0), (1.0, 1.0))]}, "keep_out"),
     ],

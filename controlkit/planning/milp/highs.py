@@ -635,60 +635,6 @@ class HighsMILP(CompiledMILP):
                                float(info.mip_gap), elapsed, text)
         return SolveResult(status, nan_a, nan_x, float("nan"), None, elapsed, text)
 
-    def polish(self, x0: np.ndarray, actions: np.ndarray, goal: np.ndarray, bounds: Bounds, max_lps: int,
-               time_budget: float | None = None) -> tuple[np.ndarray, float, int]:
-        """Improve ``actions`` by a descent over activation regions: one LP per region, each from the last optimum.
-
-        With every binary fixed to the pattern of the current actions, the MILP is the LP of planning inside that
-        linear region of the unrolled network; its optimum is at least as good as the current point, which lies in
-        the region. Neurons the LP drives to a pre-activation of 0 sit on the border of the next region: their
-        binaries flip (a border point lies in both regions, so the objective never increases) and the next LP
-        continues there. Stops when an LP no longer improves, after ``max_lps`` LPs or ``time_budget`` seconds.
-        A local method: it gives branch and bound a good MIP start, it proves nothing. The model is restored
-        (binaries, bounds, time limit) before returning.
-
-        Returns:
-            The best actions found, their objective (``inf`` if no LP was solved) and the number of LPs solved.
-        """
-        h, lay, prob = self.h, self.layout, self.problem
-        ints = self._int_cols
-        _, _, _, saved_lo, saved_hi, _ = h.getCols(ints.size, ints)  # only the binaries, not a copy of the LP
-        cont = np.full(ints.size, highspy.HighsVarType.kContinuous)
-        h.changeColsIntegrality(ints.size, ints, cont)
-        best_obj, best, n_lp, t0 = np.inf, np.asarray(actions, dtype=np.float64), 0, time.perf_counter()
-        z_cols = np.concatenate([c for row in lay.z_cols for c in row] + [np.zeros(0, int)]).astype(np.int32)
-        pos = np.searchsorted(ints, z_cols)  # where each ReLU binary sits among the integer columns
-        a_cols = np.concatenate([c for row in lay.a_cols for c in row] + [np.zeros(0, int)]).astype(int)
-        prev_z = None
-        try:
-            while n_lp < max_lps:
-                left = None if time_budget is None else time_budget - (time.perf_counter() - t0)
-                if left is not None and left <= 0:
-                    break
-                val = self.start_vector(x0, best, goal, bounds)
-                fixed = val[ints]
-                if prev_z is not None:
-                    # a neuron the last LP left on its border (pre-activation ~ 0) crosses into the next region
-                    border = np.abs(val[a_cols]) <= 1e-7
-                    fixed[pos] = np.where(border, 1.0 - prev_z, fixed[pos])
-                fixed = np.clip(fixed, saved_lo, saved_hi)
-                if np.array_equal(fixed[pos], prev_z) and n_lp:
-                    break  # same region as the last LP: nothing left to gain
-                prev_z = fixed[pos].copy()
-                h.changeColsBounds(ints.size, ints, fixed, fixed)
-                self._run_lp(left)
-                n_lp += 1
-                if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                    break
-                obj = float(h.getInfo().objective_function_value)
-                if obj >= best_obj - 1e-9 * (1.0 + abs(best_obj)):
-                    break
-                best_obj, best = obj, np.asarray(h.getSolution().col_value)[lay.u_cols]
-        finally:
-            h.changeColsBounds(ints.size, ints, saved_lo, saved_hi)
-            h.changeColsIntegrality(ints.size, ints, np.full(ints.size, highspy.HighsVarType.kInteger))
-        return np.clip(best, prob.u_low, prob.u_high), best_obj, n_lp
-
     def relax_to_cutoff(self, cutoff: float) -> None:
         """Turn this MILP into its LP relaxation restricted to ``objective <= cutoff``, without objective.
 
