@@ -27,7 +27,6 @@ import time
 
 import highspy
 import numpy as np
-import scipy.sparse as sp
 
 from controlkit.planning.milp.bounds import LINEAR, UNSTABLE, Bounds, preactivations
 from controlkit.planning.milp.highs import _run, _silent_highs
@@ -90,15 +89,17 @@ class _LPBuilder:
             self.hi.append(np.broadcast_to(hi, (len(m),)))
 
     def pass_to(self, h: highspy.Highs, cost: np.ndarray, col_lo: np.ndarray, col_hi: np.ndarray) -> int:
-        """Hand the LP to ``h`` in one ``passModel`` call (column-wise, as the MILP is); returns its row count."""
-        a = sp.csc_matrix(np.vstack(self.blocks)) if self.blocks else sp.csc_matrix((0, self.n_cols))
-        a.eliminate_zeros()
+        """Hand the LP to ``h`` in one ``passModel`` call (row-wise, straight from the dense rows); returns its
+        row count."""
+        m = np.vstack(self.blocks) if self.blocks else np.zeros((0, self.n_cols))
+        r, c = np.nonzero(m)
+        start = np.searchsorted(r, np.arange(m.shape[0]))
         row_lo = np.concatenate(self.lo) if self.lo else np.zeros(0)
         row_hi = np.concatenate(self.hi) if self.hi else np.zeros(0)
-        h.passModel(a.shape[1], a.shape[0], a.nnz, int(highspy.MatrixFormat.kColwise),
+        h.passModel(m.shape[1], m.shape[0], r.size, int(highspy.MatrixFormat.kRowwise),
                     int(highspy.ObjSense.kMinimize), 0.0, cost, col_lo, col_hi, row_lo, row_hi,
-                    a.indptr[:-1], a.indices, a.data, np.zeros(a.shape[1], dtype=np.int32))
-        return a.shape[0]
+                    start.astype(np.int32), c.astype(np.int32), m[r, c], np.zeros(m.shape[1], dtype=np.int32))
+        return m.shape[0]
 
 
 class RegionLP:
@@ -121,6 +122,8 @@ class RegionLP:
         self._stable_active = [c == LINEAR for c in per_layer]
         self.h = _silent_highs()
         self.h.setOptionValue("threads", 1)
+        # each LP after the first starts from the last optimal basis, which presolve would throw away
+        self.h.setOptionValue("presolve", "off")
         self._basis: highspy.HighsBasis | None = None
 
     def pattern(self, actions: np.ndarray, previous: list[np.ndarray] | None = None) -> list[np.ndarray]:
