@@ -20,11 +20,13 @@ the candidate starts: safe, greedy on the model, MPPI -- no MILP); ``descent`` (
 start); ``descent_k4`` (from the 4 best candidates, MPPI's elites among them); ``mip`` (MIP-MPC as the pipeline:
 candidates, descent, HiGHS branch and bound); ``mip_heur`` (the same with HiGHS's heuristic effort 0.3);
 ``lns_window`` / ``lns_switching`` / ``lns_hamming`` (the neighbourhood search after the descent, no branch and
-bound after it: ``branch_and_bound=False``); ``mppi_descent`` / ``mppi_lns_window`` (the same with the MPPI
+bound after it: ``branch_and_bound=False``); ``hop`` (``descent_k4``, then basin hopping over activation regions:
+``search="hop"``, LPs only); ``mppi_descent`` / ``mppi_lns_window`` / ``mppi_hop`` (the same with the MPPI
 candidate given as many iterations as the MPPI planner gets at that budget).
 
 Work levels stand for the budgets 0.05, 0.3, 1 and 10 s: each sets the sampler passes (the budget over a pass's
-CPU time, ``PASS_S``), branch-and-bound nodes and neighbourhood slices of ``SLICE_NODES`` nodes (``WORK``). The
+CPU time, ``PASS_S``), branch-and-bound nodes, neighbourhood slices of ``SLICE_NODES`` nodes and hops
+(``WORK``). The
 MILP's work does not shrink to the small budgets: one branch-and-bound node (the root's cuts and heuristics) costs
 seconds on the push model. In this default
 deterministic mode nothing depends on the clock: the same run gives the same numbers. The CPU seconds each plan
@@ -69,10 +71,10 @@ T_MODEL = RESULTS / "pusht_model.npz"  # benchmarks/pusht_model.py
 BUDGETS = (0.05, 0.3, 1.0, 10.0)
 # Work per budget level: sampler passes, branch-and-bound nodes, neighbourhood slices (of SLICE_NODES nodes).
 WORK = {
-    0.05: {"nodes": 1, "slices": 0},
-    0.3: {"nodes": 1, "slices": 1},
-    1.0: {"nodes": 10, "slices": 3},
-    10.0: {"nodes": 200, "slices": 24},
+    0.05: {"nodes": 1, "slices": 0, "hops": 2},
+    0.3: {"nodes": 1, "slices": 1, "hops": 10},
+    1.0: {"nodes": 10, "slices": 3, "hops": 30},
+    10.0: {"nodes": 200, "slices": 24, "hops": 300},
 }
 # CPU seconds of one sampler pass at H = 5 on this machine (scaled by H / 5): passes = budget / this.
 PASS_S = {"mppi": 0.01, "cem": 0.005, "gradient": 0.03}
@@ -99,6 +101,11 @@ MIP_VARIANTS = {
     # the MPPI candidate gets as many MPPI iterations as the MPPI planner at this budget
     "mppi_descent": {"branch_and_bound": False, "mppi_budget": True},
     "mppi_lns_window": {"search": "window", "search_size": 2, "branch_and_bound": False, "mppi_budget": True},
+    # basin hopping over activation regions (LPs only) after the descent from the 4 best starts: the global step
+    # that needs no MILP solve
+    "hop": {"search": "hop", "search_size": 3, "polish_starts": 4, "branch_and_bound": False},
+    "mppi_hop": {"search": "hop", "search_size": 3, "polish_starts": 4, "branch_and_bound": False,
+                 "mppi_budget": True},
 }
 PLANNERS = (*SAMPLERS, *MIP_VARIANTS)
 # lns_hamming and mip_heur run on request (--planners): one slice of local branching cost 4-5 s of CPU at H = 5
@@ -181,7 +188,9 @@ def mip_spec(name: str, work: dict, budget: float, wall: bool) -> PlannerSpec:
     lns = "search" in extra
     warm_iterations = 5 * work["passes"]["mppi"] if extra.pop("mppi_budget", False) else 5
     extra["polish_lps"] = 0 if name == "starts_only" else POLISH_LPS
-    if lns:
+    if lns and extra["search"] == "hop":
+        extra.update(search_slices=work["hops"])  # each hop descends with the same LP budget
+    elif lns:
         extra.update(search_slices=work["slices"], search_nodes=SLICE_NODES)
         if work["slices"] == 0:
             extra["search"] = "none"

@@ -18,13 +18,16 @@ import numpy as np
 from controlkit.core.controller import Plan, Status
 from controlkit.core.errors import ControlkitError, choices_error
 from controlkit.planning.milp.bounds import Bounds, ibp, symbolic
-from controlkit.planning.milp.region import RegionLP
+from controlkit.planning.milp.region import RegionLP, basin_hop
 from controlkit.planning.milp.search import SEARCH_MODES, SearchResult, neighbourhood_search
 from controlkit.planning.milp.tightening import tighten_lp
 from controlkit.planning.problem import KeepOut
 from controlkit.planning.receding import RecedingHorizonPlanner
 
 BACKENDS = ("highs", "pyomo")
+# the MILP neighbourhood searches, and "hop": basin hopping over activation regions with LPs only
+SEARCHES = (*SEARCH_MODES, "hop")
+HOP_SIZE = 3  # steps re-drawn per hop by default
 BOUND_METHODS = {"symbolic": symbolic, "interval": ibp}
 AUTO = "auto"
 # The automatic tightening policy (tighten_steps="auto"): below this many unstable binaries branch and bound is
@@ -82,13 +85,18 @@ class MIPMPC(RecedingHorizonPlanner):
             steps' binaries free: an exact head, the tail in the incumbent's regions), ``"switching"`` (the ``search_size``
             binaries nearest their switching point free) or ``"hamming"`` (local branching within Hamming
             radius ``search_size``). Each neighbourhood MILP has the incumbent's objective as cutoff; the plan is
-            never worse than the search's start.
-        search_size: Steps, binaries or radius per neighbourhood (``None`` = the mode's default).
-        search_slices: Neighbourhood MILPs per plan at most.
+            never worse than the search's start. ``"hop"`` (any backend) needs no MILP: basin hopping over
+            activation regions (:func:`~controlkit.planning.milp.region.basin_hop`): ``search_slices`` times,
+            re-draw ``search_size`` consecutive steps' actions at random and run the region descent again
+            (``polish_lps`` LPs, 10 if that is 0), keeping the cheaper plan.
+        search_size: Steps, binaries or radius per neighbourhood, or steps re-drawn per hop (``None`` = the
+            mode's default).
+        search_slices: Neighbourhood MILPs, or hops, per plan at most.
         search_nodes: Branch-and-bound nodes per neighbourhood MILP (``None`` = no node limit): the
             deterministic work limit.
         search_time: Seconds the search may take per plan (``None`` = no time budget; then with a
             ``time_limit`` the search may use half of what is left of it).
+        seed: Seed of the hops' random windows and actions (``reset(seed)`` re-seeds).
         branch_and_bound: ``False`` skips the MILP solve: the plan is what the descent and the search found
             (``status=SUBOPTIMAL``, no certified gap; needs ``polish_lps`` or ``search``). On the push model one
             branch-and-bound node (the root's cuts and heuristics) costs more than the descent and a few search
@@ -138,6 +146,7 @@ class MIPMPC(RecedingHorizonPlanner):
         search_slices: int = 8,
         search_nodes: int | None = 200,
         search_time: float | None = None,
+        seed: int = 0,
         highs_options: dict[str, Any] | None = None,
         branch_and_bound: bool = True,
         **kwargs: Any,
@@ -161,10 +170,10 @@ class MIPMPC(RecedingHorizonPlanner):
             raise ControlkitError(f"polish_lps: must be an integer >= 0, got {polish_lps!r}.")
         if polish_time is not None and not polish_time > 0:
             raise ControlkitError(f"polish_time: must be > 0 seconds or None, got {polish_time!r}.")
-        if search not in SEARCH_MODES:
-            raise choices_error("search", search, SEARCH_MODES)
-        if search != "none" and backend != "highs":
-            raise ControlkitError("search: the neighbourhood search needs backend='highs'.")
+        if search not in SEARCHES:
+            raise choices_error("search", search, SEARCHES)
+        if search not in ("none", "hop") and backend != "highs":
+            raise ControlkitError("search: the neighbourhood search needs backend='highs' (search='hop' does not).")
         if search_size is not None and not _is_count(search_size, 1):
             raise ControlkitError(f"search_size: must be an integer >= 1 or None, got {search_size!r}.")
         if not _is_count(search_slices, 0):
@@ -180,6 +189,7 @@ class MIPMPC(RecedingHorizonPlanner):
         self.branch_and_bound = branch_and_bound
         self.search, self.search_size, self.search_slices = search, search_size, int(search_slices)
         self.search_nodes, self.search_time = search_nodes, search_time
+        self.seed = int(seed)  # before the base class's reset() seeds the hops
         super().__init__(model, horizon, u_low, u_high, x_low, x_high, residual, state_weights, control_weight,
                          **kwargs)
         self.backend, self.time_limit, self.mip_gap = backend, time_limit, float(mip_gap)
@@ -200,6 +210,11 @@ class MIPMPC(RecedingHorizonPlanner):
             check_options(self.highs_options)
         self._milp = None
         self._extra_starts: list[np.ndarray] = []  # set by subclasses that descend from several starts
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the last plan and re-seed the hops (``None``: the constructor's seed, so episodes repeat)."""
+        super().reset(seed)
+        self._rng = np.random.default_rng(self.seed if seed is None else int(seed))
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -266,6 +281,7 @@ class MIPMPC(RecedingHorizonPlanner):
         budget = self._auto_budget(extras["binaries"])
         if budget is not None and warm_start is None:
             warm_start = np.tile(self.safe_action, (self.horizon, 1))
+        region = None  # the region LP of this step, shared by the descent and the hops (its basis carries over)
         if warm_start is not None and (self.polish_lps or budget is not None):
             t1 = time.perf_counter()
             n_polish = max(self.polish_lps, AUTO_POLISH_LPS if budget is not None else 0)
@@ -285,7 +301,7 @@ class MIPMPC(RecedingHorizonPlanner):
         if self.search != "none":
             if warm_start is None:
                 warm_start = np.tile(self.safe_action, (self.horizon, 1))
-            found = self._search(milp, bounds, x0, goal, warm_start, time.perf_counter() - t0, extras)
+            found = self._search(milp, bounds, x0, goal, warm_start, time.perf_counter() - t0, extras, region)
             warm_start = found.actions
         if not self.branch_and_bound:
             return self._local_plan(warm_start, x0, goal)
@@ -307,16 +323,21 @@ class MIPMPC(RecedingHorizonPlanner):
             milp.set_time_limit(self.time_limit)
 
     def _search(self, milp, bounds: Bounds, x0: np.ndarray, goal: np.ndarray, actions: np.ndarray, spent: float,
-                extras: dict[str, Any]):
-        """Run the neighbourhood search from ``actions``; its time comes out of the time limit (half of the rest)."""
+                extras: dict[str, Any], region: RegionLP | None = None):
+        """Run the search from ``actions``; its time comes out of the time limit (half of the rest)."""
         budget = self.search_time
         if budget is None and self.time_limit is not None:
             budget = max(0.5 * (self.time_limit - spent), 0.0)
         if budget is not None and budget <= 0:
             budget = 1e-9  # nothing left: the search only scores its start
-        found = neighbourhood_search(milp, x0, goal, bounds, actions, mode=self.search, size=self.search_size,
-                                     max_slices=self.search_slices, slice_nodes=self.search_nodes,
-                                     time_budget=budget)
+        if self.search == "hop":
+            region = region if region is not None else RegionLP(self.problem, bounds, x0, goal)
+            found = basin_hop(region, actions, self.search_slices, HOP_SIZE if self.search_size is None
+                              else self.search_size, self._rng, self.polish_lps or 10, budget)
+        else:
+            found = neighbourhood_search(milp, x0, goal, bounds, actions, mode=self.search, size=self.search_size,
+                                         max_slices=self.search_slices, slice_nodes=self.search_nodes,
+                                         time_budget=budget)
         extras.update(search_slices=found.slices, search_improvements=found.improvements,
                       search_start_objective=found.start_objective, search_objective=found.objective,
                       search_time_s=found.time_s)

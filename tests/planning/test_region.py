@@ -4,9 +4,10 @@ import highspy
 import numpy as np
 import pytest
 
+from controlkit.core.errors import ControlkitError
 from controlkit.planning.milp.bounds import symbolic
 from controlkit.planning.milp.highs import HighsMILP
-from controlkit.planning.milp.region import RegionLP, region_descent
+from controlkit.planning.milp.region import RegionLP, basin_hop, region_descent
 from controlkit.planning.mip_mpc import MIPMPC
 from controlkit.planning.problem import KeepOut
 
@@ -100,3 +101,55 @@ def test_descent_with_the_pyomo_backend(make_net):
     plan = mpc.plan(np.zeros(3), np.full(3, 0.4), warm_start=np.zeros((3, 2)))
     assert plan.extras["polish_lps"] >= 1
     assert plan.objective <= plan.extras["polish_objective"] + 1e-6
+
+
+def test_basin_hopping_improves_on_the_descent_and_repeats_with_its_seed(make_net):
+    net = make_net([8, 8], nx=3, nu=2, seed=4, identity_frac=0.3)
+    p = _problem(net, control_weight=0.05)
+    x0, goal = np.array([0.2, -0.3, 0.1]), p.check_goal([0.6, 0.4, -0.2])
+    lp = RegionLP(p, symbolic(p, x0), x0, goal)
+    rng = np.random.default_rng(3)
+    gained = 0
+    for _ in range(4):
+        local, obj, _ = lp.descend(rng.uniform(-1, 1, size=(H, 2)), max_lps=20)
+        found = basin_hop(lp, local, hops=15, size=2, rng=np.random.default_rng(0), max_lps=20)
+        assert found.start_objective == pytest.approx(obj, rel=1e-6, abs=1e-9)
+        assert found.objective <= found.start_objective  # never worse than its start
+        assert found.objective == pytest.approx(float(p.objective(net.rollout(x0, found.actions), found.actions,
+                                                                  goal)), rel=1e-9)
+        assert found.slices == 15 and 0 <= found.improvements <= 15
+        again = basin_hop(lp, local, hops=15, size=2, rng=np.random.default_rng(0), max_lps=20)
+        assert np.array_equal(again.actions, found.actions)
+        gained += found.objective < obj - 1e-6
+    assert gained >= 1  # some descent's local optimum is not the best plan, and a hop finds a better one
+
+
+def test_basin_hopping_leaves_an_infeasible_start_alone(make_net):
+    net = make_net([8, 8], nx=3, nu=2, seed=4, identity_frac=0.3)
+    p = _problem(net, **VARIANTS["hard_keep_out"])
+    x0, goal = np.array([0.3, 0.0, 0.1]), p.check_goal([0.6, 0.4, -0.2])  # x0 inside the hard box
+    start = np.zeros((H, 2))
+    assert p.violation(net.rollout(x0, start), hard_only=True) > 0
+    found = basin_hop(RegionLP(p, symbolic(p, x0), x0, goal), start, hops=5, size=2,
+                      rng=np.random.default_rng(0), max_lps=5)
+    assert found.slices == 0 and np.array_equal(found.actions, start)
+
+
+def test_mip_mpc_hop_search_repeats_after_reset_and_names_bad_modes(make_net):
+    net = make_net([8, 8], nx=3, nu=2, seed=4, identity_frac=0.3)
+    kw = dict(x_low=[-2.0] * 3, x_high=[2.0] * 3, tighten_steps=0, polish_lps=10, search="hop", search_slices=6,
+              branch_and_bound=False, seed=5)
+    mpc = MIPMPC(net, H, -np.ones(2), np.ones(2), **kw)
+    x0, goal = np.array([0.2, -0.3, 0.1]), np.array([0.6, 0.4, -0.2])
+    start = np.zeros((H, 2))
+    first = mpc.plan(x0, goal, warm_start=start)
+    assert first.extras["search_slices"] == 6 and first.extras["polish_lps"] >= 1
+    assert first.objective <= first.extras["search_start_objective"] <= first.extras["polish_objective"] + 1e-9
+    second = mpc.plan(x0, goal, warm_start=start)  # the hops' stream moved on
+    mpc.reset()
+    assert np.array_equal(mpc.plan(x0, goal, warm_start=start).actions, first.actions)
+    assert second.objective <= first.extras["search_start_objective"]
+    with pytest.raises(ControlkitError, match="search.*hop"):
+        MIPMPC(net, H, -np.ones(2), np.ones(2), **{**kw, "search": "hops"})
+    # hopping needs no MILP solver of its own: the Pyomo backend takes it
+    MIPMPC(net, H, -np.ones(2), np.ones(2), backend="pyomo", **kw)

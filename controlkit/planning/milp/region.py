@@ -15,10 +15,11 @@ action columns and one row per unstable ReLU and cost term instead of every stat
 of the full model: a 32-ReLU model at H = 10 gives about 300 dense rows over 20 actions and 60 epigraph columns
 instead of 1 700 rows over 1 300 columns, and each LP is several times faster.
 
-:func:`region_descent` chains these LPs: from the region of the current plan, solve its LP; neurons the optimum
+:meth:`RegionLP.descend` chains these LPs: from the region of the current plan, solve its LP; neurons the optimum
 leaves on their border (pre-activation ~ 0) flip, since a border point lies in both regions, and the next LP
 starts there. The objective never increases; the descent stops when an LP does not improve, when the region
-repeats, or at its LP or time budget. A local method: a good MIP start, no proof.
+repeats, or at its LP or time budget. A local method: a good MIP start, no proof. :func:`basin_hop` makes it a
+global search: re-draw a window of the plan's actions, descend again, keep what is cheaper.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 
 from controlkit.planning.milp.bounds import LINEAR, UNSTABLE, Bounds, preactivations
 from controlkit.planning.milp.highs import _run, _silent_highs
+from controlkit.planning.milp.search import SearchResult
 from controlkit.planning.problem import MPCProblem
 
 BORDER = 1e-7
@@ -293,3 +295,49 @@ def region_descent(problem: MPCProblem, bounds: Bounds, x0: np.ndarray, actions:
                    max_lps: int, time_budget: float | None = None) -> tuple[np.ndarray, float, int]:
     """:meth:`RegionLP.descend` from ``actions`` on a new :class:`RegionLP` (``goal``: ``(H, nx)``)."""
     return RegionLP(problem, bounds, x0, goal).descend(actions, max_lps, time_budget)
+
+
+def basin_hop(lp: RegionLP, actions: np.ndarray, hops: int, size: int, rng: np.random.Generator, max_lps: int,
+              time_budget: float | None = None) -> SearchResult:
+    """Iterated region descent (basin hopping over activation regions): a global search with LPs only.
+
+    The descent stops in a local optimum: no neighbouring region across a border it reaches is better. Each hop
+    re-draws the actions of ``size`` consecutive steps (a window at a random place) uniformly in the action box,
+    which lands the plan in a region far from the incumbent's, descends from there (at most ``max_lps`` LPs) and
+    keeps the result when its cost on the network is lower. Never worse than its start; nothing proves the result
+    optimal.
+
+    Args:
+        lp: The region LP of this ``x0``, goal and bounds (its last basis warm-starts the next LP).
+        actions: ``(H, nu)`` start (usually the descent's result). A start that breaks a hard constraint is
+            returned as it is (there is no feasible incumbent to improve).
+        hops: Hops at most.
+        size: Steps re-drawn per hop (clipped to the horizon).
+        rng: Random generator of the windows and the re-drawn actions.
+        max_lps: LPs per hop's descent at most.
+        time_budget: Seconds for all hops (``None``: none); checked between hops.
+    """
+    p, t0 = lp.problem, time.perf_counter()
+    best = np.clip(np.asarray(actions, dtype=np.float64), p.u_low, p.u_high)
+    states = p.net.rollout(lp.x0, best)
+    best_obj = start_obj = float(p.objective(states, best, lp.goal))
+    done = improvements = 0
+    if p.violation(states, hard_only=True) > 0:
+        return SearchResult(best, best_obj, start_obj, 0, 0, time.perf_counter() - t0)
+    size = int(min(max(size, 1), p.horizon))
+    while done < hops:
+        if time_budget is not None and time.perf_counter() - t0 >= time_budget:
+            break
+        cand = best.copy()
+        s = int(rng.integers(0, p.horizon - size + 1))
+        cand[s:s + size] = rng.uniform(p.u_low, p.u_high, size=(size, p.nu))
+        u, obj, _ = lp.descend(cand, max_lps)
+        done += 1
+        if not np.isfinite(obj):
+            continue
+        u_states = p.net.rollout(lp.x0, u)
+        # judged on the network's own rollout, as every search here: the LP's value is its upper bound
+        u_obj = float(p.objective(u_states, u, lp.goal))
+        if u_obj < best_obj - 1e-6 * abs(best_obj) - 1e-9 and p.violation(u_states, hard_only=True) <= 0:
+            best, best_obj, improvements = u, u_obj, improvements + 1
+    return SearchResult(best, best_obj, start_obj, done, improvements, time.perf_counter() - t0)

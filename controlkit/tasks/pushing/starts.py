@@ -52,7 +52,7 @@ class PipelineMIP(MIPMPC):
             ``starts`` asks for one, then 100).
         warm_iterations: MPPI iterations of the ``mppi`` candidate.
         shape: The pushed object's shape (needed by the ``greedy`` candidate; the pipeline passes it).
-        seed: Seed of the MPPI candidate's sampler.
+        seed: Seed of the MPPI candidate's sampler and of the hops (``search="hop"``).
         polish_starts: Run the region descent (``polish_lps``) from this many of the best-scored candidates and
             keep the best result (1 = the best candidate only). When it exceeds the number of candidates, the
             best samples of the MPPI candidate's last iteration are candidates too.
@@ -80,7 +80,7 @@ class PipelineMIP(MIPMPC):
         if "greedy" in self.starts and shape is None:
             raise ControlkitError("starts: the greedy start needs the object's shape (shape=...).")
         self._helper = None
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, seed=seed, **kwargs)
         p = self.problem
         self._greedy = None if shape is None else GreedyPusher(shape, float(np.min(p.u_high)))
         if "mppi" in self.starts:
