@@ -39,6 +39,22 @@ BORDER = 1e-7
 """A pre-activation within this of 0 at an LP's optimum lies on the border of the neighbouring region."""
 
 
+def solve_from(h: highspy.Highs, basis: highspy.HighsBasis | None) -> None:
+    """Solve the LP in ``h`` from ``basis`` (``None``: from scratch).
+
+    A basis that was optimal for a neighbouring region can be nearly singular for this one; HiGHS then stops with
+    an error and no model status (seen on the obstacle task) instead of repairing it, so the basis is dropped and
+    the LP solved from scratch.
+    """
+    if basis is None:
+        _run(h)
+        return
+    h.setBasis(basis)
+    if h.run() == highspy.HighsStatus.kError and h.getModelStatus() == highspy.HighsModelStatus.kNotset:
+        h.clearSolver()
+        _run(h)
+
+
 def _affine_rollout(problem: MPCProblem, x0: np.ndarray, active: list[np.ndarray]):
     """States and pre-activations as affine maps of the stacked actions under a fixed activation pattern.
 
@@ -232,10 +248,9 @@ class RegionLP:
                 s_col += T
         # the constant part of the objective is 0: every cost term is an epigraph column
         n_rows = rows.pass_to(self.h, cost, col_lo, col_hi)
-        if self._basis is not None and len(self._basis.row_status) == n_rows:
-            # neighbouring regions differ in a few rows: the last optimal basis is a near-optimal start
-            self.h.setBasis(self._basis)
-        _run(self.h)
+        # neighbouring regions differ in a few rows: the last optimal basis is a near-optimal start
+        fits = self._basis is not None and len(self._basis.row_status) == n_rows
+        solve_from(self.h, self._basis if fits else None)
         if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
         self._basis = self.h.getBasis()
