@@ -11,8 +11,8 @@ Tasks:
   a seeded number of greedy steps, so the pusher is near the box.
 - ``obstacle``: the keep-out square of ``experiments/push_keepout.yaml`` between the box and its goal, priced
   (1000 per metre of depth per step) on the real goal -- no routed waypoint, so a plan must choose a side.
-- ``pushT``: the T to a pose (goal rotation up to pi/4, orientation weight 0.1) on the 16-ReLU T model of
-  ``benchmarks/pusht_model.py`` (``benchmarks/results/pusht_model.npz``).
+- ``pushT``: the T to a pose (goal rotation up to pi/4, orientation weight 0.1) on the 32-ReLU T model of
+  ``experiments/push_t_pose.yaml`` that ``benchmarks/pusht_model.py`` learns (``benchmarks/results/pusht_model.npz``).
 
 Planners (all from the same shifted start = the safe action, same seeds):
 MPPI, CEM and gradient shooting (anytime: repeated warm-started passes, the best kept); ``starts_only`` (best of
