@@ -189,6 +189,8 @@ class MIPMPC(RecedingHorizonPlanner):
         self.branch_and_bound = branch_and_bound
         self.search, self.search_size, self.search_slices = search, search_size, int(search_slices)
         self.search_nodes, self.search_time = search_nodes, search_time
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ControlkitError(f"seed: must be an integer >= 0, got {seed!r}.")
         self.seed = int(seed)  # before the base class's reset() seeds the hops
         super().__init__(model, horizon, u_low, u_high, x_low, x_high, residual, state_weights, control_weight,
                          **kwargs)

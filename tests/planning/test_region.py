@@ -153,6 +153,8 @@ def test_mip_mpc_hop_search_repeats_after_reset_and_names_bad_modes(make_net):
     assert second.objective <= first.extras["search_start_objective"]
     with pytest.raises(ControlkitError, match="search.*hop"):
         MIPMPC(net, H, -np.ones(2), np.ones(2), **{**kw, "search": "hops"})
+    with pytest.raises(ControlkitError, match="seed"):
+        MIPMPC(net, H, -np.ones(2), np.ones(2), **{**kw, "seed": "five"})
     # hopping needs no MILP solver of its own: the Pyomo backend takes it
     MIPMPC(net, H, -np.ones(2), np.ones(2), backend="pyomo", **kw)
 
