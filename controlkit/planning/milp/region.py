@@ -145,13 +145,15 @@ class RegionLP:
         self.h.setOptionValue("presolve", "off")
         self._basis: highspy.HighsBasis | None = None
 
-    def pattern(self, actions: np.ndarray, previous: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    def pattern(self, actions: np.ndarray, previous: list[np.ndarray] | None = None,
+                states: np.ndarray | None = None) -> list[np.ndarray]:
         """Per hidden layer, ``(H, n_k)``: whether each neuron passes its pre-activation on along ``actions``.
 
         Unstable ReLUs follow the sign of their pre-activation; with ``previous`` (the last LP's region), one on its
-        border (``|a| <= BORDER``) takes the other side instead. Stable neurons follow their class.
+        border (``|a| <= BORDER``) takes the other side instead. Stable neurons follow their class. ``states``:
+        the rollout of ``actions``, if the caller has it.
         """
-        states = self.problem.net.rollout(self.x0, actions)
+        states = self.problem.net.rollout(self.x0, actions) if states is None else states
         pre = preactivations(self.problem, states, actions)
         out = []
         for k, a in enumerate(pre):
@@ -187,11 +189,8 @@ class RegionLP:
 
         # the region: each unstable ReLU keeps the sign of its pattern
         for k, (a_mat, a_off) in enumerate(pre):
-            if not prob.net.relu_masks[k].any():
-                continue
-            sel = self.unstable[k]
-            on_rows = sel & active[k]
-            off_rows = sel & ~active[k]
+            on_rows = self.unstable[k] & active[k]
+            off_rows = self.unstable[k] & ~active[k]
             rows.add(over_u(a_mat[on_rows]), -a_off[on_rows], np.inf)
             rows.add(over_u(a_mat[off_rows]), -np.inf, -a_off[off_rows])
         xs_m, xs_c = P[1:], p[1:]  # (T, nx, n), (T, nx)
@@ -217,35 +216,25 @@ class RegionLP:
         if len(prob.b_state):
             am = np.einsum("mi,tin->tmn", prob.a_state, xs_m).reshape(-1, n)
             rows.add(over_u(am), -np.inf, (prob.b_state[None] - xs_c @ prob.a_state.T).reshape(-1))
-        # keep-out: each marked side as a linear constraint; a soft box's side may be crossed by its slack s_t
-        s_col = n + n_e + n_v
-        for box, side in zip(prob.keep_out, sides):
-            c = np.asarray(box.coords)
-            d = c.size
-            soft = box.penalty is not None
-            for t in range(T):
-                for j in np.flatnonzero(side[t]):
-                    coord, above = c[j % d], j >= d
-                    row = over_u(xs_m[t, coord][None])[0]
-                    bound = (box.high[j % d] if above else box.low[j % d]) - xs_c[t, coord]
-                    if soft:
-                        row[s_col + t] = 1.0 if above else -1.0
-                    if above:
-                        rows.add(row[None], np.array([bound]), np.inf)
-                    else:
-                        rows.add(row[None], -np.inf, np.array([bound]))
-            if soft:
-                s_col += T
         cost = np.zeros(n_col)
         cost[n:n + n_e] = w
         cost[n + n_e:n + n_e + n_v] = prob.control_weight
         col_lo, col_hi = np.zeros(n_col), np.full(n_col, np.inf)
         col_lo[:n], col_hi[:n] = np.tile(prob.u_low, T), np.tile(prob.u_high, T)
+        # keep-out: each marked side as a linear constraint; a soft box's side may be crossed by its slack s_t
         s_col = n + n_e + n_v
-        for box in prob.keep_out:
+        for box, side in zip(prob.keep_out, sides):
+            c = np.asarray(box.coords)
+            t, j = np.nonzero(side)
+            coord, above = c[j % c.size], j >= c.size
+            m = over_u(xs_m[t, coord])
+            bound = np.where(above, np.asarray(box.high)[j % c.size], np.asarray(box.low)[j % c.size]) - xs_c[t, coord]
             if box.penalty is not None:
+                m[np.arange(t.size), s_col + t] = np.where(above, 1.0, -1.0)
                 cost[s_col:s_col + T] = box.penalty
                 s_col += T
+            rows.add(m[above], bound[above], np.inf)
+            rows.add(m[~above], -np.inf, bound[~above])
         # the constant part of the objective is 0: every cost term is an epigraph column
         n_rows = rows.pass_to(self.h, cost, col_lo, col_hi)
         # neighbouring regions differ in a few rows: the last optimal basis is a near-optimal start
@@ -257,13 +246,14 @@ class RegionLP:
         u = np.asarray(self.h.getSolution().col_value)[:n].reshape(T, nu)
         return np.clip(u, prob.u_low, prob.u_high), float(self.h.getInfo().objective_function_value)
 
-    def sides(self, actions: np.ndarray) -> list[np.ndarray]:
-        """The keep-out sides of ``actions``' rollout: for a hard box every side its state keeps to, for a soft
-        box the nearest side (the one the state is least deep past), as the MIP start marks them."""
-        states = self.problem.net.rollout(self.x0, actions)[1:]
+    def sides(self, actions: np.ndarray, states: np.ndarray | None = None) -> list[np.ndarray]:
+        """The keep-out sides of ``actions``' rollout (``states``, if the caller has it): for a hard box every side
+        its state keeps to, for a soft box the nearest side (the one the state is least deep past), as the MIP
+        start marks them."""
+        states = self.problem.net.rollout(self.x0, actions) if states is None else states
         out = []
         for box in self.problem.keep_out:
-            xs = states[:, list(box.coords)]
+            xs = states[1:, list(box.coords)]
             gaps = np.concatenate([xs - np.asarray(box.low), np.asarray(box.high) - xs], axis=1)
             if box.penalty is not None:
                 out.append(np.arange(gaps.shape[1]) == gaps.argmin(axis=1)[:, None])
@@ -291,12 +281,13 @@ class RegionLP:
         while n_lp < max_lps:
             if time_budget is not None and time.perf_counter() - t0 >= time_budget:
                 break
+            states = prob.net.rollout(self.x0, best)
             # a neuron the last LP left on its border crosses into the next region
-            active = self.pattern(best, prev)
+            active = self.pattern(best, prev, states)
             if prev is not None and all(np.array_equal(a, o) for a, o in zip(active, prev)):
                 break  # the same region as the last LP: nothing left to gain
             prev = active
-            found = self.solve(active, self.sides(best))
+            found = self.solve(active, self.sides(best, states))
             n_lp += 1
             if found is None:
                 break
